@@ -1,0 +1,46 @@
+"""quantmoo: multi-objective per-layer mixed-precision quantization search on pymoo.
+
+Quick start::
+
+    import quantmoo
+    res = quantmoo.search("llama2-7b", "arm_dot", pop_size=100, n_gen=200, seed=0)
+    print(res.summary())
+    knee = res.knee()
+"""
+from ._version import __version__
+from .config import LayerQuant, QuantConfig
+from .errors import MissingDependencyError, QuantmooError
+from .models.spec import LayerSpec, ModelSpec
+from .search.problem import OBJECTIVES, SCENARIOS, QuantizationProblem
+from .search.run import search
+from .search.space import SearchSpace
+from .results.result import SearchResult, Solution, load_result
+from . import zoo, hardware
+
+
+def evaluate(model, hardware, config, space=None) -> dict:
+    """Objective values of one config: the same numbers the search uses.
+
+    Parameters
+    ----------
+    model : ModelSpec or str
+    hardware : HardwareProfile or str
+    config : QuantConfig or path
+    space : SearchSpace, optional
+        Only needed when the config uses values outside the default space.
+    """
+    from .search.evaluate import evaluate_config
+    return evaluate_config(model, hardware, config, space=space)
+
+
+def sensitivity(model, space=None, evaluator=None, **kwargs):
+    """Per-(layer, choice) accuracy tables; see :func:`quantmoo.accuracy.sensitivity.sensitivity`."""
+    from .accuracy.sensitivity import sensitivity as _sens
+    return _sens(model, space=space, evaluator=evaluator, **kwargs)
+
+
+__all__ = [
+    "__version__", "LayerQuant", "QuantConfig", "QuantmooError", "MissingDependencyError", "LayerSpec",
+    "ModelSpec", "OBJECTIVES", "SCENARIOS", "QuantizationProblem", "search", "SearchSpace", "SearchResult",
+    "Solution", "load_result", "evaluate", "sensitivity", "zoo", "hardware",
+]

@@ -1,0 +1,107 @@
+"""Reading YAML/JSON files safely: every failure becomes one QuantmooError naming the file."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Tuple
+
+import yaml
+
+from .errors import QuantmooError
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise QuantmooError(f"File not found: {path}") from None
+    except IsADirectoryError:
+        raise QuantmooError(f"Expected a file, got a directory: {path}") from None
+    except UnicodeDecodeError:
+        raise QuantmooError(f"{path}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise QuantmooError(f"Cannot read {path}: {e.strerror}") from None
+
+
+def load_yaml(path_or_text: Any) -> Tuple[Any, str]:
+    """Parse YAML from a path (str/Path to an existing file) or from YAML text.
+
+    Returns
+    -------
+    data, source : object, str
+        The parsed document and a label for messages (the file name, or ``"<yaml text>"``).
+    """
+    if isinstance(path_or_text, Path) or (isinstance(path_or_text, str) and "\n" not in path_or_text
+                                          and (path_or_text.endswith((".yaml", ".yml", ".json"))
+                                               or os.path.exists(path_or_text))):
+        path = Path(path_or_text)
+        text, source = _read_text(path), str(path)
+    elif isinstance(path_or_text, str):
+        text, source = path_or_text, "<yaml text>"
+    else:
+        raise QuantmooError(f"Expected a path or YAML text; got {type(path_or_text).__name__}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise QuantmooError(f"{source}: malformed YAML{where}: {problem}") from None
+    if data is None:
+        raise QuantmooError(f"{source}: the file is empty")
+    return data, source
+
+
+def load_json(path) -> Any:
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise QuantmooError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+def atomic_write_dir(final: Path, write) -> Path:
+    """Create directory ``final`` atomically: ``write(tmpdir)`` fills a sibling temp dir, then rename.
+
+    An existing ``final`` is replaced only after the new content is complete, so an
+    interrupted run never leaves a half-written result.
+    """
+    final = Path(final)
+    parent = final.parent if str(final.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise QuantmooError(f"The output directory '{final}' is not writable: {e.strerror}") from None
+    try:
+        write(tmp)
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=parent))
+            os.replace(final, old / "x")
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file via a temp file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
