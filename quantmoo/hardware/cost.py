@@ -1,0 +1,254 @@
+"""The vectorised hardware cost model.
+
+Everything that depends on one layer and its own choice is precomputed once per
+(model, profile, space) as dense ``(n_layers, n_choices)`` tables (:class:`CostTables`).
+Evaluating a population is then one stacked gather plus the three non-separable terms,
+all vectorised over the population (:func:`evaluate_costs`).
+
+Model, per layer ``l`` running choice ``c`` (DESIGN.md section 5):
+
+* The profile resolves ``(weight_bits, activation_bits)`` to ``(device, mode, precision)``:
+  ``native``, ``unpacked`` to a wider native type, or ``fallback`` to another device.
+* Weight bytes are :func:`quantmoo.quant.packed_bytes` plus the layer's bias at fp16.
+* Activations are stored at the layer's activation bits when it runs ``native``; otherwise at
+  the width of the precision it executes in (hardware cannot keep e.g. 4-bit activations it
+  does not compute in). Input and output activations both count.
+* Latency (roofline) = max(MACs / peak_rate(precision), bytes moved / bandwidth)
+  + per-layer overhead + (unpacked only) n_params * unpack cost per weight.
+* Energy = MACs * e_mac(precision) + DRAM bytes * e_dram + on-chip bytes * e_sram
+  + static power * latency. Every byte moved is read from DRAM once and written to and
+  read back from on-chip SRAM once (on-chip bytes = 2 * bytes moved): a documented estimate.
+
+Non-separable terms, per individual:
+
+* a convert (requantize) op wherever consecutive layers differ in activation bits; it costs
+  ``convert_s_per_element`` and ``convert_pj_per_element`` per element of the boundary
+  tensor (the input of the second layer);
+* a partition boundary wherever consecutive layers run on different devices: a fixed sync
+  cost plus the boundary tensor (input of the second layer, at its storage width) over the
+  partition link;
+* peak memory = all resident parameters + the largest live activation set (one layer's input
+  plus output).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..config import LAYER_ATTRS
+
+PRECISION_BITS = {"int4": 4, "int8": 8, "int16": 16, "fp8": 8, "fp16": 16, "fp32": 32}
+MODE_CODES = {"native": 0, "unpacked": 1, "fallback": 2}
+#: Order of the columns of the stacked per-layer table.
+COLUMNS = ("weight_bytes", "latency_s", "energy_pj", "live_act_bytes", "partition_s", "partition_pj",
+           "activation_bits", "device")
+
+
+@dataclass
+class CostTables:
+    """Per-(layer, choice) tables for one (model, profile, space).
+
+    Attributes
+    ----------
+    stacked : ndarray (n_layers * n_choices, len(COLUMNS))
+        Row ``l * n_choices + c`` holds layer ``l`` under choice ``c``; gathered in one pass.
+    abits : ndarray (n_choices,)
+        Activation bits of each choice (for the convert-op term).
+    device : ndarray (n_layers, n_choices) of int8
+        0 = main device, 1 = fallback device.
+    mode : ndarray (n_layers, n_choices) of int8
+        ``MODE_CODES`` of how the layer runs.
+    convert_s, convert_pj : ndarray (n_layers,)
+        Convert-op cost at the boundary *into* each layer (index 0 unused).
+    resident_bytes : float
+        Bytes of parameters that are never quantized (norms etc., fp16).
+    static_w : float
+        Static power of the main device (charged to non-separable latency).
+    """
+
+    n_layers: int
+    n_choices: int
+    stacked: np.ndarray
+    abits: np.ndarray
+    device: np.ndarray
+    mode: np.ndarray
+    precision: np.ndarray
+    convert_s: np.ndarray
+    convert_pj: np.ndarray
+    resident_bytes: float
+    static_w: float
+    storage_bits: np.ndarray = None
+    partition_sync_s: float = 0.0
+    partition_s_per_bit: np.ndarray = None
+    partition_pj_per_bit: np.ndarray = None
+
+    def __post_init__(self):
+        # flat, contiguous copies of each column for the population gathers
+        self.flat = {name: np.ascontiguousarray(self.stacked[:, i]) for i, name in enumerate(COLUMNS)}
+        self.row_offsets = np.arange(self.n_layers, dtype=np.int64) * self.n_choices
+        self.abits_small = self.abits.astype(np.int16)
+        self.device_small = np.ascontiguousarray(self.device[0]).astype(np.int8)
+        self.has_fallback = bool(self.device.any())
+        self.storage_bits_small = np.asarray(self.storage_bits, dtype=np.float64)
+
+    def column(self, name: str) -> np.ndarray:
+        """One table as (n_layers, n_choices)."""
+        return self.stacked[:, COLUMNS.index(name)].reshape(self.n_layers, self.n_choices)
+
+
+def build_cost_tables(model, profile, encoding) -> CostTables:
+    """Precompute the per-(layer, choice) cost tables. Vectorised over layers x choices."""
+    from ..quant import packed_bytes
+
+    enc, sp = encoding, encoding.space
+    L, C = model.n_layers, enc.n_choices
+    cols = model.arrays()
+    wb = enc.choice_value["weight_bits"].astype(np.int64)
+    ab = enc.choice_value["activation_bits"].astype(np.int64)
+
+    # Resolve each distinct (w, a) pair once; broadcast to choices.
+    pairs = sorted(set(zip(wb.tolist(), ab.tolist())))
+    devices = [profile.main] + ([profile.fallback] if profile.fallback is not None else [])
+    dev_names = [d.name for d in devices]
+    res = {p: profile.resolve(*p) for p in pairs}
+
+    def per_choice(fn, dtype=np.float64):
+        table = {p: fn(*res[p]) for p in pairs}
+        return np.array([table[(w, a)] for w, a in zip(wb.tolist(), ab.tolist())], dtype=dtype)
+
+    dev_idx = per_choice(lambda d, m, p: dev_names.index(d), np.int8)
+    mode = per_choice(lambda d, m, p: MODE_CODES[m], np.int8)
+    prec_bits = per_choice(lambda d, m, p: PRECISION_BITS[p])
+    dev_of = lambda d: devices[dev_names.index(d)]
+    peak = per_choice(lambda d, m, p: dev_of(d).peak_macs_per_s[p])
+    e_mac = per_choice(lambda d, m, p: dev_of(d).e_mac_pj[p])
+    bw = per_choice(lambda d, m, p: dev_of(d).bandwidth_bytes_per_s)
+    overhead = per_choice(lambda d, m, p: dev_of(d).layer_overhead_s)
+    unpack = per_choice(lambda d, m, p: dev_of(d).unpack_s_per_weight if m == "unpacked" else 0.0)
+    e_dram = per_choice(lambda d, m, p: dev_of(d).e_dram_pj_per_byte)
+    e_sram = per_choice(lambda d, m, p: dev_of(d).e_sram_pj_per_byte)
+    static = per_choice(lambda d, m, p: dev_of(d).static_power_w)
+    precision = np.array([res[(w, a)][2] for w, a in zip(wb.tolist(), ab.tolist())])
+
+    # Activation storage width: requested bits when native, else the executed precision's width.
+    act_bits = np.where(mode == MODE_CODES["native"], ab, prec_bits).astype(np.float64)
+
+    n = cols["n_params"][:, None]
+    wbytes = packed_bytes(n, wb[None, :], enc.choice_value["weight_scheme"][None, :],
+                          enc.choice_value["granularity"][None, :], sp.group_size,
+                          out_channels=cols["out_channels"][:, None],
+                          in_features=cols["in_features"][:, None]).astype(np.float64)
+    wbytes = wbytes + 2.0 * cols["extra_params"][:, None]  # biases stay fp16
+    act_in_b = cols["act_in"][:, None] * act_bits[None, :] / 8.0
+    act_out_b = cols["act_out"][:, None] * act_bits[None, :] / 8.0
+    moved = wbytes + act_in_b + act_out_b
+    macs = cols["macs"][:, None]
+    t_compute = macs / peak[None, :]
+    t_memory = moved / bw[None, :]
+    latency = np.maximum(t_compute, t_memory) + overhead[None, :] + n * unpack[None, :]
+    energy = (macs * e_mac[None, :] + moved * e_dram[None, :] + 2.0 * moved * e_sram[None, :]
+              + static[None, :] * latency * 1e12)
+    # Partition boundary *into* layer l: sync + its input tensor over the partition link.
+    part_s = profile.partition_sync_s + act_in_b / profile.partition_bytes_per_s
+    part_pj = act_in_b * profile.main.e_dram_pj_per_byte + profile.main.static_power_w * part_s * 1e12
+    live = act_in_b + act_out_b
+
+    ab_t = np.broadcast_to(ab[None, :].astype(np.float64), (L, C))
+    dev_t = np.broadcast_to(dev_idx[None, :].astype(np.float64), (L, C))
+    # One row of 8 float64 per (layer, choice): the population gather reads one cache line each.
+    stacked = np.stack([wbytes, latency, energy, live, part_s, part_pj, ab_t, dev_t],
+                       axis=-1).reshape(L * C, len(COLUMNS))
+    conv_s = cols["act_in"] * profile.convert_s_per_element
+    conv_pj = cols["act_in"] * profile.convert_pj_per_element + profile.main.static_power_w * conv_s * 1e12
+    device = np.broadcast_to(dev_idx[None, :], (L, C)).copy()
+    return CostTables(n_layers=L, n_choices=C, stacked=np.ascontiguousarray(stacked), abits=ab,
+                      device=device, mode=np.broadcast_to(mode[None, :], (L, C)).copy(),
+                      precision=np.broadcast_to(precision[None, :], (L, C)).copy(),
+                      convert_s=conv_s, convert_pj=conv_pj,
+                      resident_bytes=float(model.other_params * 2), static_w=profile.main.static_power_w,
+                      storage_bits=act_bits, partition_sync_s=profile.partition_sync_s,
+                      partition_s_per_bit=cols["act_in"] / 8.0 / profile.partition_bytes_per_s,
+                      partition_pj_per_bit=cols["act_in"] / 8.0 * profile.main.e_dram_pj_per_byte)
+
+
+def evaluate_costs(tables: CostTables, C: np.ndarray, rows: np.ndarray = None) -> dict:
+    """Objectives of a population of choice matrices.
+
+    Parameters
+    ----------
+    tables : CostTables
+    C : ndarray (N, n_layers) of int
+        Choice id of every layer of every individual.
+    rows : ndarray (N, n_layers), optional
+        ``C + layer * n_choices`` if the caller already has it.
+
+    Returns
+    -------
+    dict of ndarray (N,)
+        ``size_mb``, ``latency_ms``, ``energy_mj``, ``memory_mb``.
+
+    Notes
+    -----
+    One flat gather-and-sum pass per separable output (the bare minimum), then the
+    non-separable terms: activation bits and device depend on the choice only, so they are
+    gathered from tiny per-choice arrays (cache-resident); partition costs are gathered only at
+    the (usually few) boundaries.
+    """
+    C = np.asarray(C)
+    N, L = C.shape
+    if rows is None:
+        rows = C + tables.row_offsets[:L][None, :]
+    wbytes = tables.flat["weight_bytes"][rows].sum(axis=1)
+    latency = tables.flat["latency_s"][rows].sum(axis=1)
+    energy = tables.flat["energy_pj"][rows].sum(axis=1)
+    peak_act = tables.flat["live_act_bytes"][rows].max(axis=1)
+
+    if L > 1:
+        # convert ops where consecutive activation bits differ
+        A = tables.abits_small[C]
+        switch = (A[:, 1:] != A[:, :-1]).view(np.uint8)
+        latency = latency + switch @ tables.convert_s[1:]
+        energy = energy + switch @ tables.convert_pj[1:]
+        # partition boundaries where consecutive layers run on different devices
+        if tables.has_fallback:
+            D = tables.device_small[C]
+            boundary = D[:, 1:] != D[:, :-1]
+            if boundary.any():
+                # boundary into layer l costs sync + act_in[l] * storage_bits(c_l) / 8 over the link
+                n_b = boundary.sum(axis=1)
+                bits_b = boundary * tables.storage_bits_small[C[:, 1:]]
+                t_part = n_b * tables.partition_sync_s + bits_b @ tables.partition_s_per_bit[1:]
+                latency = latency + t_part
+                energy = energy + bits_b @ tables.partition_pj_per_bit[1:] + tables.static_w * t_part * 1e12
+
+    resident = wbytes + tables.resident_bytes
+    return {
+        "size_mb": resident / 1e6,
+        "latency_ms": latency * 1e3,
+        "energy_mj": energy * 1e-9,
+        "memory_mb": (resident + peak_act) / 1e6,
+    }
+
+
+def layer_breakdown(tables: CostTables, model, c: np.ndarray) -> list:
+    """Per-layer costs of one individual (choice vector ``c`` of length n_layers)."""
+    c = np.asarray(c, dtype=np.int64)
+    out = []
+    modes = {v: k for k, v in MODE_CODES.items()}
+    for l, layer in enumerate(model.layers):
+        row = tables.stacked[l * tables.n_choices + c[l]]
+        out.append({
+            "layer": layer.name,
+            "device": "fallback" if tables.device[l, c[l]] else "main",
+            "mode": modes[int(tables.mode[l, c[l]])],
+            "precision": str(tables.precision[l, c[l]]),
+            "weight_bytes": float(row[0]),
+            "latency_ms": float(row[1] * 1e3),
+            "energy_mj": float(row[2] * 1e-9),
+            "live_act_bytes": float(row[3]),
+            "convert_in": bool(l > 0 and tables.abits[c[l]] != tables.abits[c[l - 1]]),
+            "partition_in": bool(l > 0 and tables.device[l, c[l]] != tables.device[l - 1, c[l - 1]]),
+        })
+    return out

@@ -1,0 +1,190 @@
+"""The hardware cost model: a plain per-genome reference, hand-checked rooflines, and facts."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import quantmoo
+from quantmoo import QuantConfig, SearchSpace
+from quantmoo.config import LayerQuant
+from quantmoo.hardware.cost import PRECISION_BITS
+from quantmoo.models.spec import LayerSpec, ModelSpec
+from quantmoo.quant import packed_bytes
+from quantmoo.search.problem import QuantizationProblem
+
+TOY = Path(__file__).parent / "data" / "toy_profile.yaml"
+
+
+# -- the per-genome reference implementation: plain Python, one config at a time ----------------
+def reference_costs(model, hw, cfg):
+    lat = energy = wbytes = 0.0
+    live = []
+    prev = None
+    for layer in model.layers:
+        q = cfg.layers[layer.name]
+        dev_name, mode, prec = hw.resolve(q.weight_bits, q.activation_bits)
+        dev = hw.main if dev_name == hw.main.name else hw.fallback
+        wb = float(packed_bytes(layer.n_params, q.weight_bits, q.weight_scheme, q.granularity, q.group_size,
+                                out_channels=layer.out_channels, in_features=layer.in_features))
+        wb += 2 * layer.extra_params
+        abits = q.activation_bits if mode == "native" else PRECISION_BITS[prec]
+        a_in, a_out = layer.act_in * abits / 8, layer.act_out * abits / 8
+        moved = wb + a_in + a_out
+        t = max(layer.macs / dev.peak_macs_per_s[prec], moved / dev.bandwidth_bytes_per_s) + dev.layer_overhead_s
+        if mode == "unpacked":
+            t += layer.n_params * dev.unpack_s_per_weight
+        e = (layer.macs * dev.e_mac_pj[prec] + moved * dev.e_dram_pj_per_byte + 2 * moved * dev.e_sram_pj_per_byte
+             + dev.static_power_w * t * 1e12)
+        if prev is not None:
+            if prev[0] != q.activation_bits:
+                tc = layer.act_in * hw.convert_s_per_element
+                t += tc
+                e += layer.act_in * hw.convert_pj_per_element + hw.main.static_power_w * tc * 1e12
+            if prev[1] != dev_name:
+                tp = hw.partition_sync_s + a_in / hw.partition_bytes_per_s
+                t += tp
+                e += a_in * hw.main.e_dram_pj_per_byte + hw.main.static_power_w * tp * 1e12
+        prev = (q.activation_bits, dev_name)
+        lat += t
+        energy += e
+        wbytes += wb
+        live.append(a_in + a_out)
+    size = wbytes + 2 * model.other_params
+    return {"size_mb": size / 1e6, "latency_ms": lat * 1e3, "energy_mj": energy * 1e-9,
+            "memory_mb": (size + max(live)) / 1e6}
+
+
+@pytest.mark.parametrize("hw_name", quantmoo.hardware.names())
+def test_vectorised_equals_reference_on_random_population(hw_name):
+    model = quantmoo.zoo.load("resnet50")
+    model = ModelSpec(model.name, model.layers[:12], model.workload, model.other_params)
+    prob = QuantizationProblem(model, hw_name, space=SearchSpace(weight_bits=(2, 3, 4, 5, 6, 8, 16),
+                                                                  activation_bits=(4, 8, 16)))
+    rng = np.random.default_rng(0)
+    X = rng.integers(prob.xl, prob.xu + 1, size=(40, prob.n_var))
+    vals = prob.evaluate_all(X)
+    for i, x in enumerate(X):
+        ref = reference_costs(model, prob.hardware, prob.encoding.decode(x))
+        for k, v in ref.items():
+            assert vals[k][i] == pytest.approx(v, rel=1e-9), (hw_name, k)
+
+
+def two_layer_model():
+    return ModelSpec("two", [
+        LayerSpec("a", "linear", (256, 1024), macs=256 * 1024, act_in=1024, act_out=256),
+        LayerSpec("b", "linear", (10, 256), macs=10 * 256, act_in=256, act_out=10),
+    ])
+
+
+def test_two_layer_roofline_by_hand():
+    hw = quantmoo.hardware.load(TOY)
+    model = two_layer_model()
+    cfg = QuantConfig.uniform(model, 8, 8, weight_scheme="symmetric", granularity="per_channel")
+    out = quantmoo.evaluate(model, hw, cfg)
+    # layer a: 262144 int8 weights + 256 fp16 scales; int8 activations 1024 in, 256 out
+    wa, wb = 262144 + 256 * 2, 2560 + 10 * 2
+    moved_a, moved_b = wa + 1024 + 256, wb + 256 + 10
+    # both memory-bound at 10 GB/s (compute: 262144 MAC / 1e12 MAC/s = 0.26 us), + 10 us overhead
+    lat_a = moved_a / 10e9 + 10e-6
+    lat_b = moved_b / 10e9 + 10e-6
+    assert out["latency_ms"] == pytest.approx((lat_a + lat_b) * 1e3, rel=1e-12)
+    assert out["latency_ms"] == pytest.approx(0.0466782, rel=1e-9)
+    assert out["size_mb"] == pytest.approx((wa + wb) / 1e6) == pytest.approx(0.265236)
+    e_a = 262144 * 0.5 + moved_a * 100 + 2 * moved_a * 1 + 1.0 * lat_a * 1e12
+    e_b = 2560 * 0.5 + moved_b * 100 + 2 * moved_b * 1 + 1.0 * lat_b * 1e12
+    assert out["energy_mj"] == pytest.approx((e_a + e_b) * 1e-9, rel=1e-12)
+    assert out["memory_mb"] == pytest.approx((wa + wb + 1024 + 256) / 1e6)
+
+
+def test_compute_bound_layer_uses_peak_rate():
+    hw = quantmoo.hardware.load(TOY)
+    # a conv with high arithmetic intensity: 1e9 MACs on 1e5 weights
+    model = ModelSpec("c", [LayerSpec("conv", "conv", (100, 1000), macs=10**9, act_in=1000, act_out=1000)])
+    out = quantmoo.evaluate(model, hw, QuantConfig.uniform(model, 8, 8))
+    assert out["latency_ms"] == pytest.approx((1e9 / 1e12 + 10e-6) * 1e3)
+
+
+def chain(n, width=64):
+    return ModelSpec("chain", [LayerSpec(f"l{i}", "linear", (width, width), macs=width * width, act_in=width,
+                                         act_out=width) for i in range(n)])
+
+
+def _sum_layers(prob, cfg):
+    return sum(r["latency_ms"] for r in prob.breakdown(cfg))
+
+
+def test_switching_middle_activation_adds_two_converts():
+    hw = quantmoo.hardware.load(TOY)
+    model = chain(3)
+    space = SearchSpace(weight_bits=(8, 16), activation_bits=(8, 16))
+    prob = QuantizationProblem(model, hw, space=space)
+    base = QuantConfig.uniform(model, 8, 8)
+    sw = QuantConfig({**base.layers, "l1": LayerQuant(8, 16)})
+    for cfg, n_conv in ((base, 0), (sw, 2)):
+        x = prob.encoding.encode(cfg)
+        total = prob.evaluate_all(x[None])["latency_ms"][0]
+        assert total - _sum_layers(prob, cfg) == pytest.approx(n_conv * 64 * 1e-9 * 1e3, rel=1e-9)
+
+
+def test_three_fallback_islands_add_six_partitions_toy():
+    hw = quantmoo.hardware.load(TOY)
+    model = chain(7)
+    space = SearchSpace(weight_bits=(8, 16), activation_bits=(8,))
+    prob = QuantizationProblem(model, hw, space=space)
+    base = QuantConfig.uniform(model, 8, 8)
+    # W16A8 has no rule on the toy NPU -> falls back to the CPU
+    cfg = QuantConfig({**base.layers, **{f"l{i}": LayerQuant(16, 8) for i in (1, 3, 5)}})
+    x = prob.encoding.encode(cfg)
+    total = prob.evaluate_all(x[None])["latency_ms"][0]
+    # each boundary: 100 us sync + the 64-element input tensor (fp32 on the CPU side or int8) at 1 GB/s
+    bd = prob.breakdown(cfg)
+    assert sum(r["partition_in"] for r in bd) == 6
+    transfer = 0.0
+    for i in range(1, 7):
+        if bd[i]["partition_in"]:
+            bits = 32 if bd[i]["device"] == "fallback" else 8
+            transfer += 64 * bits / 8 / 1e9
+    assert total - _sum_layers(prob, cfg) == pytest.approx((6 * 100e-6 + transfer) * 1e3, rel=1e-9)
+
+
+def test_hexagon_three_fallback_layers_six_boundaries():
+    model = chain(7, 256)
+    prob = QuantizationProblem(model, "hexagon", space=SearchSpace(weight_bits=(2, 8), activation_bits=(8,)))
+    base = QuantConfig.uniform(model, 8, 8)
+    cfg = QuantConfig({**base.layers, **{f"l{i}": LayerQuant(2, 8) for i in (1, 3, 5)}})
+    bd = prob.breakdown(cfg)
+    assert [r["device"] for r in bd] == ["main", "fallback"] * 3 + ["main"]
+    assert sum(r["partition_in"] for r in bd) == 6
+    x = prob.encoding.encode(cfg)
+    extra = prob.evaluate_all(x[None])["latency_ms"][0] - _sum_layers(prob, cfg)
+    assert extra >= 6 * prob.hardware.partition_sync_s * 1e3
+
+
+def test_llama_decode_on_ane_is_bandwidth_bound():
+    model = quantmoo.zoo.load("llama2-7b")
+    space = SearchSpace(weight_bits=(4, 16), activation_bits=(16,), granularities=("per_group",))
+    prob = QuantizationProblem(model, "apple_ane", space=space)
+    fp16 = prob.evaluate_all(prob.encoding.encode(QuantConfig.uniform(model, 16, 16, granularity="per_group"))[None])
+    w4 = prob.evaluate_all(prob.encoding.encode(QuantConfig.uniform(model, 4, 16, granularity="per_group"))[None])
+    ratio = w4["latency_ms"][0] / fp16["latency_ms"][0]
+    assert 0.2 <= ratio <= 0.4, ratio
+
+
+def test_arm_dot_vs_neon_compute_bound_ratio_equals_mac_rates():
+    # ResNet-50's 3x3 conv of stage 2 at 224: compute-bound at W8A8 on both CPUs
+    model = quantmoo.zoo.load("resnet50")
+    layer = max(model.layers, key=lambda l: l.macs / max(l.n_params + l.act_in + l.act_out, 1))
+    one = ModelSpec("one", [layer])
+    cfg = QuantConfig.uniform(one, 8, 8)
+    neon, dot = quantmoo.hardware.load("arm_neon"), quantmoo.hardware.load("arm_dot")
+    t = {}
+    for hw in (neon, dot):
+        bd = QuantizationProblem(one, hw).breakdown(cfg)[0]
+        assert bd["mode"] == "native" and bd["precision"] == "int8"
+        t[hw.name] = bd["latency_ms"] * 1e-3 - hw.main.layer_overhead_s
+        # compute-bound: the compute time is the roofline maximum
+        assert t[hw.name] == pytest.approx(layer.macs / hw.main.peak_macs_per_s["int8"], rel=1e-9)
+    rate = {h.name: h.raw["devices"][h.raw["main_device"]] for h in (neon, dot)}
+    r = {n: d["macs_per_cycle_per_core"]["int8"]["value"] * d["clock_ghz"]["value"] * d["cores"]["value"]
+         for n, d in rate.items()}
+    assert t["arm_dot"] / t["arm_neon"] == pytest.approx(r["arm_neon"] / r["arm_dot"], rel=1e-9)
