@@ -1,0 +1,342 @@
+"""The ``quantmoo`` command.
+
+Every subcommand validates its input up front; a :class:`~quantmoo.errors.QuantmooError`
+becomes one line on stderr and exit status 2, never a traceback. Ctrl-C exits with 130.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import QuantmooError
+
+EXAMPLES = {
+    "search": "quantmoo search --model llama2-7b --hardware arm_dot --pop-size 100 --n-gen 200 --out runs/llama",
+    "evaluate": "quantmoo evaluate --model llama2-7b --hardware arm_dot --config runs/llama/config_knee.yaml",
+    "sensitivity": "quantmoo sensitivity --model digits --out digits_sens.npz",
+    "validate": "quantmoo validate runs/digits",
+    "plot": "quantmoo plot runs/llama --kind front --x size_mb --y accuracy_loss",
+    "export": "quantmoo export runs/llama --pick knee --format yaml --out knee.yaml",
+    "models": "quantmoo models",
+    "hardware": "quantmoo hardware --show hexagon",
+    "demo": "quantmoo demo --out quantmoo-demo",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+    p = argparse.ArgumentParser(
+        prog="quantmoo",
+        description="Multi-objective per-layer mixed-precision quantization search (pymoo).",
+        epilog="Run 'quantmoo <command> --help' for the options of each command.")
+    p.add_argument("--version", action="version", version=f"quantmoo {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="command")
+
+    def cmd(name, help_):
+        return sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    s = cmd("search", "Search the Pareto front of per-layer quantization configs.")
+    s.add_argument("--model", required=True, help="zoo name (see 'quantmoo models'), spec YAML or config.json")
+    s.add_argument("--hardware", required=True, help="profile name (see 'quantmoo hardware') or YAML path")
+    s.add_argument("--objectives", default="accuracy_loss,size_mb,latency_ms,energy_mj",
+                   help="comma-separated, from accuracy_loss,size_mb,latency_ms,energy_mj,memory_mb")
+    s.add_argument("--constraint", action="append", default=[], metavar="NAME<=VALUE",
+                   help="upper bound, e.g. latency_ms<=50 (repeatable)")
+    s.add_argument("--scenario", help="constraint preset: mobile, iot or edge_server")
+    s.add_argument("--algorithm", default="nsga2", help="nsga2, nsga3, unsga3, smsemoa or ga")
+    s.add_argument("--pop-size", type=int, default=100)
+    s.add_argument("--n-gen", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--space", help="search-space YAML (fields of quantmoo.SearchSpace)")
+    s.add_argument("--strict", action="store_true", help="only hardware-native choices")
+    s.add_argument("--out", help="directory for results.json, front.yaml and figures")
+    s.add_argument("--no-plot", action="store_true", help="do not write figures")
+    s.add_argument("--json", action="store_true", help="print machine-readable output")
+    s.add_argument("--progress", dest="progress", action="store_true", default=None)
+    s.add_argument("--no-progress", dest="progress", action="store_false")
+
+    e = cmd("evaluate", "Print the objectives of one saved config.")
+    e.add_argument("--model", required=True)
+    e.add_argument("--hardware", required=True)
+    e.add_argument("--config", required=True, help="config YAML/JSON (QuantConfig)")
+    e.add_argument("--run", help="run directory whose search space and accuracy model to use")
+    e.add_argument("--json", action="store_true")
+
+    x = cmd("export", "Export one solution of a saved run as a config file.")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--pick", default="knee", help="knee or best")
+    x.add_argument("--weights", help="for --pick best: e.g. accuracy_loss=0.7,latency_ms=0.3")
+    x.add_argument("--index", type=int, help="front index (overrides --pick)")
+    x.add_argument("--format", default="yaml", help="yaml or json")
+    x.add_argument("--out", help="output file (default: stdout)")
+
+    m = cmd("models", "List the model zoo with parameter counts.")
+    m.add_argument("--json", action="store_true")
+
+    h = cmd("hardware", "List hardware profiles, or show one.")
+    h.add_argument("--show", help="profile name or YAML path")
+    h.add_argument("--json", action="store_true")
+
+    for name, help_ in (("sensitivity", "Per-layer sensitivity tables from real weights."),
+                        ("validate", "Re-evaluate a run's front with the real evaluator."),
+                        ("plot", "Figures from a saved run."),
+                        ("demo", "End-to-end search on the bundled digits model with figures.")):
+        c = cmd(name, help_)
+        _EXTRA_ARGS.get(name, lambda c: None)(c)
+    return p
+
+
+def _sensitivity_args(c):
+    c.add_argument("--model", required=True, help="a model with real weights: digits or minilm-l6")
+    c.add_argument("--out", required=True, help="output .npz file")
+    c.add_argument("--space", help="search-space YAML")
+
+
+def _validate_args(c):
+    c.add_argument("run", help="run directory")
+    c.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
+    c.add_argument("--dask-address", help="run on a Dask cluster at this address")
+    c.add_argument("--json", action="store_true")
+
+
+def _plot_args(c):
+    c.add_argument("run", nargs="+", help="run directory (several for --kind hardware)")
+    c.add_argument("--kind", default="front",
+                   help="front, front3d, matrix, parallel, convergence, heatmap or hardware")
+    c.add_argument("--x", default="size_mb")
+    c.add_argument("--y", default="accuracy_loss")
+    c.add_argument("--z", default="latency_ms")
+    c.add_argument("--out", help="output path stem (default: RUN/<kind>)")
+
+
+def _demo_args(c):
+    c.add_argument("--out", default="quantmoo-demo", help="output directory")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", action="store_true")
+
+
+_EXTRA_ARGS = {"sensitivity": _sensitivity_args, "validate": _validate_args, "plot": _plot_args,
+               "demo": _demo_args}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _parse_constraints(items, scenario):
+    from .search.problem import SCENARIOS
+    out = {}
+    if scenario:
+        if scenario not in SCENARIOS:
+            raise QuantmooError(f"The '--scenario' value must be one of {{{', '.join(SCENARIOS)}}}; got {scenario!r}")
+        out.update(SCENARIOS[scenario])
+    for item in items:
+        if "<=" not in item:
+            raise QuantmooError(f"The '--constraint' must look like NAME<=VALUE, e.g. latency_ms<=50; got {item!r}")
+        k, v = item.split("<=", 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise QuantmooError(f"The '--constraint {k.strip()}' bound must be a number; got {v!r}") from None
+    return out or None
+
+
+def _parse_weights(text):
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise QuantmooError(f"The '--weights' must look like accuracy_loss=0.7,latency_ms=0.3; got {text!r}")
+        k, v = part.split("=", 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise QuantmooError(f"The '--weights' value for {k.strip()!r} must be a number; got {v!r}") from None
+    return out
+
+
+def _check_out_dir(out):
+    """Fail before a long search if the output directory cannot be written."""
+    if out is None:
+        return
+    import os
+    path = Path(out).resolve()
+    parent = path if path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if path.exists() and not path.is_dir():
+        raise QuantmooError(f"The '--out' path exists and is not a directory: {out}")
+    if not os.access(parent, os.W_OK):
+        raise QuantmooError(f"The '--out' directory is not writable: {out}")
+
+
+def _print(obj, as_json):
+    if as_json:
+        print(json.dumps(obj, indent=1, default=float))
+    else:
+        print(obj)
+
+
+# -- commands --------------------------------------------------------------------------------------
+def cmd_models(a):
+    from . import zoo
+    rows = zoo.describe()
+    if a.json:
+        return _print(rows, True)
+    print(f"{'name':<16} {'params':>15} {'layers':>6} {'GMAC':>9}  description")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<16} {'-':>15} {'-':>6} {'-':>9}  {r.get('description', '')} ({r['error']})")
+            continue
+        print(f"{r['name']:<16} {r['n_params']:>15,} {r['n_layers']:>6} {r['macs'] / 1e9:>9.3f}  {r['description']}")
+
+
+def cmd_hardware(a):
+    from . import hardware
+    if a.show:
+        hw = hardware.load(a.show)
+        mat = hw.support_matrix()
+        if a.json:
+            return _print({**hw.to_dict(), "support": {f"W{w}A{x}": list(v) for (w, x), v in mat.items()}}, True)
+        print(f"{hw.name}: {hw.title}\nreference device: {hw.reference_device}")
+        for d in [hw.main] + ([hw.fallback] if hw.fallback is not None else []):
+            rates = ", ".join(f"{k} {v / 1e12:.3g} TMAC/s" for k, v in d.peak_macs_per_s.items())
+            print(f"  device {d.name}: {d.title}; {rates}; {d.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+        print("support (weight bits x activation bits -> device/mode/precision):")
+        for (w, x), (dev, mode, prec) in mat.items():
+            print(f"  W{w:<2}A{x:<2}  {dev:<8} {mode:<9} {prec}")
+        return
+    rows = []
+    for n in hardware.names():
+        hw = hardware.load(n)
+        rows.append({"name": n, "title": hw.title, "reference_device": hw.reference_device})
+    if a.json:
+        return _print(rows, True)
+    for r in rows:
+        print(f"{r['name']:<12} {r['title']}\n{'':<12} {r['reference_device']}")
+
+
+def cmd_search(a):
+    import quantmoo
+    _check_out_dir(a.out)
+    from .search.space import SearchSpace
+    space = None
+    if a.space:
+        from .io import load_yaml
+        data, src = load_yaml(a.space)
+        space = SearchSpace.from_dict(data, source=src)
+    objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
+    constraints = _parse_constraints(a.constraint, a.scenario)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives, constraints=constraints,
+                              algorithm=a.algorithm, pop_size=a.pop_size, n_gen=a.n_gen, seed=a.seed,
+                              progress=a.progress)
+    if not res.feasible:
+        raise QuantmooError(res.message)
+    where = None
+    if a.out:
+        where = res.save(a.out, plot=not a.no_plot)
+    if a.json:
+        k = res.knee_index()
+        return _print({"out": str(where) if where else None, "n_front": len(res.front), "knee_index": k,
+                       "front": [s.to_dict()["objectives"] for s in res.front]}, True)
+    print(res.summary())
+    if where:
+        print(f"results written to {where}/ (results.json, front.yaml"
+              f"{', pareto.png/.pdf' if not a.no_plot else ''})")
+
+
+def _run_space_and_accuracy(run_dir, model):
+    """Rebuild the search space (and proxy accuracy table, if any) a saved run used."""
+    from .results.result import load_result
+    from .search.space import SearchSpace
+    res = load_result(run_dir)
+    space = SearchSpace.from_dict(res.meta.get("space", {}), source=f"{run_dir}/results.json: space")
+    acc = None
+    table = Path(run_dir) / "accuracy_table.npz"
+    if table.exists():
+        from .accuracy.tables import AccuracyTable
+        acc = AccuracyTable.load(table)
+    return res, space, acc
+
+
+def cmd_evaluate(a):
+    from .config import QuantConfig
+    from .search.evaluate import evaluate_config
+    cfg = QuantConfig.load(a.config)
+    space = acc = None
+    if a.run:
+        _, space, acc = _run_space_and_accuracy(a.run, a.model)
+    out = evaluate_config(a.model, a.hardware, cfg, space=space, accuracy=acc)
+    if a.json:
+        return _print(out, True)
+    for k, v in out.items():
+        print(f"{k:<14} {v:.10g}" if isinstance(v, float) else f"{k:<14} {v}")
+
+
+def cmd_export(a):
+    from .results.result import load_result
+    res = load_result(a.run)
+    if not res.front:
+        raise QuantmooError(f"The run '{a.run}' has an empty front")
+    if a.index is not None:
+        if not 0 <= a.index < len(res.front):
+            raise QuantmooError(f"The '--index' must be in 0..{len(res.front) - 1}; got {a.index}")
+        sol = res.front[a.index]
+    elif a.pick == "knee":
+        sol = res.knee()
+    elif a.pick == "best":
+        sol = res.best(_parse_weights(a.weights))
+    else:
+        raise QuantmooError(f"The '--pick' value must be one of {{knee, best}}; got {a.pick!r}")
+    if a.format not in ("yaml", "json"):
+        raise QuantmooError(f"The '--format' value must be one of {{yaml, json}}; got {a.format!r}")
+    text = sol.config.to_yaml() if a.format == "yaml" else sol.config.to_json()
+    if a.out:
+        from .io import atomic_write_text
+        atomic_write_text(Path(a.out), text)
+        print(f"wrote {a.out}")
+    else:
+        print(text)
+
+
+def _not_yet(a):
+    raise QuantmooError(f"'quantmoo {a.command}' is not available in this build")
+
+
+COMMANDS = {"models": cmd_models, "hardware": cmd_hardware, "search": cmd_search, "evaluate": cmd_evaluate,
+            "export": cmd_export}
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    a = parser.parse_args(argv)
+    if not a.command:
+        parser.print_help()
+        return 2
+    handler = COMMANDS.get(a.command, _not_yet)
+    try:
+        handler(a)
+    except QuantmooError as e:
+        print(f"quantmoo {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"quantmoo {a.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug, not bad input: one line unless debugging is asked for
+        import os
+        if os.environ.get("QUANTMOO_DEBUG"):
+            raise
+        print(f"quantmoo {a.command}: internal error: {type(e).__name__}: {e} "
+              "(set QUANTMOO_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""The search: SearchSpace/genome, the pymoo Problem, operators and the run loop."""
+from .space import Encoding, SearchSpace
+from .problem import DEFAULT_OBJECTIVES, OBJECTIVES, SCENARIOS, QuantizationProblem
+from .run import ALGORITHMS, hv_reference, hypervolume, make_algorithm, search
+
+__all__ = ["Encoding", "SearchSpace", "DEFAULT_OBJECTIVES", "OBJECTIVES", "SCENARIOS", "QuantizationProblem",
+           "ALGORITHMS", "hv_reference", "hypervolume", "make_algorithm", "search"]

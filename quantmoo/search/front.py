@@ -1,0 +1,92 @@
+"""Turning a finished pymoo run into a SearchResult (front, infeasibility report, provenance)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from ..results.result import SearchResult, Solution, environment_info
+
+
+def solutions_from_genomes(problem, X: np.ndarray, feasible: bool = True) -> list:
+    """Solutions (config + every objective value) for the rows of ``X``."""
+    vals = problem.evaluate_all(X)
+    enc, model = problem.encoding, problem.model
+    C = enc.choices(np.asarray(X, dtype=np.int64))
+    wbits = enc.choice_value["weight_bits"][C]                     # (N, L)
+    n = model.arrays()["n_params"]
+    avg_bits = (wbits * n[None, :]).sum(axis=1) / max(n.sum(), 1)
+    fp32_bytes = model.fp32_mb * 1e6
+    out = []
+    for i, x in enumerate(np.asarray(X, dtype=np.int64)):   # result assembly, after the search
+        objs = {k: float(v[i]) for k, v in vals.items()}
+        out.append(Solution(config=enc.decode(x, hardware=problem.hardware.name), objectives=objs,
+                            compression_ratio=fp32_bytes / (objs["size_mb"] * 1e6),
+                            avg_weight_bits=float(avg_bits[i]), x=x.copy(), feasible=feasible))
+    return out
+
+
+def front_genomes(problem, X: np.ndarray):
+    """Unique, feasible, non-dominated rows of ``X`` (on the searched objectives), sorted by size.
+
+    Returns ``(X_front, feasible)``; when nothing is feasible, the least-violating row.
+    """
+    X = np.unique(np.rint(np.asarray(X)).astype(np.int64), axis=0)
+    vals = problem.evaluate_all(X)
+    F = np.column_stack([vals[o] for o in problem.objectives])
+    if problem.constraints:
+        G = np.column_stack([vals[k] - b for k, b in problem.constraints.items()])
+        cv = np.maximum(G, 0).sum(axis=1)
+    else:
+        cv = np.zeros(len(X))
+    feas = cv <= 0
+    if not feas.any():
+        return X[[int(np.argmin(cv))]], False
+    X, F = X[feas], F[feas]
+    nd = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    X, F = X[nd], F[nd]
+    key = problem.objectives.index("size_mb") if "size_mb" in problem.objectives else 0
+    order = np.lexsort(F.T[::-1]) if key == 0 else np.argsort(F[:, key], kind="stable")
+    return X[order], True
+
+
+def infeasibility_message(problem, sol) -> str:
+    parts = []
+    for k, b in problem.constraints.items():
+        v = sol.objectives[k]
+        if v > b:
+            parts.append(f"{k} = {v:.4g} > {b:g}")
+    return ("No configuration met the constraints; the closest one found violates " + ", ".join(parts)
+            + ". Relax these bounds or widen the search space.")
+
+
+def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_ref, baselines=True) -> SearchResult:
+    pop_X = algo.pop.get("X")
+    Xf, feasible = front_genomes(problem, pop_X)
+    front = solutions_from_genomes(problem, Xf, feasible)
+    message = ""
+    if not feasible:
+        message = infeasibility_message(problem, front[0])
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    model, hw = problem.model, problem.hardware
+    meta = environment_info()
+    meta.update({
+        "seed": seed,
+        "model": {"name": model.name, "n_layers": model.n_layers, "n_params": model.n_params,
+                  "fp32_mb": model.fp32_mb, "workload": model.workload, "spec_hash": model.spec_hash()},
+        "hardware": {"name": hw.name, "title": hw.title, "reference_device": hw.reference_device,
+                     "profile_hash": hw.profile_hash()},
+        "space": problem.space.to_dict(),
+        "algorithm": algorithm,
+        "constraints": dict(problem.constraints),
+        "hv_reference": [float(r) for r in hv_ref],
+        "accuracy_meta": problem.accuracy.meta,
+        "exec_time_s": exec_time,
+    })
+    base = []
+    if baselines:
+        from ..baselines import standard_baselines
+        base = standard_baselines(problem)
+    return SearchResult(front=front, objectives=problem.objectives, history=history, baselines=base, meta=meta,
+                        accuracy_kind=problem.accuracy_kind, feasible=feasible, message=message)

@@ -1,0 +1,312 @@
+"""``quantmoo.search``: build the problem and algorithm, run pymoo, return a SearchResult.
+
+The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and (later)
+checkpoints are recorded per generation without pymoo's ``save_history`` (which deep-copies
+the whole algorithm every generation).
+
+Hypervolume reference point (fixed and documented): objectives are divided by
+``r_i = 1.1 * max`` over the uniform-precision configs of the space (they span the extremes:
+all-lowest-bits is the worst accuracy, all-fp16 the largest size), so the hypervolume is
+measured in the unit box ``[0, 1]^m`` with reference point ``(1, ..., 1)``; points outside
+the box do not count. The same problem always gets the same reference, so runs, seeds and
+algorithms are comparable.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+from pymoo.core.problem import Problem
+from pymoo.core.termination import TerminateIfAny
+from pymoo.termination.max_eval import MaximumFunctionCallTermination
+from pymoo.termination.max_gen import MaximumGenerationTermination
+from pymoo.termination.max_time import TimeBasedTermination
+
+from ..errors import QuantmooError, check_choice
+from .operators import (QuantCrossover, QuantDuplicateElimination, QuantMutation, QuantRepair, QuantSampling,
+                        uniform_precision_seeds)
+from .operators.selection import CrowdedTournamentSelection, ScalarSelection
+from .problem import QuantizationProblem
+
+ALGORITHMS = ("nsga2", "nsga3", "unsga3", "smsemoa", "ga")
+
+
+# -- hypervolume ----------------------------------------------------------------------------------
+def hv_reference(problem: QuantizationProblem) -> np.ndarray:
+    """The fixed reference point of a problem (see module docstring)."""
+    seeds = uniform_precision_seeds(problem.encoding)
+    vals = problem.evaluate_all(seeds)
+    ref = np.array([vals[o].max() for o in problem.objectives]) * 1.1
+    return np.where(ref > 0, ref, 1.0)
+
+
+def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume of ``F / ref`` w.r.t. the point (1, ..., 1), via moocore."""
+    import moocore
+    F = np.asarray(F, dtype=float)
+    if F.size == 0:
+        return 0.0
+    nF = F / ref
+    nF = nF[(nF < 1.0).all(axis=1)]
+    if len(nF) == 0:
+        return 0.0
+    return float(moocore.hypervolume(nF, ref=np.ones(F.shape[1])))
+
+
+# -- algorithms -----------------------------------------------------------------------------------
+class WeightedSumProblem(Problem):
+    """Single-objective view of a QuantizationProblem: ``sum_i w_i F_i / ref_i``."""
+
+    def __init__(self, base: QuantizationProblem, weights: np.ndarray, ref: np.ndarray):
+        self.base, self.weights, self.ref = base, weights, ref
+        self.encoding, self.blocks = base.encoding, base.blocks
+        super().__init__(n_var=base.n_var, n_obj=1, n_ieq_constr=base.n_ieq_constr, xl=base.xl, xu=base.xu,
+                         vtype=int)
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        sub = {}
+        self.base._evaluate(X, sub)
+        out["F"] = (sub["F"] / self.ref * self.weights).sum(axis=1, keepdims=True)
+        if "G" in sub:
+            out["G"] = sub["G"]
+
+    def __getattr__(self, name):  # native_mask, pin_mask, separable_tables for the operators
+        if name in ("native_mask", "pin_mask", "separable_tables", "evaluate_all", "objectives"):
+            return getattr(self.base, name)
+        raise AttributeError(name)
+
+
+def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, strict: bool = False,
+                   selection: str = "tournament", operators: str = "quantmoo"):
+    """Build a pymoo algorithm with quantmoo's operators.
+
+    Parameters
+    ----------
+    name : str
+        One of ``ALGORITHMS``.
+    operators : str
+        ``"quantmoo"`` (default) or ``"pymoo"`` (pymoo's default integer operators:
+        IntegerRandomSampling + SBX/PM with rounding repair; for benchmarks).
+    """
+    check_choice("algorithm", name, ALGORITHMS)
+    if operators == "quantmoo":
+        ops = dict(sampling=QuantSampling(), crossover=QuantCrossover(), mutation=QuantMutation(),
+                   repair=QuantRepair(strict=strict), eliminate_duplicates=QuantDuplicateElimination())
+    elif operators == "pymoo":
+        from pymoo.operators.crossover.sbx import SBX
+        from pymoo.operators.mutation.pm import PM
+        from pymoo.operators.repair.rounding import RoundingRepair
+        from pymoo.operators.sampling.rnd import IntegerRandomSampling
+        ops = dict(sampling=IntegerRandomSampling(),
+                   crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                   mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                   eliminate_duplicates=True)
+    else:
+        raise QuantmooError(f"The 'operators' value must be one of {{'quantmoo', 'pymoo'}}; got {operators!r}")
+
+    if name == "nsga2":
+        from pymoo.algorithms.moo.nsga2 import NSGA2
+        if operators == "quantmoo":
+            ops["selection"] = CrowdedTournamentSelection()
+        return NSGA2(pop_size=pop_size, **ops)
+    if name in ("nsga3", "unsga3"):
+        from pymoo.util.ref_dirs import get_reference_directions
+        m = problem.n_obj
+        # Das-Dennis partitions chosen so the number of directions is close to pop_size
+        p = 1
+        while math.comb(p + 1 + m - 1, m - 1) <= pop_size:
+            p += 1
+        ref_dirs = get_reference_directions("das-dennis", m, n_partitions=p) if m > 1 else np.array([[1.0]])
+        if name == "nsga3":
+            from pymoo.algorithms.moo.nsga3 import NSGA3
+            return NSGA3(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **ops)
+        from pymoo.algorithms.moo.unsga3 import UNSGA3
+        return UNSGA3(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **ops)
+    if name == "smsemoa":
+        from pymoo.algorithms.moo.sms import SMSEMOA
+        return SMSEMOA(pop_size=pop_size, **ops)
+    # single-objective weighted-sum GA with elitist (mu + lambda) survival
+    from pymoo.algorithms.soo.nonconvex.ga import GA
+    if operators == "quantmoo":
+        ops["selection"] = ScalarSelection(selection)
+    return GA(pop_size=pop_size, **ops)
+
+
+def make_termination(n_gen: Optional[int], n_evals: Optional[int], time_limit: Optional[float]):
+    crit = []
+    if n_gen is not None:
+        crit.append(MaximumGenerationTermination(int(n_gen)))
+    if n_evals is not None:
+        crit.append(MaximumFunctionCallTermination(int(n_evals)))
+    if time_limit is not None:
+        crit.append(TimeBasedTermination(float(time_limit)))
+    if not crit:
+        raise QuantmooError("Give at least one of 'n_gen', 'n_evals' or 'time_limit'")
+    return crit[0] if len(crit) == 1 else TerminateIfAny(*crit)
+
+
+def _check_int(name, v, lo):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise QuantmooError(f"The '{name}' must be an integer >= {lo}; got {v!r}")
+    return int(v)
+
+
+def check_feasible_bounds(problem: QuantizationProblem) -> None:
+    """Reject constraints that no config of the space can meet (cheap lower bounds)."""
+    if not problem.constraints:
+        return
+    pins = problem.pin_mask()
+    lows = {}
+    costs = problem.costs
+    wb = np.where(pins, costs.column("weight_bytes"), np.inf).min(axis=1).sum() + costs.resident_bytes
+    lows["size_mb"] = wb / 1e6
+    lows["latency_ms"] = np.where(pins, costs.column("latency_s"), np.inf).min(axis=1).sum() * 1e3
+    lows["energy_mj"] = np.where(pins, costs.column("energy_pj"), np.inf).min(axis=1).sum() * 1e-9
+    lows["memory_mb"] = (wb + np.where(pins, costs.column("live_act_bytes"), np.inf).min(axis=1).max()) / 1e6
+    acc = problem.accuracy.table
+    lows["accuracy_loss"] = np.where(pins[None], acc, np.inf).min(axis=2).sum(axis=1).min()
+    units = {"size_mb": "MB", "latency_ms": "ms", "energy_mj": "mJ", "memory_mb": "MB", "accuracy_loss": "pp"}
+    for k, bound in problem.constraints.items():
+        if bound < lows[k] * (1 - 1e-12):
+            raise QuantmooError(
+                f"The constraint '{k} <= {bound:g}' is impossible for model '{problem.model.name}' on "
+                f"'{problem.hardware.name}': the smallest {k} any config of this space reaches is "
+                f"{lows[k]:.4g} {units[k]}")
+
+
+def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", "latency_ms", "energy_mj"),
+           constraints=None, algorithm: str = "nsga2", pop_size: int = 100, n_gen: Optional[int] = 100,
+           n_evals: Optional[int] = None, time_limit: Optional[float] = None, seed: int = 0,
+           callback: Optional[Callable] = None, progress: Optional[bool] = None, accuracy=None,
+           strict: bool = False, weights=None, selection: str = "tournament", baselines: bool = True,
+           operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None):
+    """Search the Pareto front of per-layer quantization configs.
+
+    Parameters
+    ----------
+    model : ModelSpec or str
+        Zoo name, spec/config path, or a ModelSpec (with real weights for a proxy accuracy).
+    hardware : HardwareProfile or str
+        Profile name or YAML path.
+    space : SearchSpace, optional
+    objectives : sequence of str
+        Any of ``accuracy_loss, size_mb, latency_ms, energy_mj, memory_mb``.
+    constraints : str or dict, optional
+        Scenario name (``mobile``, ``iot``, ``edge_server``) or ``{objective: upper_bound}``.
+    algorithm : str
+        ``nsga2`` (default), ``nsga3``, ``unsga3``, ``smsemoa`` or ``ga`` (weighted sum).
+    pop_size, n_gen, n_evals, time_limit :
+        Population size and termination (whichever comes first).
+    seed : int
+        Same seed, same front.
+    callback : callable, optional
+        Called after every generation with a dict ``{n_gen, n_eval, hypervolume, n_front,
+        algorithm}``; return ``False`` to stop early.
+    progress : bool, optional
+        Show a tqdm bar; default: only when stderr is a terminal.
+    accuracy : AccuracyTable, optional
+        Accuracy model; default the documented prior (kind ``prior``).
+    strict : bool
+        Hardware-strict repair: only natively supported choices.
+    weights : dict, optional
+        Objective weights for ``algorithm="ga"``.
+    selection : str
+        ``tournament``, ``roulette`` or ``rank`` (``algorithm="ga"`` only).
+    baselines : bool
+        Evaluate and store the uniform-precision baselines in the result.
+
+    Returns
+    -------
+    SearchResult
+    """
+    from ..results.result import SearchResult
+    from .front import build_result
+
+    pop_size = _check_int("pop_size", pop_size, 4)
+    n_gen = _check_int("n_gen", n_gen, 1)
+    n_evals = _check_int("n_evals", n_evals, 1)
+    seed = _check_int("seed", seed, 0)
+    if time_limit is not None and (not isinstance(time_limit, (int, float)) or time_limit <= 0):
+        raise QuantmooError(f"The 'time_limit' must be a number of seconds > 0; got {time_limit!r}")
+    check_choice("algorithm", algorithm, ALGORITHMS)
+    if problem is None:
+        problem = QuantizationProblem(model, hardware, space=space, objectives=objectives,
+                                      constraints=constraints, accuracy=accuracy)
+    check_feasible_bounds(problem)
+    termination = make_termination(n_gen, n_evals, time_limit)
+    ref = hv_reference(problem)
+
+    algo = make_algorithm(algorithm, problem, pop_size, strict=strict, selection=selection, operators=operators)
+    run_problem = problem
+    if algorithm == "ga":
+        w = _ga_weights(problem, weights)
+        run_problem = WeightedSumProblem(problem, w, ref)
+    algo.setup(run_problem, termination=termination, seed=seed, verbose=False)
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n_gen, desc=f"{algorithm} {problem.model.name}@{problem.hardware.name}",
+                   unit="gen", leave=False, file=sys.stderr)
+    history = []
+    t0 = time.perf_counter()
+    try:
+        while algo.has_next():
+            algo.next()
+            rec = _record(algo, problem, ref, algorithm == "ga")
+            history.append(rec)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(hv=f"{rec['hypervolume']:.4f}", front=rec["n_front"])
+            if callback is not None and callback({**rec, "algorithm": algo}) is False:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    exec_time = time.perf_counter() - t0
+    result = build_result(problem, algo, history, exec_time, seed=seed,
+                          algorithm={"name": algorithm, "pop_size": pop_size, "n_gen": n_gen, "n_evals": n_evals,
+                                     "time_limit": time_limit, "operators": operators, "strict": strict,
+                                     "selection": selection if algorithm == "ga" else None},
+                          hv_ref=ref, baselines=baselines)
+    return result
+
+
+def _ga_weights(problem, weights) -> np.ndarray:
+    m = len(problem.objectives)
+    if weights is None:
+        return np.full(m, 1.0 / m)
+    if isinstance(weights, dict):
+        for k in weights:
+            if k not in problem.objectives:
+                raise QuantmooError(f"The 'weights' keys must be in {{{', '.join(problem.objectives)}}}; got {k!r}")
+        w = np.array([float(weights.get(o, 0.0)) for o in problem.objectives])
+    else:
+        w = np.asarray(weights, dtype=float)
+    if w.shape != (m,) or (w < 0).any() or w.sum() <= 0:
+        raise QuantmooError(f"The 'weights' must be {m} non-negative numbers, not all zero; got {weights!r}")
+    return w / w.sum()
+
+
+def _record(algo, problem, ref, single: bool) -> dict:
+    """One history row: evaluations, hypervolume of the feasible non-dominated set, front size."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+    pop = algo.pop
+    X = pop.get("X")
+    vals = problem.evaluate_all(X)
+    F = np.column_stack([vals[o] for o in problem.objectives])
+    cv = pop.get("CV")
+    feas = np.ones(len(F), dtype=bool) if cv is None or cv.size == 0 else (np.asarray(cv, float).ravel() <= 0)
+    Ff = F[feas]
+    if len(Ff):
+        nd = NonDominatedSorting().do(Ff, only_non_dominated_front=True)
+        Ff = Ff[nd]
+    # pymoo increments n_gen after each step; the initial population is generation 1
+    return {"n_gen": int(algo.n_gen) - 1, "n_eval": int(algo.evaluator.n_eval),
+            "hypervolume": hypervolume(Ff, ref), "n_front": int(len(Ff)), "n_feasible": int(feas.sum())}

@@ -1,0 +1,170 @@
+"""Operators: vectorised functions checked against small per-genome reference loops."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from quantmoo import SearchSpace
+from quantmoo.search.operators import (cx_bit_average, cx_block, cx_layer_points, cx_layer_uniform,
+                                       duplicate_mask, greedy_path_seeds, lagrangian_choices, mutate_genomes,
+                                       repair_genomes, sample_uniform, uniform_precision_seeds)
+
+
+@pytest.fixture
+def enc(tiny_model):
+    return SearchSpace(pinned={"fc0": {"weight_bits": 8}}).bind(tiny_model)
+
+
+def _layer_of_gene(enc):
+    return enc.gene_layer
+
+
+def test_sampling_in_bounds_and_reproducible(enc):
+    a = sample_uniform(enc, 200, np.random.default_rng(1))
+    b = sample_uniform(enc, 200, np.random.default_rng(1))
+    assert np.array_equal(a, b)
+    assert (a >= enc.xl).all() and (a <= enc.xu).all()
+
+
+def test_layer_uniform_keeps_layer_genes_together(enc):
+    rng = np.random.default_rng(0)
+    P = sample_uniform(enc, 200, rng).reshape(2, 100, -1)
+    Y = cx_layer_uniform(P, enc, rng)
+    for m in range(100):
+        for l in range(enc.n_layers):
+            g = np.flatnonzero(enc.gene_layer == l)
+            child = Y[0, m, g]
+            assert np.array_equal(child, P[0, m, g]) or np.array_equal(child, P[1, m, g])
+            # the two children are complementary
+            other = Y[1, m, g]
+            assert {tuple(child), tuple(other)} == {tuple(P[0, m, g]), tuple(P[1, m, g])}
+
+
+@pytest.mark.parametrize("n_points", [1, 2])
+def test_point_crossover_cuts_at_layer_boundaries(enc, n_points):
+    rng = np.random.default_rng(3)
+    P = np.stack([np.zeros((50, enc.n_var), int), np.ones((50, enc.n_var), int)])
+    P = np.minimum(P, enc.xu)
+    Y = cx_layer_points(P, enc, rng, n_points)
+    L = enc.n_layers
+    for m in range(50):
+        src = [int(Y[0, m, enc.gene_layer == l][1] == P[1, m, enc.gene_layer == l][1]) for l in range(L)]
+        switches = sum(src[i] != src[i + 1] for i in range(L - 1))
+        assert switches <= n_points
+
+
+def test_block_crossover_swaps_whole_blocks(tiny_model):
+    enc = SearchSpace().bind(tiny_model)
+    rng = np.random.default_rng(5)
+    P = sample_uniform(enc, 100, rng).reshape(2, 50, -1)
+    Y = cx_block(P, enc, rng, tiny_model.blocks())
+    for m in range(50):
+        for l in range(enc.n_layers):
+            g = enc.gene_layer == l
+            assert np.array_equal(Y[0, m, g], P[0, m, g]) or np.array_equal(Y[0, m, g], P[1, m, g])
+
+
+def test_bit_average_between_parents(enc):
+    rng = np.random.default_rng(2)
+    P = sample_uniform(enc, 200, rng).reshape(2, 100, -1)
+    Y = cx_bit_average(P, enc, rng)
+    j = enc.varying.index("weight_bits")
+    cols = np.arange(j, enc.n_layers * enc.k, enc.k)
+    lo = np.minimum(P[0][:, cols], P[1][:, cols])
+    hi = np.maximum(P[0][:, cols], P[1][:, cols])
+    for c in (Y[0][:, cols], Y[1][:, cols]):
+        assert (c >= lo).all() and (c <= hi).all()
+    # the two children's bit genes add up to the parents' (floor + ceil of the mean)
+    assert np.array_equal(Y[0][:, cols] + Y[1][:, cols], P[0][:, cols] + P[1][:, cols])
+
+
+def test_mutation_respects_pins_and_bounds_and_steps(enc):
+    rng = np.random.default_rng(4)
+    X = sample_uniform(enc, 300, rng)
+    Y = mutate_genomes(X, enc, 0.3, rng)
+    assert (Y >= enc.xl).all() and (Y <= enc.xu).all()
+    pinned = enc.xl == enc.xu
+    assert np.array_equal(Y[:, pinned], X[:, pinned])
+    j = enc.varying.index("activation_bits")
+    cols = np.arange(j, enc.n_layers * enc.k, enc.k)
+    assert (np.abs(Y[:, cols] - X[:, cols]) <= 1).all()          # ordinal: one step
+    assert (Y != X).any(axis=1).all()                            # every individual changed
+
+
+def test_mutation_reproducible(enc):
+    X = sample_uniform(enc, 50, np.random.default_rng(0))
+    a = mutate_genomes(X, enc, 0.2, np.random.default_rng(9))
+    b = mutate_genomes(X, enc, 0.2, np.random.default_rng(9))
+    assert np.array_equal(a, b)
+
+
+def test_repair_ties_and_pins(tiny_model):
+    enc = SearchSpace(pinned={"fc0": {"weight_bits": 8}}).bind(tiny_model)
+    X = np.random.default_rng(0).integers(0, 6, size=(100, enc.n_var))
+    Y = repair_genomes(X, enc)
+    assert (Y >= enc.xl).all() and (Y <= enc.xu).all()
+    j = enc.varying.index("activation_bits")
+    # fc1 and fc2 share tie group "res": same activation bits afterwards
+    assert np.array_equal(Y[:, 1 * enc.k + j], Y[:, 2 * enc.k + j])
+
+
+def test_repair_strict_moves_to_allowed(tiny_model):
+    enc = SearchSpace().bind(tiny_model)
+    allowed = np.zeros((enc.n_layers, enc.n_choices), dtype=bool)
+    allowed[:, enc.choice_value["weight_bits"] == 8] = True
+    X = sample_uniform(enc, 100, np.random.default_rng(0))
+    Y = repair_genomes(X, enc, strict_allowed=allowed)
+    C = enc.choices(Y)
+    assert (enc.choice_value["weight_bits"][C] == 8).all()
+
+
+def _reference_duplicates(X, other=None):
+    seen, out = set(), []
+    others = {tuple(r) for r in other} if other is not None else set()
+    for r in X:
+        t = tuple(r)
+        out.append(t in seen or t in others)
+        seen.add(t)
+    return np.array(out)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 10_000))
+def test_duplicate_mask_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, size=(40, 6))
+    O = rng.integers(0, 3, size=(10, 6))
+    assert np.array_equal(duplicate_mask(X), _reference_duplicates(X))
+    ref = np.array([tuple(r) in {tuple(o) for o in O} for r in X])
+    assert np.array_equal(duplicate_mask(X, O), ref)
+
+
+def test_uniform_seeds_are_uniform(tiny_model):
+    enc = SearchSpace().bind(tiny_model)
+    S = uniform_precision_seeds(enc)
+    assert len(S) == 6 * 3
+    C = enc.choices(S)
+    assert (C == C[:, :1]).all()
+
+
+def test_lagrangian_path_is_on_the_hull():
+    # two layers, three choices each: acc falls as cost rises
+    acc = np.array([[4.0, 1.0, 0.0], [9.0, 2.0, 0.0]])
+    cost = np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
+    C = lagrangian_choices(acc, cost, np.array([0.0, 1.0, 100.0]))
+    assert C[0].tolist() == [2, 2]          # lam = 0: best accuracy
+    assert C[-1].tolist() == [0, 0]         # huge lam: cheapest
+    # lam = 1: layer 0 minimises (5, 3, 4) -> 1 ; layer 1 minimises (10, 4, 4) -> first min 1
+    assert C[1].tolist() == [1, 1]
+
+
+def test_greedy_seeds_respect_pins(tiny_model):
+    sp = SearchSpace(pinned={"fc0": {"weight_bits": 8}})
+    enc = sp.bind(tiny_model)
+    rng = np.random.default_rng(0)
+    acc = rng.random((enc.n_layers, enc.n_choices))
+    cost = rng.random((enc.n_layers, enc.n_choices))
+    allowed = np.ones_like(acc, dtype=bool)
+    allowed[0] = enc.choice_value["weight_bits"] == 8
+    X = greedy_path_seeds(enc, acc, cost, 20, allowed=allowed)
+    assert (X >= enc.xl).all() and (X <= enc.xu).all()
+    assert (enc.choice_value["weight_bits"][enc.choices(X)[:, 0]] == 8).all()

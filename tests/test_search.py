@@ -1,0 +1,130 @@
+"""quantmoo.search end to end: reproducibility, constraints, algorithms, decision making."""
+import numpy as np
+import pytest
+
+import quantmoo
+from quantmoo import QuantmooError, SearchSpace
+from quantmoo.search.problem import QuantizationProblem
+
+
+def small(**kw):
+    args = dict(pop_size=24, n_gen=8, seed=3, progress=False)
+    args.update(kw)
+    return quantmoo.search("resnet50", "hexagon", **args)
+
+
+def test_same_seed_same_front_nsga2():
+    a, b = small(), small()
+    assert np.array_equal(a.X, b.X) and np.array_equal(a.F, b.F)
+    c = small(seed=4)
+    assert not (a.F.shape == c.F.shape and np.array_equal(a.F, c.F))
+
+
+def test_front_is_non_dominated_and_sorted_by_size():
+    res = small()
+    F = res.F
+    for i in range(len(F)):
+        dominated = np.all(F <= F[i], axis=1) & np.any(F < F[i], axis=1)
+        assert not dominated.any()
+    sizes = [s.objectives["size_mb"] for s in res.front]
+    assert sizes == sorted(sizes)
+
+
+def test_history_records_hv_per_generation():
+    res = small(n_gen=6)
+    assert [h["n_gen"] for h in res.history] == list(range(1, 7))
+    assert res.history[0]["n_eval"] == 24
+    assert all(h["hypervolume"] > 0 for h in res.history)
+    assert res.history[-1]["n_front"] == len(res.front)
+
+
+def test_front_objectives_equal_evaluate():
+    res = small()
+    s = res.front[0]
+    vals = quantmoo.evaluate("resnet50", "hexagon", s.config, space=SearchSpace())
+    for k, v in s.objectives.items():
+        assert vals[k] == pytest.approx(v, rel=1e-12)
+
+
+def test_constraints_respected_and_recorded():
+    res = small(constraints={"latency_ms": 30.0})
+    assert res.feasible and all(s.objectives["latency_ms"] <= 30.0 for s in res.front)
+    assert res.meta["constraints"] == {"latency_ms": 30.0}
+
+
+def test_impossible_constraint_rejected_up_front():
+    with pytest.raises(QuantmooError, match="impossible.*smallest size_mb"):
+        small(constraints={"size_mb": 0.5})
+
+
+def test_unmet_constraint_reports_closest():
+    # feasible in principle, but hard to hit: latency of the very fastest configs only
+    prob = QuantizationProblem("resnet50", "hexagon", constraints={"accuracy_loss": 0.02, "latency_ms": 1.0})
+    with pytest.warns(RuntimeWarning, match="closest"):
+        res = quantmoo.search(None, None, problem=prob, pop_size=10, n_gen=2, seed=0, progress=False)
+    assert not res.feasible and len(res.front) == 1 and not res.front[0].feasible
+    assert "latency_ms" in res.message or "accuracy_loss" in res.message
+
+
+@pytest.mark.parametrize("algorithm", ["nsga3", "unsga3", "smsemoa"])
+def test_other_algorithms_run(algorithm):
+    res = small(algorithm=algorithm, n_gen=4, objectives=("accuracy_loss", "size_mb", "latency_ms"))
+    assert len(res.front) >= 1 and res.meta["algorithm"]["name"] == algorithm
+
+
+@pytest.mark.parametrize("selection", ["tournament", "roulette", "rank"])
+def test_weighted_sum_ga(selection):
+    res = small(algorithm="ga", selection=selection, weights={"accuracy_loss": 1.0, "size_mb": 1.0})
+    assert len(res.front) >= 1
+
+
+def test_nsga3_reproducible_without_constraints():
+    a = small(algorithm="nsga3", n_gen=4)
+    b = small(algorithm="nsga3", n_gen=4)
+    assert np.array_equal(a.F, b.F)
+
+
+def test_best_and_knee():
+    res = small()
+    acc_best = res.best({"accuracy_loss": 1.0})
+    assert acc_best.objectives["accuracy_loss"] == min(s.objectives["accuracy_loss"] for s in res.front)
+    size_best = res.best({"size_mb": 1.0})
+    assert size_best.objectives["size_mb"] == min(s.objectives["size_mb"] for s in res.front)
+    assert res.knee() in res.front
+    with pytest.raises(QuantmooError):
+        res.best({"speed": 1.0})
+
+
+def test_scenario_presets():
+    res = quantmoo.search("mobilenet_v2", "arm_dot", constraints="iot", pop_size=20, n_gen=4, seed=0,
+                          progress=False)
+    assert res.meta["constraints"] == quantmoo.SCENARIOS["iot"]
+    with pytest.raises(QuantmooError, match="scenario"):
+        quantmoo.search("mobilenet_v2", "arm_dot", constraints="car", progress=False)
+
+
+def test_strict_mode_only_native():
+    res = small(strict=True)
+    prob = QuantizationProblem("resnet50", "hexagon")
+    for s in res.front:
+        for row in prob.breakdown(s.config):
+            assert row["mode"] == "native"
+
+
+def test_baselines_in_result():
+    res = small()
+    names = [b["name"] for b in res.baselines]
+    assert any("W8A8" in n for n in names) and any("W16A16" in n for n in names)
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    res = small()
+    res.save(tmp_path / "run")
+    back = quantmoo.load_result(tmp_path / "run")
+    assert np.allclose(back.F, res.F) and back.accuracy_kind == "prior"
+    assert back.front[0].config.to_dict() == res.front[0].config.to_dict()
+    assert back.knee_index() == res.knee_index()
+    d = back.meta
+    for key in ("quantmoo_version", "pymoo_version", "numpy_version", "seed", "model", "hardware", "space",
+                "algorithm", "constraints", "exec_time_s"):
+        assert key in d
