@@ -98,6 +98,9 @@ class QuantConfig:
             raise QuantmooError("The 'layers' of QuantConfig must be a non-empty mapping of layer name -> choices")
         fixed = {}
         for name, lq in self.layers.items():
+            if isinstance(lq, LayerQuant):          # already validated (the common, hot case)
+                fixed[str(name)] = lq
+                continue
             if isinstance(lq, Mapping):
                 lq = _layer_from_mapping(lq, f"layers.{name}")
             elif not isinstance(lq, LayerQuant):

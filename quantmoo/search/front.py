@@ -61,9 +61,23 @@ def infeasibility_message(problem, sol) -> str:
             + ". Relax these bounds or widen the search space.")
 
 
-def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_ref, baselines=True) -> SearchResult:
+def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_ref, baselines=True,
+                 archive=None, max_front=None) -> SearchResult:
+    from .archive import thin, thin_epsilon
     pop_X = algo.pop.get("X")
+    if archive is not None and len(archive):
+        pop_X = np.concatenate([archive.X, pop_X])
     Xf, feasible = front_genomes(problem, pop_X)
+    full = None
+    thinning = None
+    if feasible and max_front is not None and len(Xf) > max_front:
+        vals = problem.evaluate_all(Xf)
+        Ff = np.column_stack([vals[o] for o in problem.objectives])
+        keep = thin(Ff, max_front)
+        thinning = {"n_nondominated": int(len(Xf)), "max_front": int(max_front),
+                    "epsilon": thin_epsilon(Ff, keep)}
+        full = (Xf, Ff)
+        Xf = Xf[keep]
     front = solutions_from_genomes(problem, Xf, feasible)
     message = ""
     if not feasible:
@@ -83,10 +97,13 @@ def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_re
         "hv_reference": [float(r) for r in hv_ref],
         "accuracy_meta": problem.accuracy.meta,
         "exec_time_s": exec_time,
+        "front_thinning": thinning,
     })
     base = []
     if baselines:
         from ..baselines import standard_baselines
         base = standard_baselines(problem)
-    return SearchResult(front=front, objectives=problem.objectives, history=history, baselines=base, meta=meta,
-                        accuracy_kind=problem.accuracy_kind, feasible=feasible, message=message)
+    res = SearchResult(front=front, objectives=problem.objectives, history=history, baselines=base, meta=meta,
+                       accuracy_kind=problem.accuracy_kind, feasible=feasible, message=message)
+    res.nondominated = full   # (X, F) of every non-dominated point when the front was thinned
+    return res

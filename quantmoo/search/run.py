@@ -29,6 +29,7 @@ from ..errors import QuantmooError, check_choice
 from .operators import (QuantCrossover, QuantDuplicateElimination, QuantMutation, QuantRepair, QuantSampling,
                         uniform_precision_seeds)
 from .operators.selection import CrowdedTournamentSelection, ScalarSelection
+from .archive import ParetoArchive
 from .problem import QuantizationProblem
 
 ALGORITHMS = ("nsga2", "nsga3", "unsga3", "smsemoa", "ga")
@@ -73,10 +74,10 @@ class WeightedSumProblem(Problem):
         if "G" in sub:
             out["G"] = sub["G"]
 
-    def __getattr__(self, name):  # native_mask, pin_mask, separable_tables for the operators
-        if name in ("native_mask", "pin_mask", "separable_tables", "evaluate_all", "objectives"):
-            return getattr(self.base, name)
-        raise AttributeError(name)
+    def __getattr__(self, name):  # space, native_mask, pin_mask, ... for the operators
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
 
 
 def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, strict: bool = False,
@@ -184,7 +185,8 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
            n_evals: Optional[int] = None, time_limit: Optional[float] = None, seed: int = 0,
            callback: Optional[Callable] = None, progress: Optional[bool] = None, accuracy=None,
            strict: bool = False, weights=None, selection: str = "tournament", baselines: bool = True,
-           operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None):
+           operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None, archive: bool = True,
+           max_front: Optional[int] = 200):
     """Search the Pareto front of per-layer quantization configs.
 
     Parameters
@@ -219,6 +221,14 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         ``tournament``, ``roulette`` or ``rank`` (``algorithm="ga"`` only).
     baselines : bool
         Evaluate and store the uniform-precision baselines in the result.
+    archive : bool
+        Report the non-dominated set of every evaluated feasible point (an external archive,
+        default) instead of only the final population's.
+    max_front : int or None
+        Report at most this many front points (default 200): a greedy epsilon-net of the
+        non-dominated set, chosen to cover it with the least additive epsilon (recorded in
+        ``meta["front_thinning"]``; the full set is kept in ``result.nondominated`` and saved
+        to ``nondominated.npz``). ``None`` keeps every point.
 
     Returns
     -------
@@ -234,6 +244,7 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
     if time_limit is not None and (not isinstance(time_limit, (int, float)) or time_limit <= 0):
         raise QuantmooError(f"The 'time_limit' must be a number of seconds > 0; got {time_limit!r}")
     check_choice("algorithm", algorithm, ALGORITHMS)
+    use_archive = bool(archive)
     if problem is None:
         problem = QuantizationProblem(model, hardware, space=space, objectives=objectives,
                                       constraints=constraints, accuracy=accuracy)
@@ -255,11 +266,14 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         bar = tqdm(total=n_gen, desc=f"{algorithm} {problem.model.name}@{problem.hardware.name}",
                    unit="gen", leave=False, file=sys.stderr)
     history = []
+    archive = ParetoArchive(problem.n_var, problem.n_obj) if use_archive else None
     t0 = time.perf_counter()
     try:
         while algo.has_next():
             algo.next()
-            rec = _record(algo, problem, ref, algorithm == "ga")
+            if archive is not None:
+                _archive_update(archive, algo, problem)
+            rec = _record(algo, problem, ref, archive)
             history.append(rec)
             if bar is not None:
                 bar.update(1)
@@ -274,7 +288,8 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
                           algorithm={"name": algorithm, "pop_size": pop_size, "n_gen": n_gen, "n_evals": n_evals,
                                      "time_limit": time_limit, "operators": operators, "strict": strict,
                                      "selection": selection if algorithm == "ga" else None},
-                          hv_ref=ref, baselines=baselines)
+                          hv_ref=ref, baselines=baselines, archive=archive,
+                          max_front=_check_int("max_front", max_front, 2))
     return result
 
 
@@ -294,9 +309,33 @@ def _ga_weights(problem, weights) -> np.ndarray:
     return w / w.sum()
 
 
-def _record(algo, problem, ref, single: bool) -> dict:
+def _feasible_objectives(pop, problem):
+    """(X, F) of the feasible members of a population, F on the searched objectives."""
+    X = pop.get("X")
+    if X is None or len(X) == 0:
+        return np.zeros((0, problem.n_var), dtype=np.int64), np.zeros((0, problem.n_obj))
+    vals = problem.evaluate_all(X)
+    F = np.column_stack([vals[o] for o in problem.objectives])
+    if problem.constraints:
+        G = np.column_stack([vals[k] - b for k, b in problem.constraints.items()])
+        feas = (G <= 0).all(axis=1)
+        X, F = X[feas], F[feas]
+    return X, F
+
+
+def _archive_update(archive, algo, problem):
+    # the initial population on the first step, the evaluated offspring afterwards
+    pop = algo.off if algo.off is not None and len(algo.off) else algo.pop
+    X, F = _feasible_objectives(pop, problem)
+    archive.add(X, F)
+
+
+def _record(algo, problem, ref, archive=None) -> dict:
     """One history row: evaluations, hypervolume of the feasible non-dominated set, front size."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+    if archive is not None:
+        return {"n_gen": int(algo.n_gen) - 1, "n_eval": int(algo.evaluator.n_eval),
+                "hypervolume": hypervolume(archive.F, ref), "n_front": len(archive)}
     pop = algo.pop
     X = pop.get("X")
     vals = problem.evaluate_all(X)
@@ -309,4 +348,4 @@ def _record(algo, problem, ref, single: bool) -> dict:
         Ff = Ff[nd]
     # pymoo increments n_gen after each step; the initial population is generation 1
     return {"n_gen": int(algo.n_gen) - 1, "n_eval": int(algo.evaluator.n_eval),
-            "hypervolume": hypervolume(Ff, ref), "n_front": int(len(Ff)), "n_feasible": int(feas.sum())}
+            "hypervolume": hypervolume(Ff, ref), "n_front": int(len(Ff))}

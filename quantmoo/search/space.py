@@ -300,15 +300,21 @@ class Encoding:
             raise QuantmooError("The genome has genes outside their bounds [xl, xu]")
         c = self.choices(x)[0]
         sp = self.space
-        layers = {}
-        for i, layer in enumerate(self.model.layers):
-            vals = {a: self.choice_value[a][c[i]] for a in LAYER_ATTRS}
-            layers[layer.name] = LayerQuant(
-                weight_bits=int(vals["weight_bits"]), activation_bits=int(vals["activation_bits"]),
-                weight_scheme=str(vals["weight_scheme"]), activation_scheme=str(vals["activation_scheme"]),
-                granularity=str(vals["granularity"]), group_size=sp.group_size)
+        lq = self.layer_quants()
+        layers = {layer.name: lq[ci] for layer, ci in zip(self.model.layers, c.tolist())}
         calib = sp.calibrations[int(self.calibration_index(x)[0])]
         return QuantConfig(layers, calibration=calib, model=self.model.name, hardware=hardware)
+
+    def layer_quants(self) -> list:
+        """One (immutable, validated once) LayerQuant per choice id."""
+        if getattr(self, "_lq", None) is None:
+            cv, gs = self.choice_value, self.space.group_size
+            self._lq = [LayerQuant(weight_bits=int(cv["weight_bits"][c]), activation_bits=int(cv["activation_bits"][c]),
+                                   weight_scheme=str(cv["weight_scheme"][c]),
+                                   activation_scheme=str(cv["activation_scheme"][c]),
+                                   granularity=str(cv["granularity"][c]), group_size=gs)
+                        for c in range(self.n_choices)]
+        return self._lq
 
     def encode(self, config: QuantConfig) -> np.ndarray:
         config.check_model(self.model)

@@ -110,8 +110,8 @@ def quant_crossover(X, enc, random_state, blocks=None, weights=None):
 class QuantCrossover(Crossover):
     """pymoo adapter of :func:`quant_crossover` (two parents, two children).
 
-    ``do`` is overridden only to gather the parents with one fancy index instead of pymoo's
-    per-mating Python loop.
+    ``do`` is overridden to read the parents' genomes as one (2, n_matings, n_var) array
+    instead of pymoo's per-mating Python loop.
     """
 
     def __init__(self, prob: float = 0.9, weights: dict = None):
@@ -119,11 +119,12 @@ class QuantCrossover(Crossover):
         self.weights = weights
 
     def do(self, problem, pop, parents=None, *args, random_state=None, **kwargs):
-        if parents is None:
-            return super().do(problem, pop, parents, *args, random_state=random_state, **kwargs)
-        P = pop.get("X").astype(np.int64)
-        parents = np.asarray(parents)
-        X = np.swapaxes(P[parents], 0, 1)          # (2, n_matings, n_var)
+        if parents is not None:
+            pop = pop[np.asarray(parents)]
+        # pop is the (n_matings, n_parents) population pymoo's selection returns
+        X = np.swapaxes(np.asarray(pop.get("X")), 0, 1).astype(np.int64)   # (2, n_matings, n_var)
+        if random_state is None:
+            random_state = np.random.default_rng()
         cross = random_state.random(X.shape[1]) < self.prob.value
         Y = X.copy()
         if cross.any():

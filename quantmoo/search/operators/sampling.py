@@ -122,6 +122,10 @@ class QuantSampling(Sampling):
     def _do(self, problem, n_samples, random_state=None, **kwargs):
         enc = problem.encoding
         seeds = [uniform_precision_seeds(enc)]
+        from ...baselines.uniform import uniform_genomes
+        _, U = uniform_genomes(problem)       # the uniform baselines themselves are seeds too
+        if len(U):
+            seeds = [np.unique(np.concatenate([seeds[0], U]), axis=0)]
         n_seed = int(self.seed_fraction * n_samples)
         if n_seed > len(seeds[0]):
             acc, size = problem.separable_tables()

@@ -1,0 +1,87 @@
+"""An external archive of every non-dominated feasible point the search has evaluated.
+
+NSGA-II's population keeps at most ``pop_size`` points and, with four objectives, its crowding
+truncation drops good points (for example a uniform-precision seed). The archive keeps all
+of them, so the reported front is the non-dominated set of *everything evaluated*. Updates are
+vectorised: a dominance matrix between the new points and the archive.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def dominates(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """(len(A), len(B)) bool: A[i] Pareto-dominates B[j] (minimisation)."""
+    le = (A[:, None, :] <= B[None, :, :]).all(axis=2)
+    lt = (A[:, None, :] < B[None, :, :]).any(axis=2)
+    return le & lt
+
+
+class ParetoArchive:
+    """Non-dominated set of (X, F) rows with unique genomes."""
+
+    def __init__(self, n_var: int, n_obj: int, chunk: int = 512):
+        self.X = np.zeros((0, n_var), dtype=np.int64)
+        self.F = np.zeros((0, n_obj), dtype=np.float64)
+        self.chunk = chunk
+
+    def __len__(self) -> int:
+        return len(self.F)
+
+    def add(self, X: np.ndarray, F: np.ndarray) -> None:
+        """Insert the non-dominated, new rows of (X, F); drop archive rows they dominate."""
+        X = np.asarray(X, dtype=np.int64)
+        F = np.asarray(F, dtype=np.float64)
+        if len(F) == 0:
+            return
+        from .operators.duplicates import row_keys
+        # non-dominated among the new points themselves (and unique genomes)
+        _, idx = np.unique(row_keys(X), return_index=True)
+        X, F = X[idx], F[idx]
+        keep = ~dominates(F, F).any(axis=0)
+        X, F = X[keep], F[keep]
+        if len(self.F):
+            # a new point equal in F to an archived one is kept only if its genome is new
+            dom_new = np.zeros(len(F), dtype=bool)
+            dom_old = np.zeros(len(self.F), dtype=bool)
+            for s in range(0, len(self.F), self.chunk):   # chunks bound memory, not a per-individual loop
+                A = self.F[s:s + self.chunk]
+                dom_new |= dominates(A, F).any(axis=0)
+                dom_old[s:s + self.chunk] = dominates(F, A).any(axis=0)
+            seen = np.isin(row_keys(X), row_keys(self.X))
+            add = ~dom_new & ~seen
+            self.X = np.concatenate([self.X[~dom_old], X[add]])
+            self.F = np.concatenate([self.F[~dom_old], F[add]])
+        else:
+            self.X, self.F = X, F
+
+
+def thin(F: np.ndarray, k: int) -> np.ndarray:
+    """Indices of at most ``k`` rows of ``F`` that cover all rows with the least additive epsilon.
+
+    Greedy epsilon-net on objectives normalised to [0, 1]: start with the best point of every
+    objective, then repeatedly add the row that the chosen set covers worst. The returned set
+    epsilon-covers every row of ``F`` within the final worst-case epsilon (recorded by callers).
+    """
+    n, m = F.shape
+    if n <= k:
+        return np.arange(n)
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    nF = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    chosen = list(dict.fromkeys(int(i) for i in np.argmin(nF, axis=0)))
+    # eps[j] = min over chosen c of max_i (nF[c, i] - nF[j, i])
+    eps = (nF[chosen][:, None, :] - nF[None, :, :]).max(axis=2).min(axis=0)
+    while len(chosen) < k:
+        j = int(np.argmax(eps))
+        if eps[j] <= 0:
+            break
+        chosen.append(j)
+        eps = np.minimum(eps, (nF[j][None, :] - nF).max(axis=1))
+    return np.array(sorted(chosen))
+
+
+def thin_epsilon(F: np.ndarray, idx: np.ndarray) -> float:
+    """The additive epsilon (normalised units) by which ``F[idx]`` covers all of ``F``."""
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    nF = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return float(max(0.0, (nF[idx][:, None, :] - nF[None, :, :]).max(axis=2).min(axis=0).max()))
