@@ -1,0 +1,1157 @@
+"""Figures for search results, sized for papers.
+
+Every function returns the :class:`matplotlib.figure.Figure` it drew and, when ``save`` is a
+path stem (``"figs/pareto"``), writes ``figs/pareto.pdf``, ``.svg`` and ``.png`` (200 dpi).
+Nothing calls ``plt.show()`` and the backend is left alone (set ``MPLBACKEND=Agg`` for headless
+use). Figures are 3.5 in wide (``width="single"``, one paper column) or 7.2 in
+(``width="double"``), with 8 pt text, units on every axis, the Okabe-Ito colour-blind-safe
+palette and "model @ hardware" titles. A proxy or prior ``accuracy_loss`` is labelled as such,
+never as a measured accuracy (DESIGN.md section 6).
+
+Functions
+---------
+plot_front                2-D Pareto front with baselines, knee and measured values
+plot_front_3d             3-D scatter of the front
+plot_scatter_matrix       pairwise scatter of the objectives
+plot_parallel             parallel coordinates, coloured by accuracy loss
+plot_convergence          hypervolume against evaluations, median and band over seeds
+plot_bit_heatmap          per-layer bit-widths of selected front points
+plot_hardware_comparison  one model's fronts on several hardware targets
+save_figure               write a figure as pdf, svg and png
+"""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..errors import QuantmooError, check_choice
+
+__all__ = [
+    "OBJECTIVE_LABELS", "OKABE_ITO", "WIDTHS", "plot_front", "plot_front_3d", "plot_scatter_matrix",
+    "plot_parallel", "plot_convergence", "plot_bit_heatmap", "plot_hardware_comparison", "save_figure",
+]
+
+#: Axis label (with unit) of every objective.
+OBJECTIVE_LABELS = {
+    "accuracy_loss": "accuracy loss (pp)",
+    "size_mb": "model size (MB)",
+    "latency_ms": "latency (ms)",
+    "energy_mj": "energy per inference (mJ)",
+    "memory_mb": "peak memory (MB)",
+}
+#: Short labels for crowded axes (scatter matrix, parallel coordinates).
+_SHORT_LABELS = {
+    "accuracy_loss": "acc. loss (pp)",
+    "size_mb": "size (MB)",
+    "latency_ms": "latency (ms)",
+    "energy_mj": "energy (mJ)",
+    "memory_mb": "peak mem. (MB)",
+}
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = {
+    "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
+    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
+}
+#: Line colours in order (yellow last: it is hard to see as a thin line).
+_CYCLE = [OKABE_ITO[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky", "black", "yellow")]
+#: Figure widths in inches: one column or the full text width of a two-column paper.
+WIDTHS = {"single": 3.5, "double": 7.2}
+#: Marker and colour per baseline kind.
+_BASELINE_STYLE = {
+    "uniform": {"marker": "s", "color": OKABE_ITO["orange"], "label": "uniform precision"},
+    "greedy": {"marker": "^", "color": OKABE_ITO["vermillion"], "label": "greedy (AMP-style)"},
+    "ilp": {"marker": "D", "color": OKABE_ITO["green"], "label": "ILP (HAWQ-V3-style)"},
+    "rules": {"marker": "P", "color": OKABE_ITO["purple"], "label": "rule presets"},
+    "random": {"marker": "x", "color": OKABE_ITO["sky"], "label": "random search"},
+}
+_OTHER_BASELINE = {"marker": "X", "color": OKABE_ITO["black"]}
+_CMAP = "viridis"  # perceptually uniform, colour-blind safe
+_FONT = 8
+_SMALL = 6.5
+_TINY = 5.5
+_LOG_SPAN = 30.0
+
+_RC = {
+    "font.size": _FONT, "axes.titlesize": _FONT, "axes.labelsize": _FONT, "figure.titlesize": _FONT,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": _SMALL, "legend.title_fontsize": _SMALL,
+    "axes.linewidth": 0.6, "lines.linewidth": 1.0, "lines.markersize": 4, "patch.linewidth": 0.6,
+    "xtick.major.width": 0.6, "ytick.major.width": 0.6, "xtick.minor.width": 0.4, "ytick.minor.width": 0.4,
+    "xtick.major.size": 2.5, "ytick.major.size": 2.5, "xtick.minor.size": 1.5, "ytick.minor.size": 1.5,
+    "xtick.major.pad": 2.0, "ytick.major.pad": 2.0, "axes.labelpad": 2.0, "axes.titlepad": 4.0,
+    "legend.frameon": True, "legend.framealpha": 0.85, "legend.edgecolor": "0.8", "legend.borderpad": 0.3,
+    "legend.handletextpad": 0.4, "legend.labelspacing": 0.3, "legend.handlelength": 1.5,
+    "legend.columnspacing": 1.0, "grid.linewidth": 0.3, "grid.alpha": 0.5,
+    "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "quantmoo",
+    "savefig.dpi": 200, "figure.dpi": 100,
+    "figure.constrained_layout.h_pad": 0.03, "figure.constrained_layout.w_pad": 0.03,
+}
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _mpl_cmap(name: str):
+    """A registered colormap by name (matplotlib 3.6 to 3.11)."""
+    import matplotlib as mpl
+    return mpl.colormaps[name] if hasattr(mpl, "colormaps") else _plt().get_cmap(name)
+
+
+def _styled(func):
+    """Run a plotting function (drawing and saving) under quantmoo's rc style."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        import matplotlib as mpl
+        from cycler import cycler
+        with mpl.rc_context({**_RC, "axes.prop_cycle": cycler(color=_CYCLE)}):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+def _width(width, owner: str) -> float:
+    if isinstance(width, (int, float)) and not isinstance(width, bool):
+        if width <= 0:
+            raise QuantmooError(f"The 'width' of {owner} must be 'single', 'double' or inches > 0; got {width!r}")
+        return float(width)
+    check_choice("width", width, list(WIDTHS), owner)
+    return WIDTHS[width]
+
+
+def _new_figure(w: float, h: float, **kwargs):
+    plt = _plt()
+    return plt.subplots(figsize=(w, h), layout="constrained", **kwargs)
+
+
+def _label(obj: str, kind: Optional[str] = None, short: bool = False) -> str:
+    """Axis label with unit; accuracy loss says when it is a proxy or a prior."""
+    text = (_SHORT_LABELS if short else OBJECTIVE_LABELS)[obj]
+    if obj == "accuracy_loss" and kind in ("prior", "proxy"):
+        text = text.replace(" (pp)", f", {kind} (pp)")
+    return text
+
+
+def _kind(results) -> Optional[str]:
+    kinds = {getattr(r, "accuracy_kind", None) for r in results}
+    return kinds.pop() if len(kinds) == 1 else ("prior" if "prior" in kinds else "proxy" if "proxy" in kinds else None)
+
+
+def _check_objective(result, name, field: str, owner: str) -> str:
+    check_choice(field, name, list(OBJECTIVE_LABELS), owner)
+    if result.front and any(name not in s.objectives for s in result.front):
+        have = sorted(set.intersection(*(set(s.objectives) for s in result.front)) & set(OBJECTIVE_LABELS))
+        raise QuantmooError(f"The '{field}' value of {owner} is {name!r}, but the result holds no values for it; "
+                            f"available: {{{', '.join(repr(h) for h in have)}}}")
+    return name
+
+
+def _objectives_arg(result, objectives, owner: str) -> list:
+    if objectives is None:
+        objectives = [o for o in result.objectives if o in OBJECTIVE_LABELS]
+        if len(objectives) < 2:
+            objectives = [o for o in OBJECTIVE_LABELS if o != "memory_mb"]
+    if isinstance(objectives, str) or not isinstance(objectives, Sequence) or len(objectives) < 2:
+        raise QuantmooError(f"The 'objectives' of {owner} must be a list of at least two objective names; "
+                            f"got {objectives!r}")
+    return [_check_objective(result, o, "objectives", owner) for o in objectives]
+
+
+def _require_front(result, owner: str):
+    if not getattr(result, "front", None):
+        raise QuantmooError(f"{owner} needs a result with a non-empty front; got {result!r}")
+
+
+def _values(result, obj: str) -> np.ndarray:
+    return np.array([float(s.objectives[obj]) for s in result.front], dtype=float)
+
+
+def _baseline_value(b: Mapping, obj: str) -> Optional[float]:
+    v = (b.get("objectives") or {}).get(obj)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _title(result) -> str:
+    meta = getattr(result, "meta", None) or {}
+    model = (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), Mapping) else meta.get("model")
+    hw = (meta.get("hardware") or {}).get("name") if isinstance(meta.get("hardware"), Mapping) else meta.get("hardware")
+    if (model is None or hw is None) and result.front:
+        cfg = result.front[0].config
+        model = model or getattr(cfg, "model", None)
+        hw = hw or getattr(cfg, "hardware", None)
+    if model and hw:
+        return f"{model} @ {hw}"
+    return str(model or hw or "")
+
+
+def _model_name(result) -> str:
+    return _title(result).split(" @ ")[0]
+
+
+def _hardware_name(result) -> str:
+    t = _title(result)
+    return t.split(" @ ")[1] if " @ " in t else t
+
+
+def _wants_log(values, obj: str) -> bool:
+    """Log scale when positive values span more than 30x (accuracy loss, often ~0, stays linear)."""
+    if obj == "accuracy_loss":
+        return False
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size and v.min() > 0 and v.max() / v.min() > _LOG_SPAN)
+
+
+def _nondominated_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points non-dominated in (x, y) (both minimised), sorted by x."""
+    order = np.lexsort((y, x))
+    keep, best = [], np.inf
+    for i in order:
+        if y[i] < best:
+            keep.append(i)
+            best = y[i]
+    return np.array(keep, dtype=int)
+
+
+def _short_baseline(name: str) -> str:
+    """'uniform W4A8 per-group' -> 'W4A8 g'."""
+    s = re.sub(r"^uniform\s+", "", str(name))
+    s = s.replace("per-channel", "").replace("per_channel", "")
+    s = s.replace("per-group", "g").replace("per_group", "g").replace("per-tensor", "t").replace("per_tensor", "t")
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def _finish_axes(ax, grid: bool = True):
+    ax.tick_params(labelsize=7, width=0.6, length=2.5, pad=2)
+    ax.tick_params(which="minor", width=0.4, length=1.5)
+    if grid:
+        ax.grid(True, which="major", linewidth=0.3, alpha=0.5)
+        ax.set_axisbelow(True)
+
+
+def _outside_legends() -> bool:
+    """``fig.legend(loc="outside ...")`` (placed by the constrained layout) needs matplotlib >= 3.7."""
+    import matplotlib as mpl
+    return tuple(getattr(mpl, "__version_info__", (0, 0))[:2]) >= (3, 7)
+
+
+def _figure_legend(fig, ax, where: str, ncol: int = 1, handles=None, labels=None, **kwargs):
+    """A legend outside the axes ("below" or "right"), falling back to the best spot inside ``ax``."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    kwargs.setdefault("fontsize", _SMALL)
+    if _outside_legends():
+        loc = "outside lower center" if where == "below" else "outside right upper"
+        return fig.legend(handles, labels, loc=loc, ncol=ncol if where == "below" else 1, **kwargs)
+    return ax.legend(handles, labels, loc="best", **kwargs)  # pragma: no cover - matplotlib 3.6
+
+
+def _renderer(fig):
+    try:
+        fig.canvas.draw()
+        return fig.canvas.get_renderer()
+    except Exception:  # pragma: no cover - exotic canvases: keep all labels
+        return None
+
+
+def _text_extent(ann, renderer):
+    """Pixel box of an annotation's text alone (``get_window_extent`` includes the leader line)."""
+    from matplotlib.text import Text
+    ann.update_positions(renderer)
+    return Text.get_window_extent(ann, renderer)
+
+
+_LABEL_OFFSETS = [(4, 0, "left", "center"), (3, 3, "left", "bottom"), (3, -3, "left", "top"),
+                  (-4, 0, "right", "center"), (-3, 3, "right", "bottom"), (-3, -3, "right", "top"),
+                  (0, 5, "center", "bottom"), (0, -5, "center", "top")]
+_FAR_OFFSETS = [(dx, dy, "left" if dx > 0 else "right" if dx < 0 else "center",
+                 "bottom" if dy > 0 else "top" if dy < 0 else "center")
+                for dx, dy in ((12, 10), (12, -10), (-12, 10), (-12, -10), (0, 16), (0, -16), (16, 0), (-16, 0),
+                               (20, 18), (20, -18), (-20, 18), (-20, -18))]
+
+
+_HARD = "quantmoo-hard-obstacle"  # gid of scatters a label must never cover (baselines, knee)
+
+
+def _declutter(fig, annotations):
+    """Place point labels without covering other labels or markers.
+
+    Pass 1 tries near then far offsets (far ones get a leader line) avoiding every scatter
+    point; pass 2 only avoids baseline/knee markers and other labels; a label that fits
+    nowhere is hidden rather than drawn over data.
+    """
+    if not annotations:
+        return
+    renderer = _renderer(fig)
+    if renderer is None:
+        return
+    from matplotlib.collections import PathCollection
+    placed, points = {}, {}
+    r = 2.0 * fig.dpi / 72.0  # about half a marker, in pixels
+
+    def hits(P, bb):
+        return bool(len(P)) and bool(((P[:, 0] > bb.x0 - r) & (P[:, 0] < bb.x1 + r)
+                                      & (P[:, 1] > bb.y0 - r) & (P[:, 1] < bb.y1 + r)).any())
+
+    for ann in annotations:
+        ax = ann.axes
+        axbox = ax.get_window_extent(renderer)
+        legend = ax.get_legend()
+        legbox = legend.get_window_extent(renderer) if legend is not None else None
+        others = placed.setdefault(ax, [])
+        if ax not in points:  # scatter points of the axes, in pixels: (all, hard)
+            allp, hard = [], []
+            for c in ax.collections:
+                if isinstance(c, PathCollection) and len(c.get_offsets()):
+                    xy = c.get_offset_transform().transform(c.get_offsets())
+                    allp.append(xy)
+                    if c.get_gid() == _HARD:
+                        hard.append(xy)
+            points[ax] = tuple(np.concatenate(v) if v else np.zeros((0, 2)) for v in (allp, hard))
+        P_all, P_hard = points[ax]
+        for P, offsets in ((P_all, _LABEL_OFFSETS + _FAR_OFFSETS), (P_hard, _LABEL_OFFSETS + _FAR_OFFSETS)):
+            ok = False
+            for dx, dy, ha, va in offsets:
+                ann.xyann = (dx, dy)
+                ann.set_ha(ha)
+                ann.set_va(va)
+                if ann.arrow_patch is not None:  # leader line only for far labels
+                    ann.arrow_patch.set_visible(abs(dx) + abs(dy) > 10)
+                bb = _text_extent(ann, renderer)
+                inside = (bb.x0 >= axbox.x0 and bb.x1 <= axbox.x1 and bb.y0 >= axbox.y0 and bb.y1 <= axbox.y1)
+                if (inside and (legbox is None or not bb.overlaps(legbox)) and not hits(P, bb)
+                        and not any(bb.overlaps(o) for o in others)):
+                    others.append(bb)
+                    ok = True
+                    break
+            if ok:
+                break
+        else:
+            ann.set_visible(False)
+
+
+def save_figure(fig, path_stem) -> list:
+    """Write ``fig`` as ``<path_stem>.pdf``, ``.svg`` and ``.png`` (200 dpi).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path_stem : str or Path
+        Path without extension (a trailing ``.pdf``/``.svg``/``.png`` is dropped); parent
+        directories are created.
+
+    Returns
+    -------
+    list of Path
+        The three files written (pdf, svg, png).
+    """
+    import matplotlib as mpl
+    if not isinstance(path_stem, (str, Path)) or not str(path_stem):
+        raise QuantmooError(f"The 'save' path must be a non-empty str or Path; got {path_stem!r}")
+    path = Path(path_stem)
+    if path.suffix.lower() in (".pdf", ".svg", ".png"):
+        path = path.with_suffix("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    rc = {k: _RC[k] for k in ("pdf.fonttype", "ps.fonttype", "svg.fonttype", "svg.hashsalt")}
+    with mpl.rc_context(rc):
+        for ext, kw in ((".pdf", {"metadata": {"CreationDate": None}}), (".svg", {"metadata": {"Date": None}}),
+                        (".png", {"dpi": 200})):
+            target = path.parent / (path.name + ext)
+            fig.savefig(target, format=ext[1:], **kw)
+            out.append(target)
+    return out
+
+
+def _done(fig, save, annotations=()):
+    _declutter(fig, annotations)
+    if save is not None:
+        save_figure(fig, save)
+    return fig
+
+
+# -- 2-D front ------------------------------------------------------------------------------------
+def _measured_xy(s, x: str, y: str):
+    m = s.measured
+    if not isinstance(m, Mapping):
+        return None
+    got = False
+    out = []
+    for obj in (x, y):
+        v = m.get(obj)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out.append(float(v))
+            got = True
+        else:
+            out.append(float(s.objectives[obj]))
+    return tuple(out) if got else None
+
+
+def _draw_front(ax, result, x: str, y: str, baselines=True, knee=True, measured=True,
+                label_uniform=True, logx=None, logy=None, scale=1.0):
+    """Draw one front into ``ax``; return the point-label annotations (for decluttering).
+
+    ``scale`` multiplies the marker areas (small panels use < 1).
+    """
+    annotations = []
+    xs_all, ys_all = [], []
+    if result.front:
+        xv, yv = _values(result, x), _values(result, y)
+        xs_all += list(xv)
+        ys_all += list(yv)
+        nd = _nondominated_2d(xv, yv)
+        dominated = np.setdiff1d(np.arange(len(xv)), nd)
+        if dominated.size:
+            ax.scatter(xv[dominated], yv[dominated], s=7 * scale, color=OKABE_ITO["sky"], alpha=0.55, linewidths=0,
+                       zorder=2, label="other front points")
+        ax.step(xv[nd], yv[nd], where="post", color=OKABE_ITO["blue"], linewidth=0.9, zorder=3)
+        ax.scatter(xv[nd], yv[nd], s=12 * scale, color=OKABE_ITO["blue"], linewidths=0, zorder=3,
+                   label="non-dominated (2-D)" if dominated.size else "Pareto front")
+        if measured:
+            pairs = [(i, _measured_xy(s, x, y)) for i, s in enumerate(result.front)]
+            pairs = [(i, m) for i, m in pairs if m is not None]
+            if pairs:
+                for i, (mx, my) in pairs:
+                    ax.plot([xv[i], mx], [yv[i], my], color="0.45", linewidth=0.5, zorder=3)
+                mxy = np.array([m for _, m in pairs])
+                ax.scatter(mxy[:, 0], mxy[:, 1], s=16 * scale, facecolors="none", edgecolors=OKABE_ITO["vermillion"],
+                           linewidths=0.8, zorder=4, label="measured")
+                xs_all += list(mxy[:, 0])
+                ys_all += list(mxy[:, 1])
+        if knee:
+            k = result.knee_index()
+            ax.scatter([xv[k]], [yv[k]], s=90 * scale, marker="*", color=OKABE_ITO["yellow"], edgecolors="black",
+                       linewidths=0.6, zorder=6, label="knee", gid=_HARD)
+    else:
+        ax.text(0.5, 0.5, "no feasible front point", transform=ax.transAxes, ha="center", va="center",
+                fontsize=_SMALL, color="0.3")
+    if baselines and getattr(result, "baselines", None):
+        by_kind = {}
+        for b in result.baselines:
+            bx, by = _baseline_value(b, x), _baseline_value(b, y)
+            if bx is None or by is None:
+                continue
+            by_kind.setdefault(str(b.get("kind", "other")), []).append((bx, by, b.get("name", "")))
+        for kind, pts in by_kind.items():
+            st = _BASELINE_STYLE.get(kind, {**_OTHER_BASELINE, "label": f"{kind} baseline"})
+            arr = np.array([(p[0], p[1]) for p in pts])
+            ax.scatter(arr[:, 0], arr[:, 1], s=(20 if st["marker"] != "x" else 16) * scale, marker=st["marker"],
+                       color=st["color"], edgecolors="black" if st["marker"] != "x" else None,
+                       linewidths=0.4 if st["marker"] != "x" else 0.9, zorder=5, label=st["label"], gid=_HARD)
+            xs_all += list(arr[:, 0])
+            ys_all += list(arr[:, 1])
+            if kind == "uniform" and label_uniform:
+                for bx, by, name in pts:
+                    ann = ax.annotate(_short_baseline(name), (bx, by), xytext=(4, 0), textcoords="offset points",
+                                      fontsize=_TINY, color="0.25", zorder=7, annotation_clip=False,
+                                      ha="left", va="center",
+                                      arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.4,
+                                                  "shrinkA": 0.5, "shrinkB": 2.5})
+                    ann.arrow_patch.set_visible(False)
+                    ann.set_in_layout(False)
+                    annotations.append(ann)
+    if logx if logx is not None else _wants_log(xs_all, x):
+        ax.set_xscale("log")
+    if logy if logy is not None else _wants_log(ys_all, y):
+        ax.set_yscale("log")
+    _finish_axes(ax)
+    return annotations
+
+
+@_styled
+def plot_front(result, x="size_mb", y="accuracy_loss", baselines=True, knee=True, measured=True, ax=None,
+               save=None, width="single"):
+    """2-D view of the Pareto front.
+
+    The front's points that are non-dominated in (``x``, ``y``) are joined by a step line
+    (the attainment boundary); the other front points (non-dominated only in the full objective
+    space) are drawn lighter. Baselines get one marker per kind (uniform ones are labelled),
+    the knee a star, measured values hollow circles joined to their proxy points. The x axis is
+    logarithmic when its values span more than 30x.
+
+    Parameters
+    ----------
+    result : SearchResult
+    x, y : str
+        Objective names (keys of :data:`OBJECTIVE_LABELS`).
+    baselines, knee, measured : bool
+        Draw the baselines, the knee point, the measured values (where present).
+    ax : matplotlib Axes, optional
+        Draw into this axes instead of a new figure.
+    save : str or Path, optional
+        Path stem: writes ``save.pdf``, ``save.svg`` and ``save.png``.
+    width : {"single", "double"} or float
+        Figure width (3.5 in, 7.2 in or inches); ignored when ``ax`` is given.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    owner = "plot_front"
+    _check_objective(result, x, "x", owner)
+    _check_objective(result, y, "y", owner)
+    own = ax is None
+    if own:
+        w = _width(width, owner)
+        fig, ax = _new_figure(w, w * (0.82 if w <= 4 else 0.45))
+    else:
+        fig = ax.figure
+    annotations = _draw_front(ax, result, x, y, baselines=baselines, knee=knee, measured=measured)
+    ax.set_xlabel(_label(x, result.accuracy_kind))
+    ax.set_ylabel(_label(y, result.accuracy_kind))
+    title = _title(result)
+    if title:
+        ax.set_title(title)
+    if own:
+        _figure_legend(fig, ax, "below" if fig.get_figwidth() <= 4 else "right", ncol=3)
+    elif ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=_SMALL)
+    return _done(fig, save, annotations)
+
+
+# -- 3-D front ------------------------------------------------------------------------------------
+@_styled
+def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baselines=True, knee=True, save=None,
+                  width="single"):
+    """3-D scatter of the front, coloured by ``z``, knee starred, uniform baselines as squares.
+
+    Parameters
+    ----------
+    result : SearchResult
+    x, y, z : str
+        Objective names.
+    baselines, knee : bool
+    save : str or Path, optional
+        Path stem for pdf/svg/png.
+    width : {"single", "double"} or float
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    owner = "plot_front_3d"
+    for f, v in (("x", x), ("y", y), ("z", z)):
+        _check_objective(result, v, f, owner)
+    _require_front(result, owner)
+    plt = _plt()
+    w = _width(width, owner)
+    from matplotlib.lines import Line2D
+    small = w <= 4
+    fig = plt.figure(figsize=(w, w * (0.86 if small else 0.6)), layout="constrained")
+    ax = fig.add_subplot(projection="3d")
+    xv, yv, zv = _values(result, x), _values(result, y), _values(result, z)
+    kind = result.accuracy_kind
+    ax.scatter(xv, yv, zv, c=zv, cmap=_CMAP, s=8, depthshade=False, linewidths=0)
+    handles = [Line2D([], [], linestyle="none", marker="o", markersize=3.5, markeredgewidth=0,
+                      color=_mpl_cmap(_CMAP)(0.45), label=f"front (colour: {_label(z, kind, short=True)})")]
+    if knee:
+        k = result.knee_index()
+        ax.scatter([xv[k]], [yv[k]], [zv[k]], marker="*", s=90, color=OKABE_ITO["yellow"], edgecolors="black",
+                   linewidths=0.6, depthshade=False)
+        handles.append(Line2D([], [], linestyle="none", marker="*", markersize=8, markerfacecolor=OKABE_ITO["yellow"],
+                              markeredgecolor="black", markeredgewidth=0.6, label="knee"))
+    if baselines:
+        pts = [(_baseline_value(b, x), _baseline_value(b, y), _baseline_value(b, z)) for b in result.baselines]
+        pts = np.array([p for p in pts if None not in p], dtype=float).reshape(-1, 3)
+        if len(pts):
+            ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], marker="s", s=14, color=OKABE_ITO["orange"],
+                       edgecolors="black", linewidths=0.4, depthshade=False)
+            handles.append(Line2D([], [], linestyle="none", marker="s", markersize=3.5,
+                                  markerfacecolor=OKABE_ITO["orange"], markeredgecolor="black",
+                                  markeredgewidth=0.4, label="baselines"))
+    lab_fs = _SMALL if small else _FONT
+    ax.set_xlabel(_label(x, kind, short=True), labelpad=-4, fontsize=lab_fs)
+    ax.set_ylabel(_label(y, kind, short=True), labelpad=-4, fontsize=lab_fs)
+    ax.set_zlabel(_label(z, kind, short=True), labelpad=-5, fontsize=lab_fs)
+    ax.tick_params(labelsize=_TINY if small else _SMALL, pad=-3 if small else -1)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(_plt().MaxNLocator(4))
+    ax.view_init(elev=22, azim=-55)
+    try:
+        ax.set_box_aspect(None, zoom=0.95)
+    except TypeError:  # pragma: no cover - matplotlib < 3.6 has no zoom
+        pass
+    title = _title(result)
+    if title:
+        ax.set_title(title, pad=0)
+    _figure_legend(fig, ax, "below", ncol=3, handles=handles, labels=[h.get_label() for h in handles],
+                   fontsize=_TINY if small else _SMALL)
+    return _done(fig, save)
+
+
+# -- scatter matrix -------------------------------------------------------------------------------
+@_styled
+def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, width="double"):
+    """Pairwise scatter of the objectives (lower triangle), histograms on the diagonal.
+
+    The knee is starred in every panel; uniform baselines are drawn as squares. An axis is
+    logarithmic when its values span more than 30x.
+
+    Parameters
+    ----------
+    result : SearchResult
+    objectives : list of str, optional
+        Default: the searched objectives.
+    baselines : bool
+    save : str or Path, optional
+    width : {"single", "double"} or float
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    owner = "plot_scatter_matrix"
+    _require_front(result, owner)
+    objs = _objectives_arg(result, objectives, owner)
+    n = len(objs)
+    w = _width(width, owner)
+    fig, axes = _new_figure(w, w * 0.88, nrows=n, ncols=n, squeeze=False)
+    vals = {o: _values(result, o) for o in objs}
+    base = [b for b in (result.baselines if baselines else []) if all(_baseline_value(b, o) is not None for o in objs)]
+    bvals = {o: np.array([_baseline_value(b, o) for b in base], dtype=float) for o in objs}
+    logs = {o: _wants_log(np.concatenate([vals[o], bvals[o]]), o) for o in objs}
+    k = result.knee_index()
+    kind = result.accuracy_kind
+    small = w <= 4
+    for i, oy in enumerate(objs):
+        for j, ox in enumerate(objs):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_axis_off()
+                continue
+            if i == j:
+                v = vals[ox]
+                if logs[ox]:
+                    bins = np.geomspace(v.min(), v.max(), 16) if v.max() > v.min() else 10
+                else:
+                    bins = 15
+                ax.hist(v, bins=bins, color=OKABE_ITO["blue"], alpha=0.75, linewidth=0)
+                ax.axvline(v[k], color="black", linewidth=0.8, linestyle="--", label="knee")
+                ax.set_yticks([])
+            else:
+                ax.scatter(vals[ox], vals[oy], s=4 if small else 6, color=OKABE_ITO["blue"], alpha=0.6,
+                           linewidths=0, label="front", zorder=2)
+                if len(base):
+                    ax.scatter(bvals[ox], bvals[oy], s=10 if small else 14, marker="s", color=OKABE_ITO["orange"],
+                               edgecolors="black", linewidths=0.3, label="baselines", zorder=3)
+                ax.scatter([vals[ox][k]], [vals[oy][k]], s=40 if small else 70, marker="*",
+                           color=OKABE_ITO["yellow"], edgecolors="black", linewidths=0.5, label="knee", zorder=4)
+                if logs[oy]:
+                    ax.set_yscale("log")
+            if logs[ox]:
+                ax.set_xscale("log")
+            _finish_axes(ax)
+            ax.tick_params(labelsize=_TINY if small else _SMALL)
+            if i == n - 1:
+                ax.set_xlabel(_label(ox, kind, short=True), fontsize=_SMALL if small else _FONT)
+            else:
+                ax.tick_params(labelbottom=False)
+            if j == 0 and i > 0:
+                ax.set_ylabel(_label(oy, kind, short=True), fontsize=_SMALL if small else _FONT)
+            elif i != j:
+                ax.tick_params(labelleft=False)
+    # share limits: columns share x, rows share y (off-diagonal)
+    for j in range(n):
+        col = [axes[i, j] for i in range(j, n)]
+        lo = min(a.get_xlim()[0] for a in col)
+        hi = max(a.get_xlim()[1] for a in col)
+        for a in col:
+            a.set_xlim(lo, hi)
+    for i in range(1, n):
+        row = [axes[i, j] for j in range(i)]
+        lo = min(a.get_ylim()[0] for a in row)
+        hi = max(a.get_ylim()[1] for a in row)
+        for a in row:
+            a.set_ylim(lo, hi)
+    handles, labels = axes[1, 0].get_legend_handles_labels() if n > 1 else ([], [])
+    if n > 1 and handles:
+        leg = axes[0, n - 1].legend(handles, labels, loc="upper right", fontsize=_SMALL,
+                                    title="diagonal: histograms,\ndashed line: knee", title_fontsize=_TINY)
+        leg.set_in_layout(False)  # it sits in the empty upper triangle; do not widen that column
+    title = _title(result)
+    if title:
+        fig.suptitle(f"{title}: {len(result.front)} front points")
+    return _done(fig, save)
+
+
+# -- parallel coordinates -------------------------------------------------------------------------
+@_styled
+def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, width="double"):
+    """Parallel coordinates of the front: one vertical axis per objective.
+
+    Each axis is min-max normalised over the front (bottom = best) and labelled with the real
+    minimum, middle and maximum; lines are coloured by ``color_by``, the knee is drawn in black.
+
+    Parameters
+    ----------
+    result : SearchResult
+    objectives : list of str, optional
+        Default: the searched objectives.
+    color_by : str
+        Objective that colours the lines.
+    save : str or Path, optional
+    width : {"single", "double"} or float
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.collections import LineCollection
+    owner = "plot_parallel"
+    _require_front(result, owner)
+    objs = _objectives_arg(result, objectives, owner)
+    _check_objective(result, color_by, "color_by", owner)
+    m = len(objs)
+    w = _width(width, owner)
+    small = w <= 4
+    fig, ax = _new_figure(w, w * (0.62 if small else 0.36))
+    V = np.column_stack([_values(result, o) for o in objs])
+    lo, hi = V.min(axis=0), V.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    N = np.where(hi > lo, (V - lo) / span, 0.5)
+    xs = np.arange(m, dtype=float)
+    c = _values(result, color_by)
+    segs = [np.column_stack([xs, row]) for row in N]
+    n = len(segs)
+    alpha = float(np.clip(40.0 / max(n, 1), 0.2, 0.8))  # many lines: lighter, so density shows
+    lc = LineCollection(segs, cmap=_CMAP, linewidths=0.6 if n <= 100 else 0.45, alpha=alpha, zorder=2)
+    lc.set_array(c)
+    ax.add_collection(lc)
+    k = result.knee_index()
+    from matplotlib import patheffects
+    ax.plot(xs, N[k], color=OKABE_ITO["yellow"], linewidth=1.0, zorder=5, label="knee",
+            path_effects=[patheffects.withStroke(linewidth=2.4, foreground="black")])
+    for i in range(m):
+        ax.axvline(i, color="0.2", linewidth=0.6, zorder=3)
+        for frac in (0.0, 0.5, 1.0):
+            v = lo[i] + frac * (hi[i] - lo[i])
+            ax.annotate(_fmt(v), (i, frac), xytext=(-2.5, 0), textcoords="offset points", ha="right",
+                        va="center", fontsize=_TINY, color="0.2", zorder=6,
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+    ax.set_xlim(-0.3 if not small else -0.42, m - 1 + 0.08)
+    ax.set_ylim(-0.04, 1.04)
+    ax.set_xticks(xs)
+    kind = result.accuracy_kind
+    ax.set_xticklabels([_label(o, kind, short=True).replace(" (", "\n(") for o in objs],
+                       fontsize=_SMALL if small else 7)
+    ax.set_yticks([])
+    ax.set_ylabel("normalised (lower is better)" if small else "min–max normalised (lower is better)",
+                  fontsize=_SMALL if small else _FONT)
+    for s in ("top", "right", "left"):
+        ax.spines[s].set_visible(False)
+    ax.tick_params(axis="x", length=0, pad=3)
+    cb = fig.colorbar(lc, ax=ax, pad=0.01, fraction=0.05 if not small else 0.07, aspect=25)
+    cb.set_label(_label(color_by, kind, short=small), fontsize=_SMALL if small else _FONT)
+    cb.ax.tick_params(labelsize=_TINY if small else _SMALL, width=0.5, length=2)
+    cb.outline.set_linewidth(0.5)
+    _figure_legend(fig, ax, "below", ncol=1, frameon=False)
+    title = _title(result)
+    if title:
+        ax.set_title(f"{title}: {len(result.front)} front points")
+    return _done(fig, save)
+
+
+# -- convergence ----------------------------------------------------------------------------------
+def _as_history(h) -> list:
+    if hasattr(h, "history"):
+        h = h.history
+    if not isinstance(h, Sequence) or isinstance(h, (str, bytes)) or (len(h) and not isinstance(h[0], Mapping)):
+        raise QuantmooError("Each history of plot_convergence must be a list of dicts with 'n_eval' and "
+                            f"'hypervolume' (or a SearchResult); got {type(h).__name__}")
+    return list(h)
+
+
+def _is_history(h) -> bool:
+    return hasattr(h, "history") or (isinstance(h, Sequence) and not isinstance(h, (str, bytes))
+                                     and (len(h) == 0 or isinstance(h[0], Mapping)))
+
+
+def _history_groups(histories, labels) -> list:
+    """Normalise the input into ``[(label, [history, ...]), ...]``."""
+    if isinstance(histories, Mapping):
+        groups = [(str(k), v) for k, v in histories.items()]
+        if labels is not None:
+            if isinstance(labels, str) or len(labels) != len(groups):
+                raise QuantmooError(f"The 'labels' of plot_convergence must have one name per group "
+                                    f"({len(groups)}); got {labels!r}")
+            groups = [(str(lab), v) for lab, (_, v) in zip(labels, groups)]
+    else:
+        if hasattr(histories, "history"):
+            histories = [histories]
+        if not isinstance(histories, Sequence) or isinstance(histories, (str, bytes)) or not len(histories):
+            raise QuantmooError("The 'histories' of plot_convergence must be a non-empty list of histories "
+                                f"or a dict label -> list of histories; got {histories!r}")
+        if isinstance(histories[0], Mapping):  # one history
+            histories = [histories]
+        if all(_is_history(h) for h in histories):
+            groups = [(labels if isinstance(labels, str) else (labels[0] if labels else ""), histories)]
+        else:  # a list of groups
+            if labels is None:
+                labels = [f"run set {i + 1}" for i in range(len(histories))]
+            if isinstance(labels, str) or len(labels) != len(histories):
+                raise QuantmooError(f"The 'labels' of plot_convergence must have one name per group "
+                                    f"({len(histories)}); got {labels!r}")
+            groups = list(zip([str(lab) for lab in labels], histories))
+    out = []
+    for label, hs in groups:
+        if _is_history(hs) and (hasattr(hs, "history") or (len(hs) and isinstance(hs[0], Mapping))):
+            hs = [hs]
+        runs = []
+        for h in hs:
+            h = _as_history(h)
+            try:
+                e = np.array([float(r["n_eval"]) for r in h], dtype=float)
+                v = np.array([float(r["hypervolume"]) for r in h], dtype=float)
+            except (KeyError, TypeError, ValueError):
+                raise QuantmooError("Each history row of plot_convergence must hold numeric 'n_eval' and "
+                                    "'hypervolume'") from None
+            ok = np.isfinite(e) & np.isfinite(v)
+            e, v = e[ok], v[ok]
+            if e.size:
+                order = np.argsort(e, kind="stable")
+                runs.append((e[order], v[order]))
+        out.append((label, runs))
+    if not any(runs for _, runs in out):
+        raise QuantmooError("plot_convergence got no history rows to plot")
+    return out
+
+
+def _band(runs, band: str):
+    """Median and band of the runs on a common n_eval grid (the evaluation counts all runs share)."""
+    lo = max(e[0] for e, _ in runs)
+    hi = min(e[-1] for e, _ in runs)
+    grid = np.unique(np.concatenate([e for e, _ in runs]))
+    if hi > lo:
+        grid = grid[(grid >= lo) & (grid <= hi)]
+    Y = np.array([np.interp(grid, e, v) for e, v in runs])
+    med = np.median(Y, axis=0)
+    if band == "iqr":
+        return grid, med, np.percentile(Y, 25, axis=0), np.percentile(Y, 75, axis=0)
+    return grid, med, Y.min(axis=0), Y.max(axis=0)
+
+
+@_styled
+def plot_convergence(histories, labels=None, band="minmax", title=None, save=None, width="single"):
+    """Hypervolume against function evaluations: median over seeds and a band.
+
+    Parameters
+    ----------
+    histories : list or dict
+        A list (over seeds) of histories (``SearchResult.history`` lists or SearchResults), or a
+        dict ``label -> list of histories`` (one entry per algorithm), or a list of such lists
+        with ``labels``. A single history is accepted too.
+    labels : str or list of str, optional
+        Name of the single group, or one name per group.
+    band : {"minmax", "iqr"}
+        Band drawn around the median: range or interquartile range over seeds.
+    title : str, optional
+        Default: "model @ hardware" when the histories came from SearchResults.
+    save : str or Path, optional
+    width : {"single", "double"} or float
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    owner = "plot_convergence"
+    check_choice("band", band, ["minmax", "iqr"], owner)
+    if title is None:
+        flat = list(histories.values()) if isinstance(histories, Mapping) else [histories]
+        found = []
+        while flat:
+            h = flat.pop()
+            if hasattr(h, "history"):
+                found.append(h)
+            elif isinstance(h, (list, tuple)):
+                flat.extend(h)
+        names = {_title(r) for r in found}
+        title = names.pop() if len(names) == 1 else None
+    groups = _history_groups(histories, labels)
+    w = _width(width, owner)
+    fig, ax = _new_figure(w, w * (0.68 if w <= 4 else 0.42))
+    band_name = "IQR" if band == "iqr" else "min–max"
+    for gi, (label, runs) in enumerate(groups):
+        if not runs:
+            continue
+        color = _CYCLE[gi % len(_CYCLE)]
+        grid, med, blo, bhi = _band(runs, band)
+        n = len(runs)
+        name = label or "search"
+        text = f"{name}: median of {n} seeds" if n > 1 else name
+        ax.plot(grid, med, color=color, linewidth=1.1, label=text, zorder=3)
+        if n > 1:
+            ax.fill_between(grid, blo, bhi, color=color, alpha=0.2, linewidth=0, zorder=2)
+    ax.set_xlabel("function evaluations")
+    ax.set_ylabel("hypervolume (normalised)")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useMathText=True)
+    ax.xaxis.get_offset_text().set_fontsize(_SMALL)
+    _finish_axes(ax)
+    if any(len(r) > 1 for _, r in groups):
+        _figure_legend(fig, ax, "below", ncol=2 if len(groups) > 1 else 1, title=f"band: {band_name} over seeds",
+                       title_fontsize=_TINY)
+    elif len(groups) > 1 or any(lab for lab, _ in groups):
+        _figure_legend(fig, ax, "below", ncol=2)
+    if title:
+        ax.set_title(title)
+    return _done(fig, save)
+
+
+# -- per-layer bit heatmap ------------------------------------------------------------------------
+_BLOCK_RE = re.compile(r"^(.*?\d+)(?:[._]|$)")
+
+
+def _layer_groups(names):
+    """Contiguous runs of layers sharing a block prefix ('layers.3', 'layer2'): [(start, prefix)]."""
+    out = []
+    for i, name in enumerate(names):
+        m = _BLOCK_RE.match(name)
+        prefix = m.group(1) if m else name
+        if not out or out[-1][1] != prefix:
+            out.append((i, prefix))
+    return out
+
+
+def _fmt(v: float) -> str:
+    """3 significant digits without exponents for the magnitudes objectives take (1690, 26.6, 0.31)."""
+    a = abs(v)
+    if a >= 100:
+        return f"{v:,.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}" if a >= 1e-3 or a == 0 else f"{v:.1e}"
+
+
+def _thin(ticks, labels, min_gap: float, weights=None):
+    """Drop tick labels closer than ``min_gap`` (data units) to a kept neighbour.
+
+    On a clash the label with the larger weight (e.g. block length) stays; the first and the
+    last labels always stay.
+    """
+    n = len(ticks)
+    w = list(weights) if weights is not None else [1.0] * n
+    if n:
+        w[0] = w[-1] = math.inf
+    kept = []  # indices
+    for i in range(n):
+        while kept and ticks[i] - ticks[kept[-1]] < min_gap:
+            if w[i] > w[kept[-1]]:
+                kept.pop()  # the heavier newcomer replaces its neighbour (and maybe the one before)
+            else:
+                break
+        if kept and ticks[i] - ticks[kept[-1]] < min_gap:
+            continue
+        kept.append(i)
+    return [ticks[i] for i in kept], [labels[i] for i in kept]
+
+
+def _shorten(name: str, n: int = 26) -> str:
+    return name if len(name) <= n else "…" + name[-(n - 1):]
+
+
+def _default_rows(result, max_rows: int) -> list:
+    size_key = "size_mb" if "size_mb" in result.front[0].objectives else result.objectives[0]
+    order = sorted(range(len(result.front)), key=lambda i: result.front[i].objectives[size_key])
+    if len(order) <= max_rows:
+        return order
+    pick = {order[int(round(t))] for t in np.linspace(0, len(order) - 1, max_rows - 1)}
+    pick.add(result.knee_index())
+    return [i for i in order if i in pick]
+
+
+@_styled
+def plot_bit_heatmap(result, indices=None, attr="weight_bits", max_rows=10, save=None, width="double"):
+    """Per-layer bit-widths of selected front points: rows = configs, columns = layers.
+
+    Parameters
+    ----------
+    result : SearchResult
+    indices : list of int, optional
+        Front indices to show. Default: up to ``max_rows`` points evenly spread over the front
+        sorted by size, always including the knee. Rows are sorted by model size.
+    attr : {"weight_bits", "activation_bits"}
+    max_rows : int
+    save : str or Path, optional
+    width : {"single", "double"} or float
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+    from ..config import ACTIVATION_BITS, WEIGHT_BITS
+    owner = "plot_bit_heatmap"
+    _require_front(result, owner)
+    check_choice("attr", attr, ["weight_bits", "activation_bits"], owner)
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise QuantmooError(f"The 'max_rows' of {owner} must be an integer >= 1; got {max_rows!r}")
+    n_front = len(result.front)
+    if indices is None:
+        rows = _default_rows(result, max_rows)
+    else:
+        rows = list(indices)
+        bad = [i for i in rows if isinstance(i, bool) or not isinstance(i, (int, np.integer))
+               or not -n_front <= i < n_front]
+        if bad or not rows:
+            raise QuantmooError(f"The 'indices' of {owner} must be a non-empty list of front indices in "
+                                f"[0, {n_front - 1}]; got {indices!r}")
+        rows = [int(i) % n_front for i in rows]
+        size_key = "size_mb" if "size_mb" in result.front[0].objectives else result.objectives[0]
+        rows = sorted(rows, key=lambda i: result.front[i].objectives[size_key])
+    names = list(result.front[rows[0]].config.layers)
+    B = np.array([[getattr(result.front[i].config.layers[nm], attr) for nm in names] for i in rows], dtype=int)
+    levels = list(WEIGHT_BITS if attr == "weight_bits" else ACTIVATION_BITS)
+    for b in np.unique(B):
+        if b not in levels:
+            levels.append(int(b))
+    levels = sorted(levels)
+    cmap_full = _mpl_cmap(_CMAP)
+    colours = [cmap_full(t) for t in np.linspace(0.0, 1.0, len(levels))]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(np.arange(len(levels) + 1) - 0.5, len(levels))
+    idx = np.searchsorted(levels, B)
+
+    w = _width(width, owner)
+    small = w <= 4
+    n_layers = len(names)
+    max_labels = 24 if small else 48
+    groups = _layer_groups(names)
+    use_groups = n_layers > max_labels and 1 < len(groups) <= n_layers // 2
+    if use_groups:
+        ticks = [s for s, _ in groups]
+        tick_labels = [_shorten(p) for _, p in groups]
+        weights = np.diff(ticks + [n_layers]).tolist()  # block lengths
+        xlabel = (f"layer ({n_layers}; ticks mark block starts)" if small else
+                  f"layer ({n_layers}, model order; ticks mark the first layer of each block)")
+        step = 1
+    else:
+        step = max(1, math.ceil(n_layers / max_labels))
+        ticks = list(range(0, n_layers, step))
+        tick_labels = [_shorten(names[t]) for t in ticks]
+        weights = None
+        xlabel = f"layer ({n_layers}, model order" + (f"; every {step}th named)" if step > 1 else ")")
+    axes_w = max(1.0, w - (2.3 if not small else 1.8))  # minus row labels and the legend
+    label_w = _TINY / 72.0 * 1.35  # rotated labels: one line height apart, in inches
+    ticks, tick_labels = _thin(ticks, tick_labels, n_layers * label_w / axes_w, weights=weights)
+    longest = max(len(t) for t in tick_labels)
+    label_h = min(1.3, 0.048 * longest + 0.1)
+    h = 0.6 + 0.16 * len(rows) + label_h
+    fig, ax = _new_figure(w, h)
+    ax.imshow(idx, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+    k = result.knee_index()
+    size_key = "size_mb" if "size_mb" in result.front[0].objectives else result.objectives[0]
+    acc_key = "accuracy_loss" if "accuracy_loss" in result.front[0].objectives else None
+    ylabels = []
+    for i in rows:
+        o = result.front[i].objectives
+        unit = " MB" if size_key == "size_mb" else ""
+        lab = f"{_fmt(o[size_key])}{unit}"
+        if acc_key:
+            a = o[acc_key]
+            lab += f", {'<0.01' if 0 <= a < 0.01 else _fmt(a)} pp"
+        if i == k:
+            lab = "knee: " + lab
+        ylabels.append(lab)
+    ax.set_yticks(np.arange(len(rows)))
+    ax.set_yticklabels(ylabels, fontsize=_TINY if small else _SMALL)
+    acc_note = f" ({result.accuracy_kind})" if result.accuracy_kind in ("prior", "proxy") and acc_key else ""
+    ax.set_ylabel(f"front point: size, accuracy loss{acc_note}" if acc_key else "front point",
+                  fontsize=_SMALL if small else _FONT)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(tick_labels, rotation=90, fontsize=_TINY)
+    if step > 1 or use_groups:
+        ax.set_xticks(np.arange(n_layers), minor=True)
+    if use_groups:
+        for start, _ in groups[1:]:
+            ax.axvline(start - 0.5, color="white", linewidth=0.4, alpha=0.8)
+    ax.set_xlabel(xlabel, fontsize=_SMALL if small else _FONT)
+    ax.tick_params(axis="x", which="minor", length=1.2, width=0.3)
+    ax.tick_params(axis="x", which="major", length=2.5, width=0.6, pad=1.5)
+    ax.tick_params(axis="y", length=2, width=0.5, pad=1.5)
+    for r in range(1, len(rows)):
+        ax.axhline(r - 0.5, color="white", linewidth=0.8)
+    present = [lv for lv in levels if (B == lv).any()]
+    handles = [Patch(facecolor=colours[levels.index(lv)], edgecolor="0.3", linewidth=0.3,
+                     label=f"{lv}" + (" (fp16)" if lv == 16 else "")) for lv in present]
+    what = "weight bits" if attr == "weight_bits" else "activation bits"
+    ax.legend(handles=handles, title=what, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=_SMALL,
+              title_fontsize=_SMALL, borderaxespad=0.0, handlelength=1.0, handleheight=0.9)
+    title = _title(result)
+    ax.set_title(f"{what} per layer" + (f": {title}" if title else ""))
+    return _done(fig, save)
+
+
+# -- several hardware targets ---------------------------------------------------------------------
+@_styled
+def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselines=True, knee=True, save=None,
+                             width="double"):
+    """One model's fronts on several hardware targets side by side (one panel each, shared y).
+
+    Parameters
+    ----------
+    results : list of SearchResult
+        One per hardware target (the same model).
+    x, y : str
+        Objective names; each panel gets its own x range (log when it spans > 30x).
+    baselines, knee : bool
+    save : str or Path, optional
+    width : {"single", "double"} or float
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    owner = "plot_hardware_comparison"
+    if hasattr(results, "front"):
+        results = [results]
+    if not isinstance(results, Sequence) or isinstance(results, (str, bytes)) or not results \
+            or not all(hasattr(r, "front") for r in results):
+        raise QuantmooError(f"The 'results' of {owner} must be a non-empty list of SearchResult; got {results!r}")
+    for r in results:
+        _check_objective(r, x, "x", owner)
+        _check_objective(r, y, "y", owner)
+    n = len(results)
+    ncols = min(n, 4)
+    nrows = math.ceil(n / ncols)
+    w = _width(width, owner)
+    panel_w = w / ncols
+    panel_h = panel_w * (0.8 if ncols > 1 else 0.62)
+    fig, axes = _new_figure(w, max(1.5, panel_h) * nrows + 0.45, nrows=nrows, ncols=ncols, squeeze=False,
+                            sharey=True)
+    scale = min(1.0, max(0.45, panel_w / 3.5))
+    kind = _kind(results)
+    models = {_model_name(r) for r in results}
+    annotations = []
+    for i, r in enumerate(results):
+        ax = axes[i // ncols, i % ncols]
+        annotations += _draw_front(ax, r, x, y, baselines=baselines, knee=knee, measured=True,
+                                   label_uniform=panel_w >= 2.3, scale=scale, logy=_wants_log(
+                                       [v for rr in results for v in _values(rr, y)], y))
+        ax.set_title(_hardware_name(r) if len(models) == 1 else _title(r), fontsize=_FONT)
+        ax.set_xlabel(_label(x, kind) if ncols <= 2 else _label(x, kind, short=True))
+        if i % ncols == 0:
+            ax.set_ylabel(_label(y, kind))
+    for j in range(n, nrows * ncols):
+        axes[j // ncols, j % ncols].set_axis_off()
+    # one legend: the handles of every panel, deduplicated
+    seen = {}
+    for ax in axes.flat:
+        for hnd, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, hnd)
+    if seen:
+        _figure_legend(fig, axes[0, 0], "below", ncol=min(len(seen), 6), handles=list(seen.values()),
+                       labels=list(seen.keys()))
+    if len(models) == 1 and next(iter(models)):
+        fig.suptitle(f"{next(iter(models))} on {n} hardware target{'s' if n > 1 else ''}")
+    return _done(fig, save, annotations)
