@@ -83,8 +83,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="1,000 genomes, fewer repeats")
     a = ap.parse_args(argv)
     r = run(n=1000, n_ref=5, repeat=3) if a.quick else run()
-    print(report(r))
-    return r
+    text = report(r)
+    print(text)
+    return text
 
 
 if __name__ == "__main__":

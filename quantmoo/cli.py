@@ -303,12 +303,49 @@ def cmd_export(a):
         print(text)
 
 
+PLOT_KINDS = ("front", "front3d", "matrix", "parallel", "convergence", "heatmap", "hardware")
+
+
+def cmd_plot(a):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .results import plots
+    from .results.result import load_result
+    from .search.problem import OBJECTIVES
+    if a.kind not in PLOT_KINDS:
+        raise QuantmooError(f"The '--kind' value must be one of {{{', '.join(PLOT_KINDS)}}}; got {a.kind!r}")
+    for axis in ("x", "y", "z"):
+        if getattr(a, axis) not in OBJECTIVES:
+            raise QuantmooError(f"The '--{axis}' value must be one of {{{', '.join(OBJECTIVES)}}}; "
+                                f"got {getattr(a, axis)!r}")
+    results = [load_result(r) for r in a.run]
+    res = results[0]
+    stem = Path(a.out) if a.out else Path(a.run[0]) / a.kind
+    if a.kind == "front":
+        fig = plots.plot_front(res, x=a.x, y=a.y, save=stem)
+    elif a.kind == "front3d":
+        fig = plots.plot_front_3d(res, x=a.x, y=a.y, z=a.z, save=stem)
+    elif a.kind == "matrix":
+        fig = plots.plot_scatter_matrix(res, save=stem)
+    elif a.kind == "parallel":
+        fig = plots.plot_parallel(res, save=stem)
+    elif a.kind == "convergence":
+        fig = plots.plot_convergence([r.history for r in results], save=stem)
+    elif a.kind == "heatmap":
+        fig = plots.plot_bit_heatmap(res, save=stem)
+    else:
+        fig = plots.plot_hardware_comparison(results, x=a.x, y=a.y, save=stem)
+    plt.close(fig)
+    print(f"wrote {stem}.png, {stem}.pdf, {stem}.svg")
+
+
 def _not_yet(a):
     raise QuantmooError(f"'quantmoo {a.command}' is not available in this build")
 
 
 COMMANDS = {"models": cmd_models, "hardware": cmd_hardware, "search": cmd_search, "evaluate": cmd_evaluate,
-            "export": cmd_export}
+            "export": cmd_export, "plot": cmd_plot}
 
 
 def main(argv=None) -> int:
