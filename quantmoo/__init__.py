@@ -16,6 +16,8 @@ from .search.run import search
 from .search.space import SearchSpace
 from .results.result import SearchResult, Solution, load_result
 from . import zoo, hardware
+from .brief import (CalibrationMethod, HardwareTarget, LayerQuantConfig, QuantizationEvolutionConfig,
+                    QuantizationEvolutionEngine, QuantizationGenome, QuantizationGranularity, QuantizationScheme)
 
 
 def evaluate(model, hardware, config, space=None) -> dict:
@@ -43,4 +45,7 @@ __all__ = [
     "__version__", "LayerQuant", "QuantConfig", "QuantmooError", "MissingDependencyError", "LayerSpec",
     "ModelSpec", "OBJECTIVES", "SCENARIOS", "QuantizationProblem", "search", "SearchSpace", "SearchResult",
     "Solution", "load_result", "evaluate", "sensitivity", "zoo", "hardware",
+    # the product brief's names (a thin facade over search)
+    "HardwareTarget", "QuantizationScheme", "QuantizationGranularity", "CalibrationMethod", "LayerQuantConfig",
+    "QuantizationGenome", "QuantizationEvolutionConfig", "QuantizationEvolutionEngine",
 ]

@@ -2,7 +2,10 @@
 
 The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and (later)
 checkpoints are recorded per generation without pymoo's ``save_history`` (which deep-copies
-the whole algorithm every generation).
+the whole algorithm every generation). :class:`SearchRun` holds that loop's state (``setup``,
+one ``step`` per generation, ``result``); :func:`search` drives it to the end, and the async
+facade :class:`quantmoo.brief.QuantizationEvolutionEngine` drives the same object from an
+event loop.
 
 Hypervolume reference point (fixed and documented): objectives are divided by
 ``r_i = 1.1 * max`` over the uniform-precision configs of the space (they span the extremes:
@@ -233,64 +236,154 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
     Returns
     -------
     SearchResult
+
+    See Also
+    --------
+    SearchRun : the same loop, one generation at a time.
     """
-    from ..results.result import SearchResult
-    from .front import build_result
-
-    pop_size = _check_int("pop_size", pop_size, 4)
-    n_gen = _check_int("n_gen", n_gen, 1)
-    n_evals = _check_int("n_evals", n_evals, 1)
-    seed = _check_int("seed", seed, 0)
-    if time_limit is not None and (not isinstance(time_limit, (int, float)) or time_limit <= 0):
-        raise QuantmooError(f"The 'time_limit' must be a number of seconds > 0; got {time_limit!r}")
-    check_choice("algorithm", algorithm, ALGORITHMS)
-    use_archive = bool(archive)
-    if problem is None:
-        problem = QuantizationProblem(model, hardware, space=space, objectives=objectives,
-                                      constraints=constraints, accuracy=accuracy)
-    check_feasible_bounds(problem)
-    termination = make_termination(n_gen, n_evals, time_limit)
-    ref = hv_reference(problem)
-
-    algo = make_algorithm(algorithm, problem, pop_size, strict=strict, selection=selection, operators=operators)
-    run_problem = problem
-    if algorithm == "ga":
-        w = _ga_weights(problem, weights)
-        run_problem = WeightedSumProblem(problem, w, ref)
-    algo.setup(run_problem, termination=termination, seed=seed, verbose=False)
-
+    run = SearchRun(model, hardware, space=space, objectives=objectives, constraints=constraints,
+                    algorithm=algorithm, pop_size=pop_size, n_gen=n_gen, n_evals=n_evals, time_limit=time_limit,
+                    seed=seed, accuracy=accuracy, strict=strict, weights=weights, selection=selection,
+                    baselines=baselines, operators=operators, problem=problem, archive=archive,
+                    max_front=max_front)
+    run.setup()
     show = progress if progress is not None else sys.stderr.isatty()
     bar = None
     if show:
         from tqdm.auto import tqdm
-        bar = tqdm(total=n_gen, desc=f"{algorithm} {problem.model.name}@{problem.hardware.name}",
+        bar = tqdm(total=run.n_gen, desc=f"{algorithm} {run.problem.model.name}@{run.problem.hardware.name}",
                    unit="gen", leave=False, file=sys.stderr)
-    history = []
-    archive = ParetoArchive(problem.n_var, problem.n_obj) if use_archive else None
-    t0 = time.perf_counter()
     try:
-        while algo.has_next():
-            algo.next()
-            if archive is not None:
-                _archive_update(archive, algo, problem)
-            rec = _record(algo, problem, ref, archive)
-            history.append(rec)
+        while run.has_next():
+            rec = run.step()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(hv=f"{rec['hypervolume']:.4f}", front=rec["n_front"])
-            if callback is not None and callback({**rec, "algorithm": algo}) is False:
+            if callback is not None and callback({**rec, "algorithm": run.algorithm}) is False:
                 break
     finally:
         if bar is not None:
             bar.close()
-    exec_time = time.perf_counter() - t0
-    result = build_result(problem, algo, history, exec_time, seed=seed,
-                          algorithm={"name": algorithm, "pop_size": pop_size, "n_gen": n_gen, "n_evals": n_evals,
-                                     "time_limit": time_limit, "operators": operators, "strict": strict,
-                                     "selection": selection if algorithm == "ga" else None},
-                          hv_ref=ref, baselines=baselines, archive=archive,
-                          max_front=_check_int("max_front", max_front, 2))
-    return result
+    return run.result()
+
+
+class SearchRun:
+    """One search, one generation at a time: the loop :func:`search` drives, made public.
+
+    ``SearchRun(...)`` takes the arguments of :func:`search` (without ``callback`` and
+    ``progress``) and validates them; :meth:`setup` builds the problem, the algorithm and the
+    archive (the expensive part: cost and accuracy tables); each :meth:`step` runs one pymoo
+    ask-and-tell generation (``algorithm.next()``) and appends one history row;
+    :meth:`result` turns the state reached so far into a :class:`SearchResult` (it may be
+    called after any number of steps, e.g. after an early stop). Driving it to the end gives
+    exactly the result of :func:`search` with the same arguments, which is implemented this way.
+
+    Examples
+    --------
+    >>> run = SearchRun("resnet18", "arm_dot", pop_size=20, n_gen=5, seed=0)
+    >>> run.setup()
+    >>> while run.has_next():
+    ...     rec = run.step()          # {"n_gen", "n_eval", "hypervolume", "n_front"}
+    >>> res = run.result()
+    """
+
+    def __init__(self, model, hardware, space=None,
+                 objectives=("accuracy_loss", "size_mb", "latency_ms", "energy_mj"), constraints=None,
+                 algorithm: str = "nsga2", pop_size: int = 100, n_gen: Optional[int] = 100,
+                 n_evals: Optional[int] = None, time_limit: Optional[float] = None, seed: int = 0, accuracy=None,
+                 strict: bool = False, weights=None, selection: str = "tournament", baselines: bool = True,
+                 operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None, archive: bool = True,
+                 max_front: Optional[int] = 200):
+        self.pop_size = _check_int("pop_size", pop_size, 4)
+        self.n_gen = _check_int("n_gen", n_gen, 1)
+        self.n_evals = _check_int("n_evals", n_evals, 1)
+        self.seed = _check_int("seed", seed, 0)
+        if time_limit is not None and (not isinstance(time_limit, (int, float)) or time_limit <= 0):
+            raise QuantmooError(f"The 'time_limit' must be a number of seconds > 0; got {time_limit!r}")
+        check_choice("algorithm", algorithm, ALGORITHMS)
+        self.max_front = _check_int("max_front", max_front, 2)
+        self.time_limit = time_limit
+        self.algorithm_name = algorithm
+        self.strict, self.weights, self.selection, self.operators = strict, weights, selection, operators
+        self.baselines = baselines
+        self.use_archive = bool(archive)
+        self._problem_args = dict(model=model, hardware=hardware, space=space, objectives=objectives,
+                                  constraints=constraints, accuracy=accuracy)
+        self.problem = problem
+        self.algorithm = None
+        self.archive = None
+        self.history = []
+        self.exec_time = 0.0
+        self.hv_ref = None
+
+    def setup(self) -> "SearchRun":
+        """Build the problem (unless given), check the constraints, set up the pymoo algorithm."""
+        if self.algorithm is not None:
+            raise QuantmooError("This SearchRun is already set up")
+        if self.problem is None:
+            self.problem = QuantizationProblem(**self._problem_args)
+        problem = self.problem
+        check_feasible_bounds(problem)
+        termination = make_termination(self.n_gen, self.n_evals, self.time_limit)
+        self.hv_ref = ref = hv_reference(problem)
+        algo = make_algorithm(self.algorithm_name, problem, self.pop_size, strict=self.strict,
+                              selection=self.selection, operators=self.operators)
+        run_problem = problem
+        if self.algorithm_name == "ga":
+            w = _ga_weights(problem, self.weights)
+            run_problem = WeightedSumProblem(problem, w, ref)
+        algo.setup(run_problem, termination=termination, seed=self.seed, verbose=False)
+        self.algorithm = algo
+        self.archive = ParetoArchive(problem.n_var, problem.n_obj) if self.use_archive else None
+        return self
+
+    def _check_setup(self):
+        if self.algorithm is None:
+            raise QuantmooError("Call SearchRun.setup() first")
+
+    def has_next(self) -> bool:
+        """True while the termination criterion is not met."""
+        self._check_setup()
+        return self.algorithm.has_next()
+
+    @property
+    def n_done(self) -> int:
+        """Generations run so far."""
+        return len(self.history)
+
+    def step(self) -> dict:
+        """Run one generation; return (and record) its history row.
+
+        The row is ``{n_gen, n_eval, hypervolume, n_front}`` (see :func:`search`).
+        """
+        self._check_setup()
+        t0 = time.perf_counter()
+        algo = self.algorithm
+        algo.next()
+        if self.archive is not None:
+            _archive_update(self.archive, algo, self.problem)
+        rec = _record(algo, self.problem, self.hv_ref, self.archive)
+        self.history.append(rec)
+        self.exec_time += time.perf_counter() - t0
+        return rec
+
+    def result(self, baselines: Optional[bool] = None):
+        """The :class:`SearchResult` of the generations run so far.
+
+        ``exec_time_s`` is the time spent in :meth:`step`. ``baselines`` overrides the
+        constructor's choice (e.g. ``False`` for a cheap intermediate snapshot).
+        """
+        from .front import build_result
+        self._check_setup()
+        if not self.history:
+            raise QuantmooError("No generation has run yet; call SearchRun.step() at least once")
+        return build_result(self.problem, self.algorithm, list(self.history), self.exec_time, seed=self.seed,
+                            algorithm={"name": self.algorithm_name, "pop_size": self.pop_size, "n_gen": self.n_gen,
+                                       "n_evals": self.n_evals, "time_limit": self.time_limit,
+                                       "operators": self.operators, "strict": self.strict,
+                                       "selection": self.selection if self.algorithm_name == "ga" else None},
+                            hv_ref=self.hv_ref, baselines=self.baselines if baselines is None else baselines,
+                            archive=self.archive, max_front=self.max_front)
 
 
 def _ga_weights(problem, weights) -> np.ndarray:
