@@ -20,7 +20,7 @@ from .brief import (CalibrationMethod, HardwareTarget, LayerQuantConfig, Quantiz
                     QuantizationEvolutionEngine, QuantizationGenome, QuantizationGranularity, QuantizationScheme)
 
 
-def evaluate(model, hardware, config, space=None) -> dict:
+def evaluate(model, hardware, config, space=None, accuracy=None) -> dict:
     """Objective values of one config: the same numbers the search uses.
 
     Parameters
@@ -29,10 +29,12 @@ def evaluate(model, hardware, config, space=None) -> dict:
     hardware : HardwareProfile or str
     config : QuantConfig or path
     space : SearchSpace, optional
-        Only needed when the config uses values outside the default space.
+        The search's space (needed with a proxy ``accuracy`` table, which is built per space).
+    accuracy : AccuracyTable, optional
+        The accuracy table the search used (default: the prior), to reproduce a proxy loss.
     """
     from .search.evaluate import evaluate_config
-    return evaluate_config(model, hardware, config, space=space)
+    return evaluate_config(model, hardware, config, space=space, accuracy=accuracy)
 
 
 def sensitivity(model, space=None, evaluator=None, **kwargs):

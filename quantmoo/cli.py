@@ -340,12 +340,134 @@ def cmd_plot(a):
     print(f"wrote {stem}.png, {stem}.pdf, {stem}.svg")
 
 
+def _load_space(path):
+    if not path:
+        return None
+    from .io import load_yaml
+    from .search.space import SearchSpace
+    data, src = load_yaml(path)
+    return SearchSpace.from_dict(data, source=src)
+
+
+def cmd_sensitivity(a):
+    from . import zoo
+    from .accuracy.sensitivity import sensitivity
+    out = Path(a.out)
+    if out.suffix != ".npz":
+        raise QuantmooError(f"The '--out' file must end in .npz; got {a.out!r}")
+    model = zoo.load(a.model)
+    if model.evaluator is None:
+        raise QuantmooError(f"The model '{model.name}' has no real weights and evaluator; sensitivity needs one of "
+                            "{digits, minilm-l6} or a model with weights")
+    table = sensitivity(model, _load_space(a.space), model.evaluator, progress=True)
+    import io as _io
+    import numpy as np
+    from .io import atomic_write_text  # noqa: F401  (bytes written below the same way)
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, table=table.table, kind=table.kind, meta=json.dumps(table.meta))
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(out)
+    print(f"wrote {out} ({table.kind} table, shape {table.table.shape})")
+
+
+def cmd_validate(a):
+    from .accuracy.validate import validate
+    report = validate(a.run, workers=a.workers, dask_address=a.dask_address, progress=True)
+    info = report if isinstance(report, dict) else getattr(report, "__dict__", {})
+    if a.json:
+        return _print(info, True)
+    v = info.get("kendall_tau")
+    print(f"validated {info.get('n', '?')} front points of {a.run}; Kendall tau(proxy, measured) = "
+          f"{v:.3f}" if isinstance(v, float) else f"validated {a.run}")
+
+
+def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) -> dict:
+    """The end-to-end job: digits on arm_dot: sensitivity, search, measured validation, figures."""
+    import time
+    import warnings
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from . import search, zoo
+    from .accuracy.sensitivity import sensitivity
+    from .accuracy.validate import validate
+    from .results import plots
+    from .search.space import SearchSpace
+
+    t0 = time.perf_counter()
+    _check_out_dir(out)
+    model = zoo.load("digits")
+    space = SearchSpace()
+    table = sensitivity(model, space, model.evaluator)
+    t_sens = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = search(model, "arm_dot", space=space, accuracy=table, pop_size=pop_size, n_gen=n_gen, seed=seed,
+                     progress=progress, max_front=60)
+    t_search = time.perf_counter() - t0 - t_sens
+    validate(res, model=model, workers=1)
+    t_val = time.perf_counter() - t0 - t_sens - t_search
+
+    import io as _io
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, table=table.table, kind=table.kind, meta=json.dumps(table.meta))
+    figs = {}
+
+    def extra_figures(tmp: Path):
+        for name, fn in (("pareto", lambda: plots.plot_front(res, x="size_mb", y="accuracy_loss")),
+                         ("pareto_latency", lambda: plots.plot_front(res, x="latency_ms", y="accuracy_loss")),
+                         ("objectives_matrix", lambda: plots.plot_scatter_matrix(res)),
+                         ("bit_heatmap", lambda: plots.plot_bit_heatmap(res)),
+                         ("convergence", lambda: plots.plot_convergence([res.history]))):
+            fig = fn()
+            plots.save_figure(fig, tmp / name)
+            plt.close(fig)
+            figs[name] = f"{name}.png"
+
+    where = res.save(out, extra_files={"accuracy_table.npz": buf.getvalue()}, after_write=extra_figures)
+    measured = [(s.compression_ratio, s.measured.get("accuracy_loss")) for s in res.front
+                if s.measured and s.measured.get("accuracy_loss") is not None]
+    best10 = max((c for c, l in measured if l <= 1.0), default=None)
+    best12 = max((c for c, l in measured if l <= 3.0), default=None)
+    return {"out": str(where), "n_front": len(res.front), "figures": sorted(figs.values()),
+            "kendall_tau": res.meta.get("validation", {}).get("kendall_tau"),
+            "fp32_accuracy_pct": getattr(model.evaluator, "fp32_accuracy_pct", None),
+            "max_compression_at_1pp": best10, "max_compression_at_3pp": best12,
+            "seconds": {"sensitivity": t_sens, "search": t_search, "validation": t_val,
+                        "total": time.perf_counter() - t0}, "result": res}
+
+
+def cmd_demo(a):
+    info = demo(a.out, a.seed, progress=None)
+    res = info.pop("result")
+    if a.json:
+        return _print(info, True)
+    print("quantmoo demo: digits MLP (real weights, scikit-learn's bundled digits) on arm_dot")
+    print(res.summary(max_rows=15))
+    tau = info["kendall_tau"]
+    print(f"measured validation of {info['n_front']} front points: Kendall tau(proxy, measured) = "
+          f"{tau:.3f}" if tau is not None else "measured validation done")
+    if info["max_compression_at_1pp"]:
+        print(f"largest compression at <= 1.0 pp measured accuracy loss: {info['max_compression_at_1pp']:.1f}x; "
+              f"at <= 3.0 pp: {info['max_compression_at_3pp']:.1f}x")
+    s = info["seconds"]
+    print(f"time: sensitivity {s['sensitivity']:.1f} s, search {s['search']:.1f} s, validation "
+          f"{s['validation']:.1f} s, total {s['total']:.1f} s")
+    print(f"files in {info['out']}/: results.json, front.yaml, accuracy_table.npz, "
+          + ", ".join(info["figures"]) + " (+ .pdf/.svg)")
+    print(f"reproduce a point: quantmoo export {info['out']} --pick knee --out knee.yaml && "
+          f"quantmoo evaluate --model digits --hardware arm_dot --config knee.yaml --run {info['out']}")
+
+
 def _not_yet(a):
     raise QuantmooError(f"'quantmoo {a.command}' is not available in this build")
 
 
 COMMANDS = {"models": cmd_models, "hardware": cmd_hardware, "search": cmd_search, "evaluate": cmd_evaluate,
-            "export": cmd_export, "plot": cmd_plot}
+            "export": cmd_export, "plot": cmd_plot, "sensitivity": cmd_sensitivity, "validate": cmd_validate,
+            "demo": cmd_demo}
 
 
 def main(argv=None) -> int:

@@ -83,3 +83,32 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "example:" in capsys.readouterr().out
+
+
+def test_demo_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QUANTMOO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    for f in ("results.json", "front.yaml", "accuracy_table.npz", "pareto.png", "pareto.pdf"):
+        assert (out / f).exists(), f
+    res = json.loads((out / "results.json").read_text())
+    assert res["accuracy_kind"] == "proxy"
+    assert all(p["measured"]["kind"] == "measured" for p in res["front"])
+    assert info["kendall_tau"] is not None and info["n_front"] == len(res["front"])
+    # the stored numbers are reproduced by `quantmoo evaluate --run`
+    k = res["knee_index"]
+    assert main(["export", str(out), "--index", str(k), "--out", str(tmp_path / "k.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "digits", "--hardware", "arm_dot", "--config", str(tmp_path / "k.yaml"),
+                 "--run", str(out), "--json"]) == 0
+    vals = json.loads(capsys.readouterr().out)
+    for name, v in res["front"][k]["objectives"].items():
+        assert vals[name] == v
+
+
+def test_demo_refuses_file_as_out(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    p = run("demo", "--out", str(f))
+    assert p.returncode == 2 and "not a directory" in p.stderr

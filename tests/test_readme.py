@@ -20,3 +20,10 @@ def test_readme_starts_with_exactly_two_commands():
 def test_ci_runs_the_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     assert _commands()[1] in ci.splitlines()
+
+
+def test_readme_user_model_example_runs():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Your own NumPy model", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README-user-model", "exec"), {"__name__": "readme_example"})

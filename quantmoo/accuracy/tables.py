@@ -37,6 +37,7 @@ labelled ``prior``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ class AccuracyTable:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return cls(table=z["table"], kind=str(z["kind"]), meta=json.loads(str(z["meta"])))
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise QuantmooError(f"Cannot read accuracy table {path}: {e}") from None
 
 

@@ -110,6 +110,9 @@ def _styled(func):
     def wrapper(*args, **kwargs):
         import matplotlib as mpl
         from cycler import cycler
+        # resolve the backend *before* the temporary rc block: resolving it inside (e.g. the
+        # first figure in a Jupyter kernel) would be undone on exit and hide later figures
+        mpl.get_backend()
         with mpl.rc_context({**_RC, "axes.prop_cycle": cycler(color=_CYCLE)}):
             return func(*args, **kwargs)
     return wrapper

@@ -167,11 +167,12 @@ class SearchResult:
         })
         return d
 
-    def save(self, directory, plot: bool = False, extra_files: Optional[dict] = None) -> Path:
+    def save(self, directory, plot: bool = False, extra_files: Optional[dict] = None, after_write=None) -> Path:
         """Write ``results.json`` and ``front.yaml`` (and figures) atomically into ``directory``.
 
         ``extra_files`` maps file names to bytes written into the same directory (e.g. the proxy
-        accuracy table), so the directory appears complete or not at all.
+        accuracy table), and ``after_write(tmpdir)`` may add more (figures), so the directory
+        appears complete or not at all.
         """
         extra_files = dict(extra_files or {})
         from ..io import atomic_write_dir
@@ -193,6 +194,8 @@ class SearchResult:
                 import matplotlib.pyplot as plt
                 from .plots import plot_front
                 plt.close(plot_front(self, save=tmp / "pareto"))
+            if after_write is not None:
+                after_write(tmp)
 
         return atomic_write_dir(Path(directory), write)
 
