@@ -31,7 +31,7 @@ from pymoo.termination.max_time import TimeBasedTermination
 from ..errors import QuantmooError, check_choice
 from .operators import (QuantCrossover, QuantDuplicateElimination, QuantMutation, QuantRepair, QuantSampling,
                         uniform_precision_seeds)
-from .operators.selection import CrowdedTournamentSelection, ScalarSelection
+from .operators.selection import CrowdedTournamentSelection, ReferenceTournamentSelection, ScalarSelection
 from .archive import ParetoArchive
 from .problem import QuantizationProblem
 
@@ -124,6 +124,8 @@ def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, stric
         while math.comb(p + 1 + m - 1, m - 1) <= pop_size:
             p += 1
         ref_dirs = get_reference_directions("das-dennis", m, n_partitions=p) if m > 1 else np.array([[1.0]])
+        if operators == "quantmoo":   # seeded tie-breaks (pymoo issue 794)
+            ops["selection"] = ReferenceTournamentSelection(unified=(name == "unsga3"))
         if name == "nsga3":
             from pymoo.algorithms.moo.nsga3 import NSGA3
             return NSGA3(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **ops)

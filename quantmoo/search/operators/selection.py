@@ -100,3 +100,46 @@ class ScalarSelection(Selection):
         else:
             idx = rank_selection(f, cv, n, random_state)
         return idx.reshape(n_select, n_parents)
+
+
+def _attr(pop, name, default=0.0):
+    v = pop.get(name)
+    if v is None or len(v) == 0 or v[0] is None:
+        return np.full(len(pop), default, dtype=float)
+    return np.asarray(v, dtype=float).ravel()
+
+
+class ReferenceTournamentSelection(Selection):
+    """NSGA-III / U-NSGA-III binary tournament, vectorised and seeded.
+
+    pymoo 0.6.2's ``comp_by_cv_then_random`` and ``comp_by_rank_and_ref_line_dist`` break CV
+    ties with an unseeded generator (pymoo issue 794, fixed after 0.6.2), so same-seed runs with
+    constraints could differ. This re-implements both rules with the ``random_state`` pymoo
+    passes in:
+
+    * either infeasible: smaller constraint violation wins, ties at random;
+    * both feasible, ``unified=False`` (NSGA-III): at random;
+    * both feasible, ``unified=True`` (U-NSGA-III): in the same niche the better rank wins, then
+      the smaller distance to the niche's reference line; otherwise at random.
+    """
+
+    def __init__(self, unified: bool = False):
+        super().__init__()
+        self.unified = unified
+
+    def _do(self, problem, pop, n_select, n_parents, random_state=None, **kwargs):
+        n = n_select * n_parents
+        P = _pairs(len(pop), n, random_state)
+        a, b = P[:, 0], P[:, 1]
+        cv = _pop_arrays(pop)
+        coin = random_state.random(n) < 0.5
+        winner = np.where(coin, a, b)
+        infeasible = (cv[a] > 0) | (cv[b] > 0)
+        by_cv = np.where(cv[a] < cv[b], a, np.where(cv[b] < cv[a], b, winner))
+        if self.unified:
+            niche, rank, dist = _attr(pop, "niche", -1), _attr(pop, "rank"), _attr(pop, "dist_to_niche")
+            same = niche[a] == niche[b]
+            by_rank = np.where(rank[a] < rank[b], a, np.where(rank[b] < rank[a], b,
+                               np.where(dist[a] < dist[b], a, np.where(dist[b] < dist[a], b, winner))))
+            winner = np.where(same, by_rank, winner)
+        return np.where(infeasible, by_cv, winner).reshape(n_select, n_parents)
