@@ -19,6 +19,7 @@ SECTIONS = [
     ("bench_cost_model", "Cost model speed (issue 3)", "python -m benchmarks.bench_cost_model"),
     ("bench_targets", "Six targets side by side (issue 3)", "python -m benchmarks.bench_targets"),
     ("bench_search", "Search speed, optimality and operators (issue 4)", "python -m benchmarks.bench_search"),
+    ("bench_real", "Real models, measured (issue 5)", "python -m benchmarks.bench_real"),
 ]
 
 
