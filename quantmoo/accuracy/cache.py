@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional, Union
@@ -31,6 +30,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import QuantmooError
+from ..io import atomic_write_text
 
 __all__ = ["EvalCache", "default_cache_dir", "model_key", "weights_digest", "jsonable_details", "CACHE_FORMAT"]
 
@@ -184,16 +184,7 @@ class EvalCache:
         entry["checksum"] = _checksum(entry)
         text = json.dumps(entry, sort_keys=True, allow_nan=True)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".tmp", dir=p.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, p)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            atomic_write_text(p, text)
         except OSError as e:
             raise QuantmooError(f"Cannot write to the evaluation cache {self.directory}: {e.strerror}") from None
         with self._lock:

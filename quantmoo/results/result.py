@@ -112,21 +112,7 @@ class SearchResult:
         return self.front[int(np.argmin(asf))]
 
     def _weights(self, weights) -> np.ndarray:
-        m = len(self.objectives)
-        if weights is None:
-            return np.full(m, 1.0 / m)
-        if isinstance(weights, Mapping):
-            for k in weights:
-                if k not in self.objectives:
-                    raise QuantmooError(f"The 'weights' keys must be in {{{', '.join(self.objectives)}}}; got {k!r}")
-            w = np.array([float(weights.get(o, 0.0)) for o in self.objectives])
-        else:
-            w = np.asarray(weights, dtype=float)
-            if w.shape != (m,):
-                raise QuantmooError(f"The 'weights' must have {m} values (one per objective); got {w.shape}")
-        if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-            raise QuantmooError(f"The 'weights' must be finite, >= 0 and not all zero; got {w.tolist()}")
-        return w / w.sum()
+        return normalise_weights(self.objectives, weights)
 
     def knee_index(self) -> int:
         """Index of the knee: the point farthest below the hyperplane through the normalised extremes."""
@@ -260,6 +246,25 @@ class SearchResult:
     def __repr__(self) -> str:
         return (f"SearchResult(n_front={len(self.front)}, objectives={self.objectives}, "
                 f"accuracy_kind={self.accuracy_kind!r}, feasible={self.feasible})")
+
+
+def normalise_weights(objectives, weights) -> np.ndarray:
+    """Objective weights (dict by name, or a sequence) -> array summing to 1; equal if None."""
+    m = len(objectives)
+    if weights is None:
+        return np.full(m, 1.0 / m)
+    if isinstance(weights, Mapping):
+        for k in weights:
+            if k not in objectives:
+                raise QuantmooError(f"The 'weights' keys must be in {{{', '.join(objectives)}}}; got {k!r}")
+        w = np.array([float(weights.get(o, 0.0)) for o in objectives])
+    else:
+        w = np.asarray(weights, dtype=float)
+        if w.shape != (m,):
+            raise QuantmooError(f"The 'weights' must have {m} values (one per objective); got {w.shape}")
+    if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+        raise QuantmooError(f"The 'weights' must be finite, >= 0 and not all zero; got {w.tolist()}")
+    return w / w.sum()
 
 
 def load_result(directory) -> SearchResult:

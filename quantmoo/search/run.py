@@ -389,20 +389,8 @@ class SearchRun:
 
 
 def _ga_weights(problem, weights) -> np.ndarray:
-    m = len(problem.objectives)
-    if weights is None:
-        return np.full(m, 1.0 / m)
-    if isinstance(weights, dict):
-        for k in weights:
-            if k not in problem.objectives:
-                raise QuantmooError(f"The 'weights' keys must be in {{{', '.join(problem.objectives)}}}; got {k!r}")
-        w = np.array([float(weights.get(o, 0.0)) for o in problem.objectives])
-    else:
-        w = np.asarray(weights, dtype=float)
-    if w.shape != (m,) or (w < 0).any() or w.sum() <= 0:
-        raise QuantmooError(f"The 'weights' must be {m} non-negative numbers, not all zero; got {weights!r}")
-    return w / w.sum()
-
+    from ..results.result import normalise_weights
+    return normalise_weights(problem.objectives, weights)
 
 def _feasible_objectives(pop, problem):
     """(X, F) of the feasible members of a population, F on the searched objectives."""
