@@ -220,12 +220,7 @@ def cmd_hardware(a):
 def cmd_search(a):
     import quantmoo
     _check_out_dir(a.out)
-    from .search.space import SearchSpace
-    space = None
-    if a.space:
-        from .io import load_yaml
-        data, src = load_yaml(a.space)
-        space = SearchSpace.from_dict(data, source=src)
+    space = _load_space(a.space)
     objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
     constraints = _parse_constraints(a.constraint, a.scenario)
     import warnings

@@ -81,7 +81,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Mapping, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -294,16 +294,8 @@ def _can_probe(ev) -> bool:
 
 
 def _resolve(model, space):
-    from ..search.problem import resolve_model
-    from ..search.space import SearchSpace
-    model = resolve_model(model)
-    if space is None:
-        space = SearchSpace()
-    elif isinstance(space, Mapping):
-        space = SearchSpace.from_dict(space)
-    elif not isinstance(space, SearchSpace):
-        raise QuantmooError(f"The 'space' must be a SearchSpace or a mapping; got {type(space).__name__}")
-    return model, space
+    from ..search.problem import resolve_model, resolve_space
+    return resolve_model(model), resolve_space(space)
 
 
 def table_cache_key(model, space, evaluator_name: str, measure: str, weights: str = "") -> str:

@@ -53,6 +53,17 @@ def resolve_hardware(hardware):
     return load(hardware)
 
 
+def resolve_space(space) -> SearchSpace:
+    """A SearchSpace from None (the default space), a mapping of its fields, or a SearchSpace."""
+    if space is None:
+        return SearchSpace()
+    if isinstance(space, Mapping):
+        return SearchSpace.from_dict(space)
+    if not isinstance(space, SearchSpace):
+        raise QuantmooError(f"The 'space' must be a SearchSpace or a mapping; got {type(space).__name__}")
+    return space
+
+
 def resolve_constraints(constraints) -> dict:
     """Normalise constraints: a scenario name, a mapping objective -> upper bound, or None."""
     if constraints is None:
@@ -121,13 +132,7 @@ class QuantizationProblem(Problem):
 
         self.model = resolve_model(model)
         self.hardware = resolve_hardware(hardware)
-        if space is None:
-            space = SearchSpace()
-        elif isinstance(space, Mapping):
-            space = SearchSpace.from_dict(space)
-        elif not isinstance(space, SearchSpace):
-            raise QuantmooError(f"The 'space' must be a SearchSpace or a mapping; got {type(space).__name__}")
-        self.space = space
+        self.space = space = resolve_space(space)
         self.objectives = resolve_objectives(objectives)
         self.constraints = resolve_constraints(constraints)
         self.encoding = space.bind(self.model)
