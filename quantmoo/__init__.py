@@ -12,7 +12,7 @@ from .config import LayerQuant, QuantConfig
 from .errors import MissingDependencyError, QuantmooError
 from .models.spec import LayerSpec, ModelSpec
 from .search.problem import OBJECTIVES, SCENARIOS, QuantizationProblem
-from .search.run import search
+from .search.run import resume_search, search
 from .search.space import SearchSpace
 from .results.result import SearchResult, Solution, load_result
 from . import zoo, hardware
@@ -45,7 +45,8 @@ def sensitivity(model, space=None, evaluator=None, **kwargs):
 
 __all__ = [
     "__version__", "LayerQuant", "QuantConfig", "QuantmooError", "MissingDependencyError", "LayerSpec",
-    "ModelSpec", "OBJECTIVES", "SCENARIOS", "QuantizationProblem", "search", "SearchSpace", "SearchResult",
+    "ModelSpec", "OBJECTIVES", "SCENARIOS", "QuantizationProblem", "search", "resume_search", "SearchSpace",
+    "SearchResult",
     "Solution", "load_result", "evaluate", "sensitivity", "zoo", "hardware",
     # the product brief's names (a thin facade over search)
     "HardwareTarget", "QuantizationScheme", "QuantizationGranularity", "CalibrationMethod", "LayerQuantConfig",

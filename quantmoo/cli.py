@@ -39,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     s = cmd("search", "Search the Pareto front of per-layer quantization configs.")
-    s.add_argument("--model", required=True, help="zoo name (see 'quantmoo models'), spec YAML or config.json")
-    s.add_argument("--hardware", required=True, help="profile name (see 'quantmoo hardware') or YAML path")
+    s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML or config.json (required)")
+    s.add_argument("--hardware", help="profile name (see 'quantmoo hardware') or YAML path (required)")
     s.add_argument("--objectives", default="accuracy_loss,size_mb,latency_ms,energy_mj",
                    help="comma-separated, from accuracy_loss,size_mb,latency_ms,energy_mj,memory_mb")
     s.add_argument("--constraint", action="append", default=[], metavar="NAME<=VALUE",
@@ -57,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print machine-readable output")
     s.add_argument("--progress", dest="progress", action="store_true", default=None)
     s.add_argument("--no-progress", dest="progress", action="store_false")
+    s.add_argument("--checkpoint", metavar="DIR",
+                   help="save the search state here every --checkpoint-every generations (resume with --resume DIR)")
+    s.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="generations between checkpoints")
+    s.add_argument("--resume", metavar="DIR",
+                   help="continue the search checkpointed in DIR (its settings; no --model/--hardware)")
+    s.add_argument("--measured", action="store_true",
+                   help="measure accuracy_loss with the model's real evaluator for every genome (digits, minilm-l6)")
+    s.add_argument("--eval-timeout", type=float, metavar="SECONDS",
+                   help="with --measured: an evaluation taking longer counts as failed (infeasible)")
+    s.add_argument("--workers", type=int, default=1, help="with --measured: local processes for evaluations")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True)
@@ -218,17 +228,40 @@ def cmd_hardware(a):
 
 
 def cmd_search(a):
-    import quantmoo
-    _check_out_dir(a.out)
-    space = _load_space(a.space)
-    objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
-    constraints = _parse_constraints(a.constraint, a.scenario)
     import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives, constraints=constraints,
-                              algorithm=a.algorithm, pop_size=a.pop_size, n_gen=a.n_gen, seed=a.seed,
-                              progress=a.progress)
+    import quantmoo
+    from .search.run import SearchInterrupted, resume_search
+    _check_out_dir(a.out)
+    if a.resume:
+        if a.model or a.hardware or a.checkpoint:
+            raise QuantmooError("'--resume DIR' continues the checkpointed search with its own settings; "
+                                "do not pass --model, --hardware or --checkpoint with it")
+        where = a.resume
+    else:
+        missing = [f for f, v in (("--model", a.model), ("--hardware", a.hardware)) if not v]
+        if missing:
+            raise QuantmooError(f"the following arguments are required: {', '.join(missing)}")
+        # Ctrl-C always leaves a resumable state: in --checkpoint, or next to --out (written only then)
+        where = a.checkpoint or (f"{Path(a.out)}.checkpoint" if a.out else "quantmoo-search.checkpoint")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if a.resume:
+                res = resume_search(a.resume, progress=a.progress)
+            else:
+                space = _load_space(a.space)
+                objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
+                constraints = _parse_constraints(a.constraint, a.scenario)
+                accuracy = _measured_accuracy(a) if a.measured else None
+                res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives,
+                                      constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
+                                      n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
+                                      checkpoint=where,
+                                      checkpoint_every=a.checkpoint_every if a.checkpoint else 0)
+    except SearchInterrupted as e:
+        again = f"quantmoo search --resume {e.checkpoint}" + (f" --out {a.out}" if a.out else "")
+        raise _Interrupted(f"interrupted after generation {e.n_gen}; the state is saved in {e.checkpoint}; "
+                           f"continue with: {again}") from None
     if not res.feasible:
         raise QuantmooError(res.message)
     where = None
@@ -242,6 +275,23 @@ def cmd_search(a):
     if where:
         print(f"results written to {where}/ (results.json, front.yaml"
               f"{', pareto.png/.pdf' if not a.no_plot else ''})")
+
+
+class _Interrupted(Exception):
+    """Ctrl-C stopped a command cleanly; main() prints the message and exits 130."""
+
+
+def _measured_accuracy(a):
+    from . import zoo
+    from .search.measured import MeasuredAccuracy
+    model = zoo.load(a.model)
+    if getattr(model, "evaluator", None) is None:
+        raise QuantmooError(f"'--measured' needs a model with real weights and an evaluator (digits, minilm-l6); "
+                            f"model '{model.name}' has none")
+    if a.workers is not None and a.workers < 1:
+        raise QuantmooError(f"The '--workers' must be an integer >= 1; got {a.workers}")
+    # by zoo name: workers and a resumed run rebuild the evaluator from it
+    return MeasuredAccuracy(model.name, eval_timeout=a.eval_timeout, workers=a.workers)
 
 
 def _run_space_and_accuracy(run_dir, model):
@@ -477,6 +527,9 @@ def main(argv=None) -> int:
     except QuantmooError as e:
         print(f"quantmoo {a.command}: error: {e}", file=sys.stderr)
         return 2
+    except _Interrupted as e:
+        print(f"quantmoo {a.command}: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"quantmoo {a.command}: interrupted", file=sys.stderr)
         return 130

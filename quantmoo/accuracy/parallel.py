@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -45,7 +48,7 @@ from ..config import QuantConfig
 from ..errors import QuantmooError, require
 from .cache import EvalCache, jsonable_details, model_key
 
-__all__ = ["evaluate_many", "evaluate_one", "resolve_cache", "INPROCESS_SECONDS", "CONNECT_TIMEOUT"]
+__all__ = ["evaluate_many", "evaluate_one", "time_limit", "EvaluationTimeout", "resolve_cache", "INPROCESS_SECONDS", "CONNECT_TIMEOUT"]
 
 #: ``workers=None`` stays in-process when the whole batch would take less than this (seconds).
 INPROCESS_SECONDS = 5.0
@@ -107,16 +110,54 @@ def _as_config(c) -> QuantConfig:
     return QuantConfig.from_dict(c)
 
 
-def evaluate_one(evaluator, config) -> dict:
-    """``evaluator.details(config)`` as plain JSON values, or ``{"error": ...}`` (never raises)."""
+class EvaluationTimeout(Exception):
+    """Raised inside an evaluation that ran past its per-evaluation time limit."""
+
+
+@contextmanager
+def time_limit(seconds: Optional[float]):
+    """Interrupt the enclosed code with :class:`EvaluationTimeout` after ``seconds``.
+
+    Uses ``SIGALRM`` (an interval timer), so it only works in the main thread of a process on a
+    POSIX system: that is where in-process evaluations and local worker processes run them.
+    Elsewhere (Dask worker threads, Windows) it does nothing and only the batch ``timeout``
+    applies. A timer interrupts Python code and NumPy between operations, not one long C call.
+    """
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise EvaluationTimeout(f"timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
     try:
-        d = evaluator.details(_as_config(config))
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def evaluate_one(evaluator, config, eval_timeout: Optional[float] = None) -> dict:
+    """``evaluator.details(config)`` as plain JSON values, or ``{"error": ...}`` (never raises).
+
+    ``eval_timeout`` (seconds) turns an evaluation that hangs into ``{"error": "timed out ..."}``
+    (see :func:`time_limit` for where it can be enforced).
+    """
+    try:
+        with time_limit(eval_timeout):
+            d = evaluator.details(_as_config(config))
         if not isinstance(d, dict) or "loss" not in d:
             return {"error": "the evaluator returned no 'loss'"}
         loss = float(d["loss"])
         if not math.isfinite(loss):
             return {"error": f"the evaluation returned a non-finite loss ({loss})"}
         return jsonable_details(d)
+    except EvaluationTimeout as e:
+        return {"error": str(e)}
     except Exception as e:  # report, never crash the batch
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -126,14 +167,14 @@ def _blas1():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _task(recipe, config) -> dict:
+def _task(recipe, config, eval_timeout=None) -> dict:
     """One evaluation in a worker (local process or Dask): rebuild/reuse the evaluator, one BLAS thread."""
     try:
         ev = _evaluator_for(recipe)
     except Exception as e:
         return {"error": f"cannot build the evaluator: {type(e).__name__}: {e}"}
     with _blas1():
-        return evaluate_one(ev, config)
+        return evaluate_one(ev, config, eval_timeout)
 
 
 def resolve_cache(cache) -> Optional[EvalCache]:
@@ -167,7 +208,7 @@ def _check_workers(workers):
 # -- main entry ------------------------------------------------------------------------------------
 def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: Optional[int] = None,
                   dask_address=None, cache=None, timeout: Optional[float] = None, progress: bool = False,
-                  connect_timeout: float = CONNECT_TIMEOUT) -> List[dict]:
+                  connect_timeout: float = CONNECT_TIMEOUT, eval_timeout: Optional[float] = None) -> List[dict]:
     """Measured details of many configs (see the module docstring).
 
     Parameters
@@ -185,6 +226,10 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
         Reuse and store measured results on disk.
     timeout : float, optional
         Seconds for the whole batch; configs not done by then get ``{"error": "timed out ..."}``.
+    eval_timeout : float, optional
+        Seconds for one evaluation; one that runs longer gets ``{"error": "timed out ..."}`` and
+        the batch goes on (enforced in-process and in local worker processes; see
+        :func:`time_limit`).
     progress : bool
         Show a tqdm progress bar.
     connect_timeout : float
@@ -196,8 +241,10 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
         Per config, in input order: the details (including ``"loss"``) or ``{"error": message}``.
     """
     workers = _check_workers(workers)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise QuantmooError(f"The 'timeout' must be a number of seconds > 0 or None; got {timeout!r}")
+    for name, v in (("timeout", timeout), ("eval_timeout", eval_timeout)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
+                              or not math.isfinite(v)):
+            raise QuantmooError(f"The '{name}' must be a number of seconds > 0 or None; got {v!r}")
     source = evaluator_factory_or_model_name
     cache = resolve_cache(cache)
     t_start = time.perf_counter()
@@ -285,7 +332,7 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
     try:
         if pending:
             if dask_address is not None:
-                _run_dask(dask_address, recipe, cfgs, pending, done, deadline, connect_timeout)
+                _run_dask(dask_address, recipe, cfgs, pending, done, deadline, connect_timeout, eval_timeout)
             else:
                 n_proc = workers
                 if recipe is None:
@@ -294,7 +341,7 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
                     # automatic: time one evaluation in-process first
                     h, idx = pending[0]
                     t0 = time.perf_counter()
-                    done(h, idx, evaluate_one(get_local(), cfgs[idx[0]]))
+                    done(h, idx, evaluate_one(get_local(), cfgs[idx[0]], eval_timeout))
                     per = time.perf_counter() - t0
                     pending = pending[1:]
                     cpus = os.cpu_count() or 1
@@ -306,9 +353,10 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
                             if deadline is not None and time.perf_counter() > deadline:
                                 done(h, idx, {"error": f"timed out after {timeout:g} s"})
                                 continue
-                            done(h, idx, evaluate_one(ev, cfgs[idx[0]]))
+                            done(h, idx, evaluate_one(ev, cfgs[idx[0]], eval_timeout))
                     else:
-                        _run_processes(min(n_proc, len(pending)), recipe, cfgs, pending, done, deadline, timeout)
+                        _run_processes(min(n_proc, len(pending)), recipe, cfgs, pending, done, deadline, timeout,
+                                       eval_timeout)
     finally:
         if bar is not None:
             bar.close()
@@ -324,14 +372,14 @@ def _payload(cfg: QuantConfig) -> dict:
     return cfg.to_dict()
 
 
-def _run_processes(n, recipe, cfgs, pending, done, deadline, timeout):
+def _run_processes(n, recipe, cfgs, pending, done, deadline, timeout, eval_timeout=None):
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
     ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
     futs = {}
     try:
         for h, idx in pending:
-            futs[ex.submit(_task, recipe, _payload(cfgs[idx[0]]))] = (h, idx)
+            futs[ex.submit(_task, recipe, _payload(cfgs[idx[0]]), eval_timeout)] = (h, idx)
         left = set(futs)
         while left:
             wait_for = None if deadline is None else max(0.0, deadline - time.perf_counter())
@@ -378,12 +426,13 @@ def _connect(address, connect_timeout: float):
     return client, True
 
 
-def _run_dask(address, recipe, cfgs, pending, done, deadline, connect_timeout):
+def _run_dask(address, recipe, cfgs, pending, done, deadline, connect_timeout, eval_timeout=None):
     distributed = require("dask.distributed", "dask", "evaluating on a Dask cluster")
     client, owned = _connect(address, connect_timeout)
     try:
         payloads = [_payload(cfgs[idx[0]]) for _, idx in pending]
-        futures = client.map(_task, [recipe] * len(payloads), payloads, retries=2, pure=False)
+        futures = client.map(_task, [recipe] * len(payloads), payloads, [eval_timeout] * len(payloads),
+                             retries=2, pure=False)
         index = {f.key: k for k, f in enumerate(futures)}
         remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
         seen = set()

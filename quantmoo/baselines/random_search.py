@@ -59,7 +59,6 @@ def random_search(problem, n_evals: int, seed: int = 0, batch_size: int = 1000, 
     ref = hv_reference(problem)
     allowed = problem.native_mask() if strict else None
     objs = problem.objectives
-    bounds = problem.constraints
     X_arc = np.zeros((0, enc.n_var), dtype=np.int64)
     F_arc = np.zeros((0, len(objs)))
     history, done, n_feas = [], 0, 0
@@ -68,9 +67,7 @@ def random_search(problem, n_evals: int, seed: int = 0, batch_size: int = 1000, 
         X = repair_genomes(sample_uniform(enc, n, rng), enc, allowed)
         vals = problem.evaluate_all(X)
         F = np.column_stack([vals[o] for o in objs])
-        feas = np.ones(n, dtype=bool)
-        for k, b in bounds.items():
-            feas &= vals[k] <= b
+        feas = problem.feasible_mask(vals)
         n_feas += int(feas.sum())
         done += n
         if feas.any():

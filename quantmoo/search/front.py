@@ -35,11 +35,8 @@ def front_genomes(problem, X: np.ndarray):
     X = np.unique(np.rint(np.asarray(X)).astype(np.int64), axis=0)
     vals = problem.evaluate_all(X)
     F = np.column_stack([vals[o] for o in problem.objectives])
-    if problem.constraints:
-        G = np.column_stack([vals[k] - b for k, b in problem.constraints.items()])
-        cv = np.maximum(G, 0).sum(axis=1)
-    else:
-        cv = np.zeros(len(X))
+    G = problem.constraint_values(vals)
+    cv = np.zeros(len(X)) if G is None else np.maximum(G, 0).sum(axis=1)
     feas = cv <= 0
     if not feas.any():
         return X[[int(np.argmin(cv))]], False
@@ -57,6 +54,8 @@ def infeasibility_message(problem, sol) -> str:
         v = sol.objectives[k]
         if v > b:
             parts.append(f"{k} = {v:.4g} > {b:g}")
+    if sol.objectives.get("evaluation_failed", 0) > 0:
+        parts.append("its accuracy evaluation failed (every evaluation failed; see meta['failed_evaluations'])")
     return ("No configuration met the constraints; the closest one found violates " + ", ".join(parts)
             + ". Relax these bounds or widen the search space.")
 
@@ -99,6 +98,8 @@ def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_re
         "exec_time_s": exec_time,
         "front_thinning": thinning,
     })
+    if getattr(problem, "measured", False):
+        meta["failed_evaluations"] = problem.accuracy.failed_records()
     base = []
     if baselines:
         from ..baselines import standard_baselines

@@ -115,9 +115,12 @@ class QuantizationProblem(Problem):
     constraints : str or dict, optional
         A scenario name (``SCENARIOS``) or ``{objective: upper_bound}``; enforced as pymoo
         inequality constraints ``G = value - bound <= 0``.
-    accuracy : AccuracyTable, optional
+    accuracy : AccuracyTable or MeasuredAccuracy, optional
         Defaults to the documented prior (:func:`quantmoo.accuracy.tables.prior_table`), or to
-        a proxy table if one is attached to the model.
+        a proxy table if one is attached to the model. A
+        :class:`~quantmoo.search.measured.MeasuredAccuracy` measures every genome with a real
+        evaluator instead; a failed evaluation then violates the extra constraint
+        ``evaluation_failed <= 0`` (listed last in ``constraint_names``).
 
     Examples
     --------
@@ -129,6 +132,7 @@ class QuantizationProblem(Problem):
     def __init__(self, model, hardware, space: Optional[SearchSpace] = None,
                  objectives: Sequence[str] = DEFAULT_OBJECTIVES, constraints=None, accuracy=None):
         from ..accuracy.tables import AccuracyTable, prior_table
+        from .measured import MeasuredAccuracy
 
         self.model = resolve_model(model)
         self.hardware = resolve_hardware(hardware)
@@ -139,14 +143,21 @@ class QuantizationProblem(Problem):
         self.costs = build_cost_tables(self.model, self.hardware, self.encoding)
         if accuracy is None:
             accuracy = prior_table(self.model, self.encoding)
-        if not isinstance(accuracy, AccuracyTable):
-            raise QuantmooError(f"The 'accuracy' must be an AccuracyTable; got {type(accuracy).__name__}")
-        self.accuracy = accuracy.check(self.encoding)
+        self.measured = isinstance(accuracy, MeasuredAccuracy)
+        if self.measured:
+            self.accuracy = accuracy.check(self.encoding, model=self.model, hardware_name=self.hardware.name)
+        elif isinstance(accuracy, AccuracyTable):
+            self.accuracy = accuracy.check(self.encoding)
+        else:
+            raise QuantmooError(f"The 'accuracy' must be an AccuracyTable or a MeasuredAccuracy; got "
+                                f"{type(accuracy).__name__}")
+        #: names of the columns of G: the objective bounds, then the evaluation-failure flag
+        self.constraint_names = tuple(self.constraints) + (("evaluation_failed",) if self.measured else ())
         self.blocks = self.model.blocks()
         self._native = None
         self._pins = None
         super().__init__(n_var=self.encoding.n_var, n_obj=len(self.objectives),
-                         n_ieq_constr=len(self.constraints), xl=self.encoding.xl, xu=self.encoding.xu,
+                         n_ieq_constr=len(self.constraint_names), xl=self.encoding.xl, xu=self.encoding.xu,
                          vtype=int)
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -160,14 +171,39 @@ class QuantizationProblem(Problem):
         C = self.encoding.choices(X)
         rows = C + self.costs.row_offsets[None, :]
         out = evaluate_costs(self.costs, C, rows)
-        out["accuracy_loss"] = self.accuracy.evaluate(C, self.encoding.calibration_index(X), rows)
+        if self.measured:
+            loss, failed = self.accuracy.measure(X)
+            out["accuracy_loss"] = loss
+            out["evaluation_failed"] = failed.astype(float)
+        else:
+            out["accuracy_loss"] = self.accuracy.evaluate(C, self.encoding.calibration_index(X), rows)
         return out
+
+    def constraint_values(self, vals: dict) -> Optional[np.ndarray]:
+        """G (N, n_constr), feasible where ``G <= 0``, from :meth:`evaluate_all`'s values; None if unconstrained.
+
+        A failed evaluation's unknown objective (nan) does not enter its bound's column; the
+        ``evaluation_failed`` column (1 when failed) carries the violation.
+        """
+        if not self.constraint_names:
+            return None
+        cols = [vals[k] - b for k, b in self.constraints.items()]
+        if self.measured:
+            cols = [np.where(np.isnan(c), 0.0, c) for c in cols] + [vals["evaluation_failed"]]
+        return np.column_stack(cols)
+
+    def feasible_mask(self, vals: dict) -> np.ndarray:
+        """True where a row of :meth:`evaluate_all`'s values meets every constraint."""
+        G = self.constraint_values(vals)
+        n = len(next(iter(vals.values())))
+        return np.ones(n, dtype=bool) if G is None else (G <= 0).all(axis=1)
 
     def _evaluate(self, X, out, *args, **kwargs):
         vals = self.evaluate_all(X)
         out["F"] = np.column_stack([vals[o] for o in self.objectives])
-        if self.constraints:
-            out["G"] = np.column_stack([vals[k] - b for k, b in self.constraints.items()])
+        G = self.constraint_values(vals)
+        if G is not None:
+            out["G"] = G
 
     # -- helpers for operators and reports ------------------------------------------------------
     def native_mask(self) -> np.ndarray:

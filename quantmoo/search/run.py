@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -43,7 +44,8 @@ def hv_reference(problem: QuantizationProblem) -> np.ndarray:
     """The fixed reference point of a problem (see module docstring)."""
     seeds = uniform_precision_seeds(problem.encoding)
     vals = problem.evaluate_all(seeds)
-    ref = np.array([vals[o].max() for o in problem.objectives]) * 1.1
+    # fmax skips a failed measured evaluation (nan); a column with none left gives 1.0
+    ref = np.array([np.fmax.reduce(vals[o]) for o in problem.objectives]) * 1.1
     return np.where(ref > 0, ref, 1.0)
 
 
@@ -174,8 +176,11 @@ def check_feasible_bounds(problem: QuantizationProblem) -> None:
     lows["latency_ms"] = np.where(pins, costs.column("latency_s"), np.inf).min(axis=1).sum() * 1e3
     lows["energy_mj"] = np.where(pins, costs.column("energy_pj"), np.inf).min(axis=1).sum() * 1e-9
     lows["memory_mb"] = (wb + np.where(pins, costs.column("live_act_bytes"), np.inf).min(axis=1).max()) / 1e6
-    acc = problem.accuracy.table
-    lows["accuracy_loss"] = np.where(pins[None], acc, np.inf).min(axis=2).sum(axis=1).min()
+    if getattr(problem, "measured", False):
+        lows["accuracy_loss"] = 0.0     # a measured loss has no table lower bound
+    else:
+        acc = problem.accuracy.table
+        lows["accuracy_loss"] = np.where(pins[None], acc, np.inf).min(axis=2).sum(axis=1).min()
     units = {"size_mb": "MB", "latency_ms": "ms", "energy_mj": "mJ", "memory_mb": "MB", "accuracy_loss": "pp"}
     for k, bound in problem.constraints.items():
         if bound < lows[k] * (1 - 1e-12):
@@ -191,7 +196,7 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
            callback: Optional[Callable] = None, progress: Optional[bool] = None, accuracy=None,
            strict: bool = False, weights=None, selection: str = "tournament", baselines: bool = True,
            operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None, archive: bool = True,
-           max_front: Optional[int] = 200):
+           max_front: Optional[int] = 200, checkpoint=None, checkpoint_every: int = 1):
     """Search the Pareto front of per-layer quantization configs.
 
     Parameters
@@ -234,35 +239,136 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         non-dominated set, chosen to cover it with the least additive epsilon (recorded in
         ``meta["front_thinning"]``; the full set is kept in ``result.nondominated`` and saved
         to ``nondominated.npz``). ``None`` keeps every point.
+    checkpoint : path, optional
+        Save the whole search state to this directory every ``checkpoint_every`` generations
+        and at the end (see :mod:`quantmoo.search.checkpoint`); :func:`resume_search` continues
+        from it and reaches the same front as an uninterrupted run.
+    checkpoint_every : int
+        Generations between checkpoints (default 1); 0 saves only when Ctrl-C stops the search.
 
     Returns
     -------
     SearchResult
 
+    Raises
+    ------
+    SearchInterrupted
+        On Ctrl-C (SIGINT), after the running generation has finished and, with ``checkpoint``,
+        been saved. A second Ctrl-C stops at once (the last saved checkpoint stays valid).
+
     See Also
     --------
     SearchRun : the same loop, one generation at a time.
+    resume_search : continue a checkpointed search.
     """
     run = SearchRun(model, hardware, space=space, objectives=objectives, constraints=constraints,
                     algorithm=algorithm, pop_size=pop_size, n_gen=n_gen, n_evals=n_evals, time_limit=time_limit,
                     seed=seed, accuracy=accuracy, strict=strict, weights=weights, selection=selection,
                     baselines=baselines, operators=operators, problem=problem, archive=archive,
                     max_front=max_front)
+    run.checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 0)
     run.setup()
+    return drive(run, progress=progress, callback=callback, checkpoint=checkpoint)
+
+
+def resume_search(checkpoint, progress: Optional[bool] = None, callback: Optional[Callable] = None, evaluator=None):
+    """Continue a search from its checkpoint directory; return its :class:`SearchResult`.
+
+    The search goes on with the settings it was started with and keeps checkpointing to the
+    same directory. Resuming a finished search returns its result at once.
+
+    Parameters
+    ----------
+    checkpoint : path
+        The directory given to ``search(..., checkpoint=...)`` / ``quantmoo search --checkpoint``.
+    progress, callback :
+        As for :func:`search`.
+    evaluator : optional
+        For measured accuracy with an evaluator object (not a zoo name), the evaluator again.
+
+    Examples
+    --------
+    >>> res = quantmoo.search("resnet18", "arm_dot", n_gen=50, checkpoint="ckpt")   # Ctrl-C here...
+    >>> res = quantmoo.resume_search("ckpt")                                         # ...then go on
+    """
+    run = SearchRun.resume(checkpoint, evaluator=evaluator)
+    return drive(run, progress=progress, callback=callback, checkpoint=checkpoint)
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a search at a generation boundary.
+
+    Attributes
+    ----------
+    checkpoint : str or None
+        Where the state of the last finished generation was saved (None without ``checkpoint``).
+    n_gen : int
+        Generations finished.
+    """
+
+    def __init__(self, message: str, checkpoint=None, n_gen: int = 0):
+        super().__init__(message)
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.n_gen = n_gen
+
+
+class _DeferredInterrupt:
+    """Turn the first SIGINT into a flag checked between generations, so the state saved on
+    Ctrl-C is a whole generation's; a second SIGINT interrupts at once. Only in the main thread
+    (where Python delivers signals); elsewhere Ctrl-C behaves as usual."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        import signal
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def drive(run: "SearchRun", progress: Optional[bool] = None, callback: Optional[Callable] = None,
+          checkpoint=None):
+    """Run a set-up :class:`SearchRun` to the end (progress bar, callback, checkpoints, Ctrl-C)."""
+    from .checkpoint import save_checkpoint
+    every = int(getattr(run, "checkpoint_every", 1))
     show = progress if progress is not None else sys.stderr.isatty()
     bar = None
     if show:
         from tqdm.auto import tqdm
-        bar = tqdm(total=run.n_gen, desc=f"{algorithm} {run.problem.model.name}@{run.problem.hardware.name}",
+        bar = tqdm(total=run.n_gen, initial=run.n_done,
+                   desc=f"{run.algorithm_name} {run.problem.model.name}@{run.problem.hardware.name}",
                    unit="gen", leave=False, file=sys.stderr)
     try:
-        while run.has_next():
-            rec = run.step()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(hv=f"{rec['hypervolume']:.4f}", front=rec["n_front"])
-            if callback is not None and callback({**rec, "algorithm": run.algorithm}) is False:
-                break
+        with _DeferredInterrupt() as interrupt:
+            while run.has_next():
+                rec = run.step()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(hv=f"{rec['hypervolume']:.4f}", front=rec["n_front"])
+                if checkpoint is not None and ((every and run.n_done % every == 0) or interrupt.requested):
+                    save_checkpoint(run, checkpoint)
+                if interrupt.requested:
+                    where = f"; state saved to '{checkpoint}'" if checkpoint is not None else ""
+                    raise SearchInterrupted(f"interrupted after generation {run.n_done}{where}", checkpoint,
+                                            run.n_done)
+                if callback is not None and callback({**rec, "algorithm": run.algorithm}) is False:
+                    break
+            if checkpoint is not None and every:
+                save_checkpoint(run, checkpoint)    # the final state: resuming it returns the result
     finally:
         if bar is not None:
             bar.close()
@@ -317,6 +423,25 @@ class SearchRun:
         self.history = []
         self.exec_time = 0.0
         self.hv_ref = None
+        self.checkpoint_every = 1
+
+    def settings(self) -> dict:
+        """The constructor arguments other than the problem's (what a checkpoint stores)."""
+        return {"algorithm": self.algorithm_name, "pop_size": self.pop_size, "n_gen": self.n_gen,
+                "n_evals": self.n_evals, "time_limit": self.time_limit, "seed": self.seed, "strict": self.strict,
+                "weights": self.weights, "selection": self.selection, "baselines": self.baselines,
+                "operators": self.operators, "archive": self.use_archive, "max_front": self.max_front}
+
+    def checkpoint(self, directory) -> "Path":
+        """Save the state reached so far to ``directory`` (see :mod:`quantmoo.search.checkpoint`)."""
+        from .checkpoint import save_checkpoint
+        return save_checkpoint(self, directory)
+
+    @classmethod
+    def resume(cls, directory, evaluator=None) -> "SearchRun":
+        """A set-up run restored from a checkpoint directory; :meth:`step` goes on from there."""
+        from .checkpoint import load_checkpoint
+        return load_checkpoint(directory, evaluator=evaluator)
 
     def setup(self) -> "SearchRun":
         """Build the problem (unless given), check the constraints, set up the pymoo algorithm."""
@@ -399,11 +524,8 @@ def _feasible_objectives(pop, problem):
         return np.zeros((0, problem.n_var), dtype=np.int64), np.zeros((0, problem.n_obj))
     vals = problem.evaluate_all(X)
     F = np.column_stack([vals[o] for o in problem.objectives])
-    if problem.constraints:
-        G = np.column_stack([vals[k] - b for k, b in problem.constraints.items()])
-        feas = (G <= 0).all(axis=1)
-        X, F = X[feas], F[feas]
-    return X, F
+    feas = problem.feasible_mask(vals)
+    return X[feas], F[feas]
 
 
 def _archive_update(archive, algo, problem):
