@@ -2,8 +2,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,12 +9,13 @@ import numpy as np
 import pytest
 
 import quantmoo
+from benchmarks.bench_reliability import dies_once, kill_when_running, start_cli
+from quantmoo.accuracy.faults import FaultInjector
 from quantmoo.errors import QuantmooError
 from quantmoo.search.checkpoint import CHECKPOINT_FILE
 from quantmoo.search.measured import MeasuredAccuracy
 from quantmoo.search.run import SearchRun, resume_search
 
-ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ["search", "--model", "resnet18", "--hardware", "arm_dot", "--pop-size", "20", "--n-gen", "80",
           "--seed", "3", "--no-plot", "--no-progress"]
 
@@ -89,10 +88,8 @@ def test_checkpoint_every_must_be_a_count():
 
 
 # -- interruption of the CLI process ------------------------------------------------------------------
-def _cli(args, **kw):
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "quantmoo.cli", *args], cwd=kw.pop("cwd"), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+def _cli(args, cwd):
+    return start_cli(args, cwd)
 
 
 def _front_json(out_dir):
@@ -109,28 +106,13 @@ def uninterrupted(tmp_path_factory):
     return _front_json(d / "ref")
 
 
-def _kill_when_running(p, ck: Path, delay: float, sig):
-    """Send ``sig`` ``delay`` s after the first checkpoint appears.
-
-    Returns ``(sent, stderr)``; ``sent`` is False if the run ended first."""
-    t0 = time.time()
-    while not (ck / CHECKPOINT_FILE).exists():
-        if p.poll() is not None or time.time() - t0 > 120:
-            return False, p.communicate()[1]
-        time.sleep(0.01)
-    time.sleep(delay)
-    if p.poll() is not None:
-        return False, p.communicate()[1]
-    p.send_signal(sig)
-    return True, p.communicate(timeout=120)[1]
-
-
 def test_sigkill_at_random_points_then_resume_gives_identical_front(tmp_path, uninterrupted):
     rng = np.random.default_rng(8)
-    kills = 0
+    kills, before = 0, -1
     p = _cli(SEARCH + ["--checkpoint", "ck", "--out", "out"], cwd=tmp_path)
     for cycle in range(3):                  # kill, resume, kill the resumed run, ... then finish
-        kills += _kill_when_running(p, tmp_path / "ck", float(rng.uniform(0.0, 0.8)), signal.SIGKILL)[0]
+        kills += kill_when_running(p, tmp_path / "ck", float(rng.uniform(0.0, 0.8)), signal.SIGKILL, before)[0]
+        before = (tmp_path / "ck" / CHECKPOINT_FILE).stat().st_mtime_ns
         p = _cli(["search", "--resume", "ck", "--out", "out", "--no-plot", "--no-progress"], cwd=tmp_path)
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -140,7 +122,7 @@ def test_sigkill_at_random_points_then_resume_gives_identical_front(tmp_path, un
 
 def test_ctrl_c_exits_cleanly_with_a_resume_hint(tmp_path, uninterrupted):
     p = _cli(SEARCH + ["--checkpoint", "ck", "--out", "out"], cwd=tmp_path)
-    sent, err = _kill_when_running(p, tmp_path / "ck", 0.3, signal.SIGINT)
+    sent, err = kill_when_running(p, tmp_path / "ck", 0.3, signal.SIGINT)
     assert sent and p.returncode == 130
     assert "Traceback" not in err and err.strip().count("\n") == 0
     assert "state is saved in ck" in err and "quantmoo search --resume ck --out out" in err
@@ -189,25 +171,9 @@ def test_resume_rejects_search_definition_args(tmp_path, capsys):
 
 
 # -- faulty evaluations -------------------------------------------------------------------------------
-class FaultyEvaluator:
-    """The real digits evaluator, except that configs whose hash falls in chosen buckets raise,
-    return NaN or hang (deterministic per config, so runs are reproducible)."""
-
-    name = "faulty-digits"
-
-    def __init__(self, evaluator, raise_=(0,), nan=(1,), hang=(2,), buckets=10):
-        self.ev, self.spec = evaluator, getattr(evaluator, "spec", None)
-        self.raise_, self.nan, self.hang, self.buckets = raise_, nan, hang, buckets
-
-    def details(self, cfg):
-        b = int(cfg.config_hash()[:8], 16) % self.buckets
-        if b in self.raise_:
-            raise RuntimeError("injected failure")
-        if b in self.nan:
-            return {"loss": float("nan")}
-        if b in self.hang:
-            time.sleep(30)
-        return self.ev.details(cfg)
+def FaultyEvaluator(evaluator, hang=True):
+    """The real digits evaluator, with 10% of configs raising, 10% NaN and 10% hanging."""
+    return FaultInjector(evaluator, p_raise=0.1, p_nan=0.1, p_hang=0.1 if hang else 0.0, hang_s=30.0, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -216,15 +182,25 @@ def digits():
 
 
 def test_faulty_evaluations_are_infeasible_and_listed(digits):
-    acc = MeasuredAccuracy(FaultyEvaluator(digits.evaluator), eval_timeout=0.05)
+    acc = MeasuredAccuracy(FaultyEvaluator(digits.evaluator), eval_timeout=0.5)
     res = quantmoo.search(digits, "arm_dot", accuracy=acc, pop_size=16, n_gen=4, seed=0, progress=False,
                           baselines=False)
     failed = res.meta["failed_evaluations"]
     reasons = {f["reason"] for f in failed}
     assert any("injected failure" in r for r in reasons)
     assert any("non-finite" in r for r in reasons)
-    assert any("timed out after 0.05 s" in r for r in reasons)
+    assert any("timed out after 0.5 s" in r for r in reasons)
     assert res.accuracy_kind == "measured" and res.feasible and len(res.front)
+    # raise / nan failures are exactly the injected ones (a real evaluation may also time out
+    # on a loaded machine, so timeouts are only required to cover the injected hangs)
+    inj = FaultyEvaluator(digits.evaluator)
+    kind = {f["config_hash"]: inj.fault(quantmoo.QuantConfig.from_dict(f["config"])) for f in failed}
+    for f in failed:
+        if "timed out" not in f["reason"]:
+            assert kind[f["config_hash"]] in ("raise", "nan")
+    p0 = quantmoo.QuantizationProblem(digits, "arm_dot")
+    seen = [p0.encoding.decode(np.frombuffer(k, dtype=np.int64)) for k in acc._memo]
+    assert {c.config_hash() for c in seen if inj.fault(c)} <= {f["config_hash"] for f in failed}
     bad = {f["config_hash"] for f in failed}
     for s in res.front:                                  # no failed config reaches the front
         assert np.isfinite(s.objectives["accuracy_loss"]) and s.config.config_hash() not in bad
@@ -251,7 +227,7 @@ def test_measured_search_matches_a_per_genome_reference(digits):
 
 
 def test_every_evaluation_failing_is_reported_not_crashed(digits):
-    acc = MeasuredAccuracy(FaultyEvaluator(digits.evaluator, raise_=tuple(range(10)), nan=(), hang=()))
+    acc = MeasuredAccuracy(FaultInjector(digits.evaluator, p_raise=1.0))
     with pytest.warns(RuntimeWarning, match="evaluation failed"):
         res = quantmoo.search(digits, "arm_dot", accuracy=acc, pop_size=8, n_gen=2, seed=0, progress=False,
                               baselines=False)
@@ -261,14 +237,14 @@ def test_every_evaluation_failing_is_reported_not_crashed(digits):
 
 def test_faulty_measured_search_resumes_identically(tmp_path, digits):
     kw = dict(pop_size=12, n_gen=5, seed=2, baselines=False)
-    mk = lambda: MeasuredAccuracy(FaultyEvaluator(digits.evaluator, hang=()), eval_timeout=5)
+    mk = lambda: MeasuredAccuracy(FaultyEvaluator(digits.evaluator, hang=False), eval_timeout=5)
     ref = quantmoo.search(digits, "arm_dot", accuracy=mk(), progress=False, **kw)
     run = SearchRun(digits, "arm_dot", accuracy=mk(), **kw).setup()
     run.step(), run.step()
     run.checkpoint(tmp_path)
     with pytest.raises(QuantmooError, match="pass it again"):
         resume_search(tmp_path)
-    res = resume_search(tmp_path, progress=False, evaluator=FaultyEvaluator(digits.evaluator, hang=()))
+    res = resume_search(tmp_path, progress=False, evaluator=FaultyEvaluator(digits.evaluator, hang=False))
     _same_result(ref, res)
     assert res.meta["failed_evaluations"] == ref.meta["failed_evaluations"]
 
@@ -306,23 +282,6 @@ def _hanging_digits():
     return Hang()
 
 
-def _dies_once(marker):
-    """A factory for Dask: the first evaluation anywhere kills its worker process (as a crashed
-    or OOM-killed machine would); later ones measure digits normally."""
-    ev = quantmoo.zoo.load("digits").evaluator
-
-    class DiesOnce:
-        name = "dies-once"
-        spec = getattr(ev, "spec", None)
-
-        def details(self, cfg):
-            if not os.path.exists(marker):
-                Path(marker).write_text("died")
-                os._exit(1)
-            return ev.details(cfg)
-    return DiesOnce()
-
-
 @pytest.mark.slow
 def test_dask_worker_loss_is_retried(tmp_path, digits):
     import functools
@@ -334,7 +293,20 @@ def test_dask_worker_loss_is_retried(tmp_path, digits):
     marker = str(tmp_path / "died")
     with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        out = evaluate_many(functools.partial(_dies_once, marker), cfgs, dask_address=client)
+        out = evaluate_many(functools.partial(dies_once, marker), cfgs, dask_address=client)
     assert Path(marker).read_text() == "died"                # a worker really died
     assert all("loss" in d for d in out), out                # ... and every config was still measured
     assert [d["loss"] for d in out] == [digits.evaluator.details(c)["loss"] for c in cfgs]
+
+
+def test_fault_injector_rates_and_validation(digits):
+    inj = FaultInjector(digits.evaluator, p_raise=0.2, p_nan=0.1, p_hang=0.1, seed=3)
+    p = quantmoo.QuantizationProblem(digits, "arm_dot")
+    X = np.random.default_rng(0).integers(p.xl, p.xu + 1, size=(2000, p.n_var))
+    kinds = [inj.fault(p.encoding.decode(x)) for x in X]
+    for kind, rate in (("raise", 0.2), ("nan", 0.1), ("hang", 0.1), (None, 0.6)):
+        assert abs(kinds.count(kind) / len(kinds) - rate) < 0.04
+    with pytest.raises(QuantmooError, match="p_nan"):
+        FaultInjector(digits.evaluator, p_nan=1.5)
+    with pytest.raises(QuantmooError, match="sum to at most 1"):
+        FaultInjector(digits.evaluator, p_raise=0.6, p_nan=0.6)
