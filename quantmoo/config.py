@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from .errors import QuantmooError, check_choice
+from .errors import QuantmooError, brief, check_choice
 
 #: Every weight bit-width quantmoo's kernels and cost model know; 16 means fp16 (no scale).
 WEIGHT_BITS = (2, 3, 4, 5, 6, 8, 16)
@@ -31,6 +31,9 @@ CALIBRATIONS = ("min_max", "percentile", "mse", "entropy")
 #: The per-layer attributes, in genome order.
 LAYER_ATTRS = ("weight_bits", "activation_bits", "weight_scheme", "activation_scheme", "granularity")
 CONFIG_FORMAT = "quantmoo-config/1"
+#: Largest per-group length: any group longer than a layer's rows acts as per-channel, and the
+#: bound keeps the size arithmetic in float64 range.
+MAX_GROUP_SIZE = 2 ** 31
 
 _SCHEME_ALIASES = {"affine": "asymmetric"}
 
@@ -63,8 +66,10 @@ class LayerQuant:
         check_choice("weight_scheme", self.weight_scheme, SCHEMES, "LayerQuant")
         check_choice("activation_scheme", self.activation_scheme, SCHEMES, "LayerQuant")
         check_choice("granularity", self.granularity, GRANULARITIES, "LayerQuant")
-        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size <= 0:
-            raise QuantmooError(f"The 'group_size' of LayerQuant must be a positive integer; got {self.group_size!r}")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) \
+                or not 0 < self.group_size <= MAX_GROUP_SIZE:
+            raise QuantmooError(f"The 'group_size' of LayerQuant must be a positive integer <= 2**31; "
+                                f"got {brief(self.group_size)}")
         object.__setattr__(self, "weight_bits", int(self.weight_bits))
         object.__setattr__(self, "activation_bits", int(self.activation_bits))
 
@@ -121,8 +126,9 @@ class QuantConfig:
     def check_model(self, model) -> "QuantConfig":
         """Raise unless the config names exactly the model's layers (never a silent partial apply)."""
         names = model.layer_names
+        known = set(names)
         missing = [n for n in names if n not in self.layers]
-        extra = [n for n in self.layers if n not in set(names)]
+        extra = [n for n in self.layers if n not in known]
         if missing or extra:
             parts = []
             if extra:
@@ -165,21 +171,24 @@ class QuantConfig:
                                 f"{{{', '.join(sorted(allowed))}}}")
         fmt = d.get("format", CONFIG_FORMAT)
         if fmt != CONFIG_FORMAT:
-            raise QuantmooError(f"{source}: field 'format' must be {CONFIG_FORMAT!r}; got {fmt!r}")
+            raise QuantmooError(f"{source}: field 'format' must be {CONFIG_FORMAT!r}; got {brief(fmt)}")
         if "layers" not in d:
             raise QuantmooError(f"{source}: missing field 'layers'")
         if not isinstance(d["layers"], Mapping):
             raise QuantmooError(f"{source}: field 'layers' must be a mapping of layer name -> choices")
         for k in ("model", "hardware"):
             if d.get(k) is not None and not isinstance(d.get(k), str):
-                raise QuantmooError(f"{source}: field '{k}' must be a string; got {d.get(k)!r}")
+                raise QuantmooError(f"{source}: field '{k}' must be a string; got {brief(d.get(k))}")
         meta = d.get("meta") or {}
         if not isinstance(meta, Mapping):
             raise QuantmooError(f"{source}: field 'meta' must be a mapping")
         layers = {}
         for name, ld in d["layers"].items():
+            if str(name) in layers:  # e.g. YAML keys 1 and "1": one would silently replace the other
+                raise QuantmooError(f"{source}: field 'layers' names layer {str(name)!r} twice")
             if not isinstance(ld, Mapping):
-                raise QuantmooError(f"{source}: field 'layers.{name}' must be a mapping of choices")
+                raise QuantmooError(f"{source}: field 'layers.{name}' must be a mapping of choices; "
+                                    f"got {brief(ld)}")
             try:
                 layers[str(name)] = _layer_from_mapping(ld, f"layers.{name}")
             except QuantmooError as e:

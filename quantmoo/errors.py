@@ -7,11 +7,28 @@ for parameter validation. The command line turns these into one line and exit st
 from __future__ import annotations
 
 import importlib
+import math
+import reprlib
 from typing import Any, Iterable
 
 
+# Every character str.splitlines() breaks on, mapped to its escape: a message stays one line even
+# when it quotes a field name or value from a file that holds line breaks.
+_ONE_LINE = str.maketrans({c: c.encode("unicode_escape").decode("ascii")
+                           for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
 class QuantmooError(ValueError):
-    """Bad input: an unknown name, a malformed file, an impossible constraint, bad data."""
+    """Bad input: an unknown name, a malformed file, an impossible constraint, bad data.
+
+    The message is always one line (line breaks in quoted names are escaped), so the command
+    line can print it as one line.
+    """
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (args[0].translate(_ONE_LINE),) + args[1:]
+        super().__init__(*args)
 
 
 class MissingDependencyError(QuantmooError, ImportError):
@@ -40,11 +57,26 @@ def require(module: str, extra: str, purpose: str = "") -> Any:
         ) from exc
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlong = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def brief(value: Any) -> str:
+    """A short one-line repr of a bad value, for messages (a fuzzed file may hold megabytes)."""
+    try:
+        return _REPR.repr(value)
+    except Exception:  # pragma: no cover - a repr that fails must not hide the real error
+        return f"<{type(value).__name__}>"
+
+
 def allowed(field: str, value: Any, choices: Iterable[Any], owner: str = "") -> QuantmooError:
     """Build the standard 'must be in {...}; got ...' error."""
     where = f" of {owner}" if owner else ""
     shown = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
-    return QuantmooError(f"The '{field}' value{where} must be one of {{{shown}}}; got {value!r}")
+    return QuantmooError(f"The '{field}' value{where} must be one of {{{shown}}}; got {brief(value)}")
 
 
 def check_choice(field: str, value: Any, choices: Iterable[Any], owner: str = "") -> Any:
@@ -59,10 +91,13 @@ def check_positive(field: str, value: Any, owner: str = "", allow_zero: bool = F
     """Return ``value`` as float if it is a finite positive number, else raise."""
     where = f" of {owner}" if owner else ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise QuantmooError(f"The '{field}'{where} must be a number; got {value!r}")
-    v = float(value)
+        raise QuantmooError(f"The '{field}'{where} must be a number; got {brief(value)}")
+    bound = ">= 0" if allow_zero else "> 0"
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the float range (e.g. 10**400 in a YAML file)
+        raise QuantmooError(f"The '{field}'{where} must be a finite number {bound}; got {brief(value)}") from None
     ok = v >= 0 if allow_zero else v > 0
-    if not ok or v != v or v in (float("inf"), float("-inf")):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise QuantmooError(f"The '{field}'{where} must be a finite number {bound}; got {value!r}")
+    if not ok or not math.isfinite(v):
+        raise QuantmooError(f"The '{field}'{where} must be a finite number {bound}; got {brief(value)}")
     return v

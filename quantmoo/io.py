@@ -12,6 +12,9 @@ import yaml
 
 from .errors import QuantmooError
 
+#: Why a document the parsers recursed out on is rejected (they recurse once per nesting level).
+_TOO_DEEP = "nested too deeply for the parser (hundreds of levels of lists/mappings)"
+
 
 def _read_text(path: Path) -> str:
     try:
@@ -50,18 +53,34 @@ def load_yaml(path_or_text: Any) -> Tuple[Any, str]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise QuantmooError(f"{source}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise QuantmooError(f"{source}: malformed YAML: {_TOO_DEEP}") from None
+    except (ValueError, OverflowError) as e:
+        # PyYAML's scalar constructors raise these for an impossible date ('2021-13-45') or an
+        # integer literal longer than Python's int digit limit
+        raise QuantmooError(f"{source}: malformed YAML: {_one_line(e)}") from None
     if data is None:
         raise QuantmooError(f"{source}: the file is empty")
     return data, source
 
 
 def load_json(path) -> Any:
+    """Parse a JSON file; every failure is a QuantmooError naming the file."""
     path = Path(path)
     text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise QuantmooError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise QuantmooError(f"{path}: malformed JSON: {_TOO_DEEP}") from None
+    except ValueError as e:  # an integer literal longer than Python's int digit limit
+        raise QuantmooError(f"{path}: malformed JSON: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def atomic_write_dir(final: Path, write) -> Path:

@@ -222,7 +222,8 @@ def test_from_hf_config_unsupported_type_lists_supported():
 
 
 def test_from_hf_config_bad_heads():
-    with pytest.raises(QuantmooError, match="'n_kv_heads'.*must divide 'n_heads'"):
+    # the message names the config.json fields, not the builder's argument names
+    with pytest.raises(QuantmooError, match="'num_key_value_heads'.*must divide 'num_attention_heads'"):
         zoo.from_hf_config(dict(SMALL_GQA, num_key_value_heads=3))
 
 

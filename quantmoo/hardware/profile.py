@@ -40,13 +40,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from ..errors import QuantmooError
+from ..errors import QuantmooError, brief
 from ..io import load_yaml
 
 __all__ = [
@@ -62,6 +63,9 @@ MODES = ("native", "unpacked", "fallback")
 BITS_UNIVERSE_W = (2, 3, 4, 5, 6, 8, 16)
 BITS_UNIVERSE_A = (2, 3, 4, 5, 6, 8, 16)
 SCHEMA_VERSION = 1
+#: Largest number a profile may give, in its YAML unit (GHz, GB/s, pJ, ...). Real figures are
+#: far below; the bound keeps every derived SI rate and per-model energy finite in float64.
+MAX_VALUE = 1e12
 
 #: Directory of the shipped profiles (``<name>.yaml``).
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -315,7 +319,7 @@ class _Parser:
     # -- generic helpers -------------------------------------------------------------------
     def mapping(self, node: Any, path: str) -> dict:
         if not isinstance(node, dict):
-            raise self.fail(f"field '{path}' must be a mapping; got {type(node).__name__} {node!r}")
+            raise self.fail(f"field '{path}' must be a mapping; got {type(node).__name__} {brief(node)}")
         return node
 
     def get(self, node: dict, key: str, path: str) -> Any:
@@ -337,7 +341,7 @@ class _Parser:
         if value is None and allow_none:
             return None
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"field '{full}' must be a non-empty string; got {value!r}")
+            raise self.fail(f"field '{full}' must be a non-empty string; got {brief(value)}")
         return value
 
     def number(self, node: dict, key: str, path: str, positive: bool = True,
@@ -352,7 +356,7 @@ class _Parser:
         if not isinstance(entry, dict):
             raise self.fail(
                 f"field '{full}' must be a mapping {{value: X, source: \"...\"}} or "
-                f"{{value: X, estimate: \"...\"}}; got {entry!r}")
+                f"{{value: X, estimate: \"...\"}}; got {brief(entry)}")
         self.keys(entry, _NUMBER_KEYS, full)
         if "value" not in entry:
             raise self.fail(f"missing field '{full}.value'")
@@ -363,19 +367,22 @@ class _Parser:
                 f"where it comes from")
         for k in ("source", "estimate"):
             if k in entry and (not isinstance(entry[k], str) or not entry[k].strip()):
-                raise self.fail(f"field '{full}.{k}' must be a non-empty string; got {entry[k]!r}")
+                raise self.fail(f"field '{full}.{k}' must be a non-empty string; got {brief(entry[k])}")
         value = entry["value"]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(f"field '{full}' must be a number; got {value!r}")
-        v = float(value)
-        if v != v or v in (float("inf"), float("-inf")):
-            raise self.fail(f"field '{full}' must be finite; got {value!r}")
+            raise self.fail(f"field '{full}' must be a number; got {brief(value)}")
+        try:
+            v = float(value)
+        except OverflowError:  # an int literal beyond the float range
+            v = float("inf")
+        if not math.isfinite(v) or abs(v) > MAX_VALUE:
+            raise self.fail(f"field '{full}' must be a finite number <= {MAX_VALUE:g}; got {brief(value)}")
         if positive and not v > 0:
-            raise self.fail(f"field '{full}' must be > 0; got {value!r}")
+            raise self.fail(f"field '{full}' must be > 0; got {brief(value)}")
         if not positive and v < 0:
-            raise self.fail(f"field '{full}' must be >= 0; got {value!r}")
+            raise self.fail(f"field '{full}' must be >= 0; got {brief(value)}")
         if integer and not v.is_integer():
-            raise self.fail(f"field '{full}' must be a whole number; got {value!r}")
+            raise self.fail(f"field '{full}' must be a whole number; got {brief(value)}")
         return v
 
     def precision_table(self, node: Any, path: str, positive: bool = True) -> Dict[str, float]:
@@ -386,7 +393,7 @@ class _Parser:
         out = {}
         for key, entry in node.items():
             if key not in PRECISIONS:
-                raise self.fail(f"unknown precision {key!r} in field '{path}'; allowed "
+                raise self.fail(f"unknown precision {brief(key)} in field '{path}'; allowed "
                                 f"precisions are {_braces(PRECISIONS)}")
             out[key] = self.number_entry(entry, f"{path}.{key}", positive=positive)
         return out
@@ -398,10 +405,10 @@ class _Parser:
             return None
         if not isinstance(value, list) or not value:
             raise self.fail(f"field '{full}' must be a non-empty list of bit-widths or 'any'; "
-                            f"got {value!r}")
+                            f"got {brief(value)}")
         for b in value:
             if isinstance(b, bool) or not isinstance(b, int) or b not in universe:
-                raise self.fail(f"field '{full}' values must be in {_braces(universe)}; got {b!r}")
+                raise self.fail(f"field '{full}' values must be in {_braces(universe)}; got {brief(b)}")
         return frozenset(value)
 
     # -- profile parts ---------------------------------------------------------------------
@@ -418,31 +425,31 @@ class _Parser:
             ab = self.bits(rule, "activation_bits", rpath, BITS_UNIVERSE_A)
             mode = self.get(rule, "mode", rpath)
             if mode not in MODES:
-                raise self.fail(f"field '{rpath}.mode' must be one of {_braces(MODES)}; got {mode!r}")
+                raise self.fail(f"field '{rpath}.mode' must be one of {_braces(MODES)}; got {brief(mode)}")
             precision = rule.get("precision")
             if mode == "fallback":
                 if precision is not None:
                     raise self.fail(f"field '{rpath}.precision' must be omitted for a fallback "
-                                    f"rule (the fallback device decides); got {precision!r}")
+                                    f"rule (the fallback device decides); got {brief(precision)}")
             else:
                 if precision is None:
-                    raise self.fail(f"missing field '{rpath}.precision' (required for mode {mode!r})")
+                    raise self.fail(f"missing field '{rpath}.precision' (required for mode {brief(mode)})")
                 if precision not in PRECISIONS:
-                    raise self.fail(f"unknown precision {precision!r} in field '{rpath}.precision'; "
+                    raise self.fail(f"unknown precision {brief(precision)} in field '{rpath}.precision'; "
                                     f"allowed precisions are {_braces(PRECISIONS)}")
                 if precision not in peak:
                     raise self.fail(
-                        f"field '{rpath}.precision' is {precision!r} but device '{dev_name}' has no "
+                        f"field '{rpath}.precision' is {brief(precision)} but device '{dev_name}' has no "
                         f"peak rate for it (it has {_braces(peak)})")
                 if precision not in e_mac:
                     raise self.fail(
-                        f"field '{rpath}.precision' is {precision!r} but device '{dev_name}' has no "
+                        f"field '{rpath}.precision' is {brief(precision)} but device '{dev_name}' has no "
                         f"'energy_pj.mac.{precision}' entry (it has {_braces(e_mac)})")
             note = rule.get("note", "")
             if note is None:
                 note = ""
             if not isinstance(note, str):
-                raise self.fail(f"field '{rpath}.note' must be a string; got {note!r}")
+                raise self.fail(f"field '{rpath}.note' must be a string; got {brief(note)}")
             out.append(SupportRule(wb, ab, mode, precision, note))
         return tuple(out)
 
@@ -495,10 +502,10 @@ class _Parser:
         self.keys(data, _TOP_KEYS, "")
         version = self.get(data, "schema_version", "")
         if version != SCHEMA_VERSION:
-            raise self.fail(f"field 'schema_version' must be {SCHEMA_VERSION}; got {version!r}")
+            raise self.fail(f"field 'schema_version' must be {SCHEMA_VERSION}; got {brief(version)}")
         name = self.string(data, "name", "")
         if expect_name is not None and name != expect_name:
-            raise self.fail(f"field 'name' must match the file name {expect_name!r}; got {name!r}")
+            raise self.fail(f"field 'name' must match the file name {expect_name!r}; got {brief(name)}")
         title = self.string(data, "title", "")
         reference = self.string(data, "reference_device", "")
         budget = self.number(data, "memory_budget_mb", "") * 1e6
@@ -524,12 +531,12 @@ class _Parser:
         devices = {}
         for dev_name, dev_node in devices_node.items():
             if not isinstance(dev_name, str) or not dev_name:
-                raise self.fail(f"device names in 'devices' must be non-empty strings; got {dev_name!r}")
+                raise self.fail(f"device names in 'devices' must be non-empty strings; got {brief(dev_name)}")
             devices[dev_name] = self.device(dev_name, dev_node)
 
         main_name = self.get(data, "main_device", "")
-        if main_name not in devices:
-            raise self.fail(f"field 'main_device' names {main_name!r}, which is not a defined "
+        if not isinstance(main_name, str) or main_name not in devices:
+            raise self.fail(f"field 'main_device' names {brief(main_name)}, which is not a defined "
                             f"device; defined devices are {_braces(devices)}")
         fb_name = self.get(data, "fallback_device", "")
         main = devices[main_name]
@@ -549,12 +556,12 @@ class _Parser:
                                 f"fallback rules; name one of the defined devices "
                                 f"{_braces(devices)}")
         else:
-            if fb_name not in devices:
-                raise self.fail(f"field 'fallback_device' names {fb_name!r}, which is not a defined "
+            if not isinstance(fb_name, str) or fb_name not in devices:
+                raise self.fail(f"field 'fallback_device' names {brief(fb_name)}, which is not a defined "
                                 f"device; defined devices are {_braces(devices)}")
             if fb_name == main_name:
                 raise self.fail(f"field 'fallback_device' must differ from 'main_device' "
-                                f"({main_name!r})")
+                                f"({brief(main_name)})")
             fallback = devices[fb_name]
             for i, rule in enumerate(fallback.rules):
                 if rule.mode == "fallback":

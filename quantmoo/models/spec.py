@@ -11,18 +11,36 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..errors import QuantmooError
+from ..errors import QuantmooError, brief
 
 LAYER_KINDS = ("linear", "conv", "depthwise_conv", "embedding", "attention_matmul", "lm_head")
 
 #: Bytes per parameter kept unquantized (biases, norms): stored as fp16.
 UNQUANTIZED_BYTES_PER_PARAM = 2
+#: Largest count (parameters, MACs, activation elements) a layer table may hold: every count
+#: stays exact in the float64 cost tables and far from int64 overflow.
+MAX_COUNT = 2 ** 53
+
+
+def _count(field: str, value: Any, where: str, minimum: int = 0) -> int:
+    """``value`` as an int in ``[minimum, MAX_COUNT]`` (whole floats accepted), else a QuantmooError."""
+    ok = not isinstance(value, bool) and isinstance(value, (numbers.Integral, float))
+    if ok and isinstance(value, float):
+        ok = math.isfinite(value) and value.is_integer()
+    if ok:
+        ok = minimum <= int(value) <= MAX_COUNT
+    if not ok:
+        what = "hold integers" if field == "weight_shape" else "be an integer"
+        raise QuantmooError(f"The '{field}' of {where} must {what} >= {minimum} and <= 2**53; got {brief(value)}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -65,38 +83,36 @@ class LayerSpec:
     block: Optional[int] = None
 
     def __post_init__(self) -> None:
-        where = f"LayerSpec '{self.name}'"
         if not isinstance(self.name, str) or not self.name:
-            raise QuantmooError(f"The 'name' of a LayerSpec must be a non-empty string; got {self.name!r}")
-        if self.kind not in LAYER_KINDS:
+            raise QuantmooError(f"The 'name' of a LayerSpec must be a non-empty string; got {brief(self.name)}")
+        where = f"LayerSpec '{self.name}'"
+        if not isinstance(self.kind, str) or self.kind not in LAYER_KINDS:
             raise QuantmooError(
-                f"The 'kind' of {where} must be one of {{{', '.join(LAYER_KINDS)}}}; got {self.kind!r}")
-        try:
-            shape = tuple(int(s) for s in self.weight_shape)
-        except (TypeError, ValueError):
-            raise QuantmooError(f"The 'weight_shape' of {where} must be a list of integers; "
-                                f"got {self.weight_shape!r}") from None
-        if any(s < 0 for s in shape) or any(
-                isinstance(s, float) and not float(s).is_integer() for s in self.weight_shape):
-            raise QuantmooError(f"The 'weight_shape' of {where} must hold integers >= 0; got {self.weight_shape!r}")
+                f"The 'kind' of {where} must be one of {{{', '.join(LAYER_KINDS)}}}; got {brief(self.kind)}")
+        shape = self.weight_shape
+        if isinstance(shape, np.ndarray):
+            shape = shape.tolist()
+        if not isinstance(shape, (list, tuple)) or not shape:
+            raise QuantmooError(f"The 'weight_shape' of {where} must be a non-empty list of integers >= 1; "
+                                f"got {brief(self.weight_shape)}")
+        shape = tuple(_count("weight_shape", s, where, minimum=1) for s in shape)
+        if math.prod(shape) > MAX_COUNT:
+            raise QuantmooError(f"The 'weight_shape' of {where} holds more than 2**53 parameters; got {brief(shape)}")
         object.__setattr__(self, "weight_shape", shape)
         for f in ("macs", "act_in", "act_out", "extra_params"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or v != v or v < 0 \
-                    or (isinstance(v, float) and not v.is_integer()):
-                raise QuantmooError(f"The '{f}' of {where} must be an integer >= 0; got {v!r}")
-            object.__setattr__(self, f, int(v))
+            object.__setattr__(self, f, _count(f, getattr(self, f), where))
         if self.block is not None:
-            if isinstance(self.block, bool) or not isinstance(self.block, (int, np.integer)):
-                raise QuantmooError(f"The 'block' of {where} must be an integer or null; got {self.block!r}")
+            if isinstance(self.block, bool) or not isinstance(self.block, numbers.Integral) \
+                    or not 0 <= self.block <= MAX_COUNT:
+                raise QuantmooError(f"The 'block' of {where} must be an integer >= 0 or null; got {brief(self.block)}")
             object.__setattr__(self, "block", int(self.block))
         if self.tie_group is not None and not isinstance(self.tie_group, str):
-            raise QuantmooError(f"The 'tie_group' of {where} must be a string or null; got {self.tie_group!r}")
+            raise QuantmooError(f"The 'tie_group' of {where} must be a string or null; got {brief(self.tie_group)}")
 
     @property
     def n_params(self) -> int:
         """Quantizable weight parameters (product of ``weight_shape``)."""
-        return int(np.prod(self.weight_shape, dtype=np.int64)) if self.weight_shape else 0
+        return math.prod(self.weight_shape)
 
     @property
     def out_channels(self) -> int:
@@ -148,7 +164,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise QuantmooError(f"The 'name' of a ModelSpec must be a non-empty string; got {self.name!r}")
+            raise QuantmooError(f"The 'name' of a ModelSpec must be a non-empty string; got {brief(self.name)}")
         self.layers = list(self.layers)
         if not self.layers:
             raise QuantmooError(f"The 'layers' of ModelSpec '{self.name}' must not be empty")
@@ -161,12 +177,20 @@ class ModelSpec:
             dup = sorted({n for n in names if names.count(n) > 1})
             raise QuantmooError(f"The 'layers' of ModelSpec '{self.name}' have duplicate names: {dup[:5]}")
         if isinstance(self.other_params, bool) or not isinstance(self.other_params, (int, np.integer)) \
-                or self.other_params < 0:
-            raise QuantmooError(f"The 'other_params' of ModelSpec '{self.name}' must be an integer >= 0; "
-                                f"got {self.other_params!r}")
+                or not 0 <= self.other_params <= MAX_COUNT:
+            raise QuantmooError(f"The 'other_params' of ModelSpec '{self.name}' must be an integer >= 0 and "
+                                f"<= 2**53; got {brief(self.other_params)}")
         self.other_params = int(self.other_params)
         if not isinstance(self.workload, dict):
-            raise QuantmooError(f"The 'workload' of ModelSpec '{self.name}' must be a mapping; got {self.workload!r}")
+            raise QuantmooError(f"The 'workload' of ModelSpec '{self.name}' must be a mapping; "
+                                f"got {brief(self.workload)}")
+        for k, v in self.workload.items():
+            # the workload is provenance written to results.json: plain JSON scalars only
+            if not isinstance(k, str) or not (v is None or isinstance(v, (str, bool, int, float, np.number))):
+                raise QuantmooError(f"The 'workload' of ModelSpec '{self.name}' must map names to numbers or "
+                                    f"strings; got {brief(k)}: {brief(v)}")
+        if not isinstance(self.meta, dict):
+            raise QuantmooError(f"The 'meta' of ModelSpec '{self.name}' must be a mapping; got {brief(self.meta)}")
         self._index = {n: i for i, n in enumerate(names)}
 
     # -- counts -----------------------------------------------------------------------------
@@ -182,9 +206,9 @@ class ModelSpec:
         """Position of a layer; raises a QuantmooError that lists a few valid names."""
         try:
             return self._index[name]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable "name" read from a file
             shown = ", ".join(self.layer_names[:6]) + (", ..." if self.n_layers > 6 else "")
-            raise QuantmooError(f"Unknown layer name {name!r} for model '{self.name}'; "
+            raise QuantmooError(f"Unknown layer name {brief(name)} for model '{self.name}'; "
                                 f"layers are {{{shown}}} ({self.n_layers} in all)") from None
 
     @property
@@ -270,11 +294,13 @@ class ModelSpec:
                 layers.append(LayerSpec(**ld))
             except QuantmooError as e:
                 raise QuantmooError(f"{source}: layers[{i}]: {e}") from None
-        workload = d.get("workload") or {}
-        meta = d.get("meta") or {}
+        # an absent or null optional field takes its default; anything else is validated
+        workload = d.get("workload")
+        meta = d.get("meta")
+        other = d.get("other_params")
         try:
-            return cls(name=d["name"], layers=layers, workload=workload,
-                       other_params=d.get("other_params", 0) or 0, meta=meta)
+            return cls(name=d["name"], layers=layers, workload={} if workload is None else workload,
+                       other_params=0 if other is None else other, meta={} if meta is None else meta)
         except QuantmooError as e:
             raise QuantmooError(f"{source}: {e}") from None
 
@@ -293,7 +319,7 @@ class ModelSpec:
 
     def spec_hash(self) -> str:
         """Stable hash of the layer table and workload (provenance in results)."""
-        blob = json.dumps({k: v for k, v in self.to_dict().items() if k != "meta"}, sort_keys=True)
+        blob = json.dumps({k: v for k, v in self.to_dict().items() if k != "meta"}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def with_layers(self, names: Sequence[str]) -> "ModelSpec":

@@ -59,7 +59,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Union
 
-from ..errors import QuantmooError
+from ..errors import QuantmooError, brief
 from ..io import load_json
 from .spec import LayerSpec, ModelSpec
 
@@ -80,6 +80,14 @@ HF_MODEL_TYPES = ("bert", "gpt2", "llama", "mistral", "qwen2")
 _DEFAULT_CONTEXT = 1024
 _DEFAULT_SEQ_LEN = 128
 
+#: Upper bounds on architecture numbers, far above any published model (the deepest LLMs have
+#: ~130 blocks, the widest vocabularies ~256k): a typo or a fuzzed ``num_hidden_layers: 1e9``
+#: must be an error, not hours spent building a billion-row layer table.
+MAX_BLOCKS = 1024
+MAX_DIM = 2 ** 20
+#: Workload numbers (batch, tokens, context); the layer table's own 2**53 bound catches products.
+MAX_WORKLOAD = 2 ** 31
+
 # Row names per naming style; "{i}" is the block index. A None qkv name means separate q/k/v rows.
 _NAMES = {
     "llama": dict(embed="embed_tokens", block="layers.{i}", qkv=None, q="self_attn.q_proj",
@@ -94,9 +102,11 @@ _NAMES = {
 }
 
 
-def _int(field: str, value: Any, owner: str, minimum: int = 1) -> int:
+def _int(field: str, value: Any, owner: str, minimum: int = 1, maximum: int = MAX_DIM) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise QuantmooError(f"The '{field}' of {owner} must be an integer >= {minimum}; got {value!r}")
+        raise QuantmooError(f"The '{field}' of {owner} must be an integer >= {minimum}; got {brief(value)}")
+    if value > maximum:
+        raise QuantmooError(f"The '{field}' of {owner} must be an integer <= {maximum}; got {brief(value)}")
     return int(value)
 
 
@@ -176,9 +186,9 @@ def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn
     """
     owner = f"transformer '{name}'"
     if not isinstance(name, str) or not name:
-        raise QuantmooError(f"The 'name' of a transformer must be a non-empty string; got {name!r}")
+        raise QuantmooError(f"The 'name' of a transformer must be a non-empty string; got {brief(name)}")
     h = _int("hidden_size", hidden_size, owner)
-    L = _int("n_layers", n_layers, owner)
+    L = _int("n_layers", n_layers, owner, maximum=MAX_BLOCKS)
     nh = _int("n_heads", n_heads, owner)
     ffn = _int("ffn_size", ffn_size, owner)
     vocab = _int("vocab_size", vocab_size, owner)
@@ -209,7 +219,7 @@ def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn
                             "(that family has no gate projection); use naming='llama'")
     if pooler and not encoder:
         raise QuantmooError(f"The 'pooler' of {owner} needs encoder=True (decoders have an LM head instead)")
-    batch = _int("batch", batch, owner)
+    batch = _int("batch", batch, owner, maximum=MAX_WORKLOAD)
 
     # Workload: which keywords apply depends on the family, and a keyword of the other family is
     # a mistake worth reporting rather than silently ignoring.
@@ -218,7 +228,7 @@ def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn
             if v is not None:
                 raise QuantmooError(f"The '{k}' option applies to decoders only; {owner} is an encoder "
                                     f"(its workload options are {{{', '.join(ENCODER_WORKLOAD_KEYS)}}})")
-        seq = _DEFAULT_SEQ_LEN if seq_len is None else _int("seq_len", seq_len, owner)
+        seq = _DEFAULT_SEQ_LEN if seq_len is None else _int("seq_len", seq_len, owner, maximum=MAX_WORKLOAD)
         tokens, keys = batch * seq, seq
         workload = {"batch": batch, "seq_len": seq}
     else:
@@ -227,16 +237,17 @@ def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn
                                 f"(its workload options are {{{', '.join(DECODER_WORKLOAD_KEYS)}}})")
         mode = "decode" if mode is None else mode
         if mode not in MODES:
-            raise QuantmooError(f"The 'mode' of {owner} must be one of {{{', '.join(MODES)}}}; got {mode!r}")
+            raise QuantmooError(f"The 'mode' of {owner} must be one of {{{', '.join(MODES)}}}; got {brief(mode)}")
         if mode == "decode":
             if prefill_tokens is not None:
                 raise QuantmooError(f"The 'prefill_tokens' option of {owner} needs mode='prefill'; got mode='decode'")
-            keys = _DEFAULT_CONTEXT if context is None else _int("context", context, owner)
+            keys = _DEFAULT_CONTEXT if context is None else _int("context", context, owner, maximum=MAX_WORKLOAD)
             tokens = batch
             workload = {"batch": batch, "mode": mode, "context": keys}
         else:
-            per_seq = 1 if prefill_tokens is None else _int("prefill_tokens", prefill_tokens, owner)
-            keys = per_seq if context is None else _int("context", context, owner)
+            per_seq = 1 if prefill_tokens is None else _int("prefill_tokens", prefill_tokens, owner,
+                                                            maximum=MAX_WORKLOAD)
+            keys = per_seq if context is None else _int("context", context, owner, maximum=MAX_WORKLOAD)
             if keys < per_seq:
                 raise QuantmooError(f"The 'context' of {owner} must be >= 'prefill_tokens' ({per_seq}) in "
                                     f"prefill mode (the prompt attends to itself); got {keys}")
@@ -330,6 +341,18 @@ def _read_hf_config(path_or_dict) -> tuple:
     return cfg, src, default or str(cfg.get("model_type") or "model")
 
 
+_LLAMA_FIELDS = {"n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+                 "n_kv_heads": "num_key_value_heads", "ffn_size": "intermediate_size"}
+#: transformer() argument -> the config.json field it comes from, per model_type (for messages).
+_HF_FIELDS = {
+    "llama": _LLAMA_FIELDS, "mistral": _LLAMA_FIELDS, "qwen2": _LLAMA_FIELDS,
+    "gpt2": {"hidden_size": "n_embd", "n_layers": "n_layer", "n_heads": "n_head", "ffn_size": "n_inner",
+             "max_positions": "n_positions"},
+    "bert": {"n_layers": "num_hidden_layers", "n_heads": "num_attention_heads", "ffn_size": "intermediate_size",
+             "max_positions": "max_position_embeddings"},
+}
+
+
 def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
     """Build a layer table from a Hugging Face ``config.json``.
 
@@ -366,7 +389,7 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
         raise QuantmooError(f"{src}: missing field 'model_type'")
     model_type = cfg["model_type"]
     if model_type not in HF_MODEL_TYPES:
-        raise QuantmooError(f"{src}: unsupported model_type {model_type!r}; supported model types are "
+        raise QuantmooError(f"{src}: unsupported model_type {brief(model_type)}; supported model types are "
                             f"{{{', '.join(HF_MODEL_TYPES)}}}")
 
     def req(field: str) -> int:
@@ -376,7 +399,10 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
 
     def opt_int(field: str, v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise QuantmooError(f"{src}: field '{field}' must be an integer >= 1; got {v!r}")
+            raise QuantmooError(f"{src}: field '{field}' must be an integer >= 1; got {brief(v)}")
+        top = MAX_BLOCKS if field in ("num_hidden_layers", "n_layer") else MAX_DIM
+        if v > top:
+            raise QuantmooError(f"{src}: field '{field}' must be an integer <= {top}; got {brief(v)}")
         return v
 
     def opt(field: str, default: Any, kind: type = int) -> Any:
@@ -385,7 +411,7 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
             return default
         if kind is bool:
             if not isinstance(v, bool):
-                raise QuantmooError(f"{src}: field '{field}' must be true or false; got {v!r}")
+                raise QuantmooError(f"{src}: field '{field}' must be true or false; got {brief(v)}")
             return v
         return opt_int(field, v)
 
@@ -426,4 +452,8 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
     try:
         return transformer(name, **arch, **overrides, meta={"source": source, "hf_model_type": model_type})
     except QuantmooError as e:
-        raise QuantmooError(f"{src}: {e}") from None
+        # name the config.json fields, not the builder's arguments they were passed as
+        msg = str(e)
+        for arg, hf_field in _HF_FIELDS[model_type].items():
+            msg = msg.replace(f"'{arg}'", f"'{hf_field}'")
+        raise QuantmooError(f"{src}: {msg}") from None

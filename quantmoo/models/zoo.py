@@ -253,7 +253,10 @@ def load(name_or_path, **overrides) -> ModelSpec:
     if path.is_file():
         if path.suffix.lower() == ".json":
             data = load_json(path)
-            if isinstance(data, Mapping) and "model_type" in data and "layers" not in data:
+            # a Hugging Face config: by its model_type, or by its file name (so that a config.json
+            # that lost its model_type is reported as such, not as a spec with unknown fields)
+            hf = path.name == "config.json" or (isinstance(data, Mapping) and "model_type" in data)
+            if hf and not (isinstance(data, Mapping) and "layers" in data):
                 return from_hf_config(path, **overrides)
             _check_overrides(overrides, (), f"the spec file {path} (its layer table is fixed)")
             return ModelSpec.from_dict(data, source=str(path))

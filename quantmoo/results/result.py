@@ -18,9 +18,11 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..config import QuantConfig
-from ..errors import QuantmooError
+from ..errors import QuantmooError, brief
 
 RESULTS_FORMAT = "quantmoo-results/1"
+#: Where ``accuracy_loss`` comes from (DESIGN.md section 6; ``quantmoo.accuracy.tables.KINDS``).
+ACCURACY_KINDS = ("prior", "proxy", "measured")
 
 
 @dataclass
@@ -187,40 +189,78 @@ class SearchResult:
 
     @classmethod
     def from_dict(cls, d: Mapping, source: str = "results.json") -> "SearchResult":
+        """Rebuild a result from its ``results.json`` content, validating every field it reads."""
+        from ..search.problem import OBJECTIVES
         if not isinstance(d, Mapping):
-            raise QuantmooError(f"{source}: must be a JSON object")
+            raise QuantmooError(f"{source}: must be a JSON object; got {type(d).__name__}")
         for k in ("format", "objectives", "front", "accuracy_kind"):
             if k not in d:
                 raise QuantmooError(f"{source}: missing field '{k}'")
         if d["format"] != RESULTS_FORMAT:
-            raise QuantmooError(f"{source}: field 'format' must be {RESULTS_FORMAT!r}; got {d['format']!r}")
+            raise QuantmooError(f"{source}: field 'format' must be {RESULTS_FORMAT!r}; got {brief(d['format'])}")
         objectives = d["objectives"]
-        if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
-            raise QuantmooError(f"{source}: field 'objectives' must be a list of names")
+        if not isinstance(objectives, list) or not objectives or not all(
+                isinstance(o, str) and o in OBJECTIVES for o in objectives) or len(set(objectives)) != len(objectives):
+            raise QuantmooError(f"{source}: field 'objectives' must be a non-empty list of distinct names from "
+                                f"{{{', '.join(OBJECTIVES)}}}; got {brief(objectives)}")
+        kind = d["accuracy_kind"]
+        if kind not in ACCURACY_KINDS:
+            raise QuantmooError(f"{source}: field 'accuracy_kind' must be one of {{{', '.join(ACCURACY_KINDS)}}}; "
+                                f"got {brief(kind)}")
         if not isinstance(d["front"], list):
-            raise QuantmooError(f"{source}: field 'front' must be a list")
+            raise QuantmooError(f"{source}: field 'front' must be a list; got {type(d['front']).__name__}")
         front = []
         for i, p in enumerate(d["front"]):
+            where = f"front[{i}]"
             if not isinstance(p, Mapping) or "config" not in p or "objectives" not in p:
-                raise QuantmooError(f"{source}: field 'front[{i}]' must hold 'config' and 'objectives'")
-            cfg = QuantConfig.from_dict(p["config"], source=f"{source}: front[{i}].config")
+                raise QuantmooError(f"{source}: field '{where}' must be a mapping holding 'config' and 'objectives'")
+            cfg = QuantConfig.from_dict(p["config"], source=f"{source}: {where}.config")
             objs = p["objectives"]
             if not isinstance(objs, Mapping) or any(o not in objs for o in objectives):
-                raise QuantmooError(f"{source}: field 'front[{i}].objectives' must hold {objectives}")
-            try:
-                objs = {k: float(v) for k, v in objs.items()}
-                cr = float(p.get("compression_ratio", float("nan")))
-                ab = float(p.get("avg_weight_bits", float("nan")))
-            except (TypeError, ValueError):
-                raise QuantmooError(f"{source}: field 'front[{i}]' holds a non-numeric value") from None
+                raise QuantmooError(f"{source}: field '{where}.objectives' must hold {objectives}")
+            # searched objectives must be finite numbers (they are ranked); the other ones may be null
+            objs = {str(k): _number(v, f"{where}.objectives.{k}", source, finite=k in objectives,
+                                    allow_null=k not in objectives) for k, v in objs.items()}
+            cr = _number(p.get("compression_ratio"), f"{where}.compression_ratio", source)
+            ab = _number(p.get("avg_weight_bits"), f"{where}.avg_weight_bits", source)
+            measured = p.get("measured")
+            if measured is not None:
+                if not isinstance(measured, Mapping):
+                    raise QuantmooError(f"{source}: field '{where}.measured' must be a mapping or null; "
+                                        f"got {brief(measured)}")
+                measured = dict(measured)
+            feasible = p.get("feasible", True)
+            if not isinstance(feasible, bool):
+                raise QuantmooError(f"{source}: field '{where}.feasible' must be true or false; got {brief(feasible)}")
             front.append(Solution(config=cfg, objectives=objs, compression_ratio=cr, avg_weight_bits=ab,
-                                  measured=p.get("measured"), feasible=bool(p.get("feasible", True))))
+                                  measured=measured, feasible=feasible))
+        history = _records(d.get("history"), "history", source, ("n_eval", "hypervolume"))
+        baselines = _records(d.get("baselines"), "baselines", source, ("name", "objectives"))
+        for j, b in enumerate(baselines):
+            where = f"baselines[{j}]"
+            if not isinstance(b["name"], str):
+                raise QuantmooError(f"{source}: field '{where}.name' must be a string; got {brief(b['name'])}")
+            if not isinstance(b["objectives"], Mapping):
+                raise QuantmooError(f"{source}: field '{where}.objectives' must be a mapping; "
+                                    f"got {brief(b['objectives'])}")
+            for k, v in b["objectives"].items():
+                _number(v, f"{where}.objectives.{k}", source)
+            if b.get("config") is not None:
+                QuantConfig.from_dict(b["config"], source=f"{source}: {where}.config")
+        feasible = d.get("feasible", True)
+        if not isinstance(feasible, bool):
+            raise QuantmooError(f"{source}: field 'feasible' must be true or false; got {brief(feasible)}")
+        message = d.get("message", "")
+        if message is not None and not isinstance(message, str):
+            raise QuantmooError(f"{source}: field 'message' must be a string; got {brief(message)}")
         meta = {k: v for k, v in d.items() if k not in {
             "format", "objectives", "accuracy_kind", "feasible", "message", "baselines", "front", "history",
             "knee_index"}}
-        return cls(front=front, objectives=tuple(objectives), history=list(d.get("history") or []),
-                   baselines=list(d.get("baselines") or []), meta=meta, accuracy_kind=str(d["accuracy_kind"]),
-                   feasible=bool(d.get("feasible", True)), message=str(d.get("message", "")))
+        space = meta.get("space")
+        if space is not None and not isinstance(space, Mapping):
+            raise QuantmooError(f"{source}: field 'space' must be a mapping of SearchSpace fields; got {brief(space)}")
+        return cls(front=front, objectives=tuple(objectives), history=history, baselines=baselines, meta=meta,
+                   accuracy_kind=kind, feasible=feasible, message=message or "")
 
     def summary(self, max_rows: int = 30) -> str:
         """A compact table of the front sorted by size, knee marked with '*'."""
@@ -246,6 +286,40 @@ class SearchResult:
     def __repr__(self) -> str:
         return (f"SearchResult(n_front={len(self.front)}, objectives={self.objectives}, "
                 f"accuracy_kind={self.accuracy_kind!r}, feasible={self.feasible})")
+
+
+def _number(v, field: str, source: str, finite: bool = False, allow_null: bool = True) -> float:
+    """A numeric field of results.json as float (null -> NaN where allowed)."""
+    if v is None and allow_null:
+        return float("nan")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise QuantmooError(f"{source}: field '{field}' must be a number; got {brief(v)}")
+    try:
+        x = float(v)
+    except OverflowError:  # an integer literal beyond the float range
+        x = float("inf")
+    if finite and not np.isfinite(x):
+        raise QuantmooError(f"{source}: field '{field}' must be a finite number; got {brief(v)}")
+    return x
+
+
+def _records(value, field: str, source: str, required: Sequence[str]) -> list:
+    """A list of mappings that each hold ``required`` (null or absent -> empty list)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise QuantmooError(f"{source}: field '{field}' must be a list; got {brief(value)}")
+    for i, r in enumerate(value):
+        if not isinstance(r, Mapping):
+            raise QuantmooError(f"{source}: field '{field}[{i}]' must be a mapping; got {brief(r)}")
+        for k in required:
+            if k not in r:
+                raise QuantmooError(f"{source}: missing field '{field}[{i}].{k}'")
+        if field == "history":
+            for k in ("n_gen", "n_eval", "hypervolume", "n_front"):
+                if k in r:
+                    _number(r[k], f"{field}[{i}].{k}", source)
+    return [dict(r) for r in value]
 
 
 def normalise_weights(objectives, weights) -> np.ndarray:

@@ -17,9 +17,9 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..config import (ACTIVATION_BITS, CALIBRATIONS, GRANULARITIES, LAYER_ATTRS, SCHEMES, WEIGHT_BITS,
-                      LayerQuant, QuantConfig, normalize_scheme)
-from ..errors import QuantmooError
+from ..config import (ACTIVATION_BITS, CALIBRATIONS, GRANULARITIES, LAYER_ATTRS, MAX_GROUP_SIZE, SCHEMES,
+                      WEIGHT_BITS, LayerQuant, QuantConfig, normalize_scheme)
+from ..errors import QuantmooError, brief
 
 #: Bit genes are ordinal (mutation steps to a neighbour, crossover may average);
 #: the others are nominal.
@@ -102,22 +102,34 @@ class SearchSpace:
             if attr.endswith("bits"):
                 vals = tuple(sorted(int(v) for v in vals))  # ordinal genes need sorted values
             setattr(self, fname, vals)
-        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size <= 0:
-            raise QuantmooError(f"The 'group_size' of SearchSpace must be a positive integer; got {self.group_size!r}")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) \
+                or not 0 < self.group_size <= MAX_GROUP_SIZE:
+            raise QuantmooError(f"The 'group_size' of SearchSpace must be a positive integer <= 2**31; "
+                                f"got {brief(self.group_size)}")
+        if self.pinned is not None and not isinstance(self.pinned, Mapping):
+            raise QuantmooError(f"The 'pinned' of SearchSpace must be a mapping layer name -> {{attribute: value}}; "
+                                f"got {brief(self.pinned)}")
         self.pinned = dict(self.pinned or {})
         for name, attrs in self.pinned.items():
+            if not isinstance(name, str):
+                raise QuantmooError(f"The 'pinned' layer names of SearchSpace must be strings; got {brief(name)}")
             if not isinstance(attrs, Mapping):
-                raise QuantmooError(f"The 'pinned.{name}' of SearchSpace must be a mapping attribute -> value")
+                raise QuantmooError(f"The 'pinned.{name}' of SearchSpace must be a mapping attribute -> value; "
+                                    f"got {brief(attrs)}")
             for a, v in attrs.items():
                 if a not in LAYER_ATTRS:
                     raise QuantmooError(f"The 'pinned.{name}' attribute must be one of {{{_fmt(LAYER_ATTRS)}}}; "
-                                        f"got {a!r}")
+                                        f"got {brief(a)}")
                 v = normalize_scheme(v)
                 allowed = self.values(a)
-                if v not in allowed:
+                if isinstance(v, bool) or v not in allowed:
                     raise QuantmooError(f"The pinned '{a}' of layer '{name}' must be one of the space's "
-                                        f"{_SPACE_FIELD[a]} {{{_fmt(allowed)}}}; got {v!r}")
-        self.ties = [list(t) for t in (self.ties or [])]
+                                        f"{_SPACE_FIELD[a]} {{{_fmt(allowed)}}}; got {brief(v)}")
+        ties = self.ties
+        if ties is not None and (not isinstance(ties, (list, tuple)) or not all(
+                isinstance(t, (list, tuple)) and all(isinstance(n, str) for n in t) for t in ties)):
+            raise QuantmooError(f"The 'ties' of SearchSpace must be a list of lists of layer names; got {brief(ties)}")
+        self.ties = [list(t) for t in (ties or [])]
 
     # -- attributes --------------------------------------------------------------------------
     def values(self, attr: str) -> tuple:
