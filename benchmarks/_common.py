@@ -48,3 +48,85 @@ def md_table(header, rows) -> str:
 def peak_rss_mb() -> float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# -- shared by the table scripts --------------------------------------------------------------------
+#: Run modes every table script accepts: ``tiny`` (a few seconds, for the tests), ``quick``
+#: (the default of ``run_all``: every table in < 15 min on 2 cores), ``full`` (publication grade).
+MODES = ("tiny", "quick", "full")
+
+
+def parse_mode(argv, doc: str):
+    """Parse ``[--tiny | --quick | --full] [--figures DIR]``; returns ``(mode, figures_dir)``.
+
+    ``--quick`` is the default. ``--figures`` (default ``$QUANTMOO_BENCH_FIGURES`` or
+    ``benchmarks/figures``) is where PNG figures go.
+    """
+    import argparse
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group()
+    for m in MODES:
+        g.add_argument(f"--{m}", dest="mode", action="store_const", const=m, help=f"{m} settings")
+    ap.add_argument("--figures", help="directory for the PNG figures")
+    a = ap.parse_args(argv)
+    if a.figures:
+        os.environ["QUANTMOO_BENCH_FIGURES"] = a.figures
+    return a.mode or "quick", figure_dir()
+
+
+def figure_dir():
+    """Where figures are written: ``$QUANTMOO_BENCH_FIGURES`` or ``benchmarks/figures``."""
+    from pathlib import Path
+    d = Path(os.environ.get("QUANTMOO_BENCH_FIGURES") or Path(__file__).resolve().parent / "figures")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_png(fig, name: str) -> str:
+    """Save ``fig`` as ``<figure_dir>/<name>.png`` and close it; returns a markdown image link.
+
+    The link is relative (``figures/<name>.png``) when the figures go to ``benchmarks/figures``
+    (as RESULTS.md expects), else the absolute path.
+    """
+    from pathlib import Path
+    import matplotlib.pyplot as plt
+    d = figure_dir()
+    path = d / f"{name}.png"
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    default = Path(__file__).resolve().parent / "figures"
+    rel = f"figures/{name}.png" if d.resolve() == default.resolve() else str(path)
+    return f"![{name}]({rel})"
+
+
+def command(module: str, mode: str) -> str:
+    """The exact command that regenerates one table."""
+    return f"python -m benchmarks.{module} --{mode}"
+
+
+def header(title: str, module: str, mode: str) -> list:
+    """First lines of a table section: title, date, machine and the exact command."""
+    return [f"### {title}", "", f"Generated {stamp()} on {machine()}.", "",
+            f"Command: `{command(module, mode)}`", ""]
+
+
+def fmt_x(v: float) -> str:
+    """A compression ratio (``nan`` -> ``n/a``)."""
+    return "n/a" if v != v else f"{v:.2f}x"
+
+
+def verdict(holds, text: str) -> str:
+    """One generated verdict line: ``holds`` True / False / None (cannot be checked)."""
+    tag = {True: "claim holds", False: "claim does NOT hold", None: "not checkable"}[holds]
+    return f"- **{tag}**: {text}"
+
+
+def finding(store: list, factor: float, text: str, key: str = None) -> None:
+    """Record a claim of the brief that does not hold.
+
+    ``factor`` is how far off the claim is (a ratio; either direction, stored as >= 1); ``key``
+    names the claim, so that the closing note lists each claim once (its largest difference).
+    """
+    f = float(factor)
+    if f == f and f > 0:
+        store.append({"factor": max(f, 1.0 / f), "text": text, "key": key or text})

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import machine, md_table, peak_rss_mb, stamp, timeit
+from benchmarks._common import md_table, peak_rss_mb, timeit
 
 ROOT = Path(__file__).resolve().parent.parent
 

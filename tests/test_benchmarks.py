@@ -1,7 +1,23 @@
-"""The benchmark scripts run (tiny settings), so they cannot rot."""
+"""The benchmark scripts run (tiny settings), so they cannot rot; and what they print is checked.
+
+``minilm-l6`` never runs here (too slow); the Optuna rows are checked only when Optuna is
+installed (a benchmark-only dependency).
+"""
+import math
+
 import pytest
 
-from benchmarks import bench_cost_model, bench_search, bench_targets
+from benchmarks._common import figure_dir
+from benchmarks import (bench_architectures, bench_cost_model, bench_efficiency, bench_levels, bench_search,
+                        bench_speed, bench_targets, run_all)
+
+
+@pytest.fixture(autouse=True)
+def _scratch(tmp_path_factory, monkeypatch):
+    """Figures and proxy tables go to temporary directories, never to benchmarks/figures."""
+    monkeypatch.setenv("QUANTMOO_BENCH_FIGURES", str(tmp_path_factory.getbasetemp() / "figures"))
+    monkeypatch.setenv("QUANTMOO_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bench-cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
 
 
 def test_cost_model_bench_tiny():
@@ -10,14 +26,75 @@ def test_cost_model_bench_tiny():
     assert "vectorised / floor" in text and r["t_ref"] > r["t_vec"]
 
 
-def test_targets_table_has_six_targets():
-    rows = bench_targets.run()
-    assert len({r[0] for r in rows}) == 6 and len(rows) == 24
-
-
 def test_search_bench_tiny():
     sep = bench_search.separable(models=("bert-base",), n_gen=3)
     ops = bench_search.operators(models=("resnet50",), hardware=("hexagon",), seeds=range(1), n_gen=3, pop=20)
     sp = {"median_s": 0.0, "times": [0.0], "n_front": 0, "n_eval": 0}
     text = bench_search.report(sp, sep, ops)
     assert "exact" in text and sep[0]["ratio"] <= 1.0 + 1e-9
+
+
+def test_table1_targets_tiny():
+    r = bench_targets.run(targets=("hexagon", "arm_neon"), pop_size=12, n_gen=2)
+    rows = {(x["target"], x["row"]): x for x in r["rows"]}
+    assert {"FP16", "uniform W8A8", "uniform W4A16", "llama.cpp Q4_K_M", "evolved knee"} <= {x["row"] for x in r["rows"]}
+    # FP16 is 2 bytes per parameter (+ the fp16 non-quantized parameters): half of FP32
+    assert rows[("hexagon", "FP16")]["compression"] == pytest.approx(2.0, rel=1e-3)
+    assert rows[("hexagon", "uniform W8A8")]["size_gb"] < rows[("hexagon", "FP16")]["size_gb"] / 1.9
+    assert all(x["kind"] == "prior" for x in r["rows"])
+    assert r["min_gb"] < min(x["size_gb"] for x in r["rows"])
+    assert any(p[3] == "source" for p in r["prov"]) and any("estimate" in p[3] for p in r["prov"])
+    bench_targets.FINDINGS.clear()
+    text = bench_targets.report(r, "tiny")
+    assert "Table 1" in text and "(prior)" in text and "memory_bandwidth_gbs" in text
+    assert "claim does NOT hold" in text                  # 7B at FP32 is not 7 GB
+    assert bench_targets.FINDINGS and (figure_dir() / "table1_llama2_7b_targets.png").is_file()
+
+
+def test_table2_architectures_tiny():
+    zoo = bench_architectures.zoo_part(("gpt2",), (1.0,), pop_size=16, n_gen=3, bisect=6)
+    (r,) = zoo
+    # nothing beats the exact separable front; the ILP is a lower bound on it too
+    assert r["search"] <= r["exact"] * (1 + 1e-9) and r["ilp"] <= r["exact"] * (1 + 1e-9)
+    assert r["kind"] == "prior" and r["uniform"][0][1] == pytest.approx(4.0, rel=0.05)
+    text = bench_architectures.main(["--tiny"])
+    assert "Table 2" in text and "HAWQ-style ILP" in text and "| digits | <= 1 |" in text
+
+
+def test_table3_levels_tiny():
+    res = bench_levels.run_model("digits", pop_size=12, n_gen=3, max_front=5)
+    levels = {x["level"] for x in res["rows"]}
+    assert levels == {"INT8", "INT4", "INT2", "mixed 4/8", "mixed 2/3/4"}
+    int8 = next(x for x in res["rows"] if x["level"] == "INT8")
+    assert 3.5 < int8["comp"] < 4.0 and math.isfinite(int8["loss"])
+    # the mixed fronts only use the allowed weight bits
+    text = bench_levels.report([res], "tiny")
+    assert "measured loss" in text and "brief claims" in text and "does not hold" in text.lower()
+
+
+def test_table4_efficiency_tiny():
+    r = bench_efficiency.run_part("A", "resnet18", seeds=1, pop=16, n_gen=3)
+    ceiling = r["exact"]["hv"]
+    for m in ("quantmoo", "pymoo", "random"):
+        assert 0 < r["hist"][m][0][-1]["hypervolume"] <= ceiling + 1e-9
+    if bench_efficiency.have_optuna():
+        h = r["hist"]["optuna"][0]
+        assert h[-1]["n_eval"] == r["n_eval"] and 0 < h[-1]["hypervolume"] <= ceiling + 1e-9
+    text = bench_efficiency.report([r], "tiny")
+    assert "Table 4" in text and "optuna" in text and "exact" in text
+
+
+def test_table5_speed_tiny():
+    text = bench_speed.main(["--tiny"])
+    assert "Table 5" in text and "cold / warm" in text and "peak RSS" in text
+    assert bench_speed.FINDINGS
+
+
+def test_run_all_skips_missing_module(monkeypatch, tmp_path):
+    monkeypatch.setattr(run_all, "SECTIONS", [("bench_targets", "Table 1"), ("bench_not_written_yet", "Later")])
+    monkeypatch.setattr(bench_targets, "SETTINGS", {"tiny": dict(targets=("arm_dot",), pop_size=12, n_gen=2)})
+    out = tmp_path / "r.md"
+    run_all.main(["--tiny", "--out", str(out)])
+    text = out.read_text()
+    assert "## Table 1" in text and "Skipped" in text and "bench_not_written_yet" in text
+    assert "Closing note" in text and "--tiny" in text
