@@ -11,7 +11,8 @@ naming the field (or the file); anything else is counted as unexpected and liste
 The mutation engine is ``benchmarks/_fuzz.py``, the same one ``tests/test_fuzz.py`` drives with
 Hypothesis; here it is driven by a seeded ``random.Random`` so the counts are reproducible.
 
-Run: ``python -m benchmarks.bench_fuzz [--quick] [--n N] [--seed S]``.
+Run: ``python -m benchmarks.bench_fuzz [--tiny | --quick | --full] [--n N] [--seed S]`` (``--quick``, the
+default, tries 400 inputs per loader).
 """
 from __future__ import annotations
 
@@ -56,13 +57,20 @@ def report(rows: list, seed: int) -> str:
     return "\n".join(text)
 
 
+#: Inputs per loader for each mode (``--tiny`` for the tests, ``--quick`` for RESULTS.md).
+SETTINGS = {"tiny": {"n": 10}, "quick": {"n": 400}, "full": {"n": 2000}}
+
+
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="40 inputs per loader")
-    ap.add_argument("--n", type=int, default=None, help="inputs per loader (default 400, 40 with --quick)")
+    g = ap.add_mutually_exclusive_group()
+    for m in SETTINGS:
+        g.add_argument(f"--{m}", dest="mode", action="store_const", const=m,
+                       help=f"{SETTINGS[m]['n']} inputs per loader")
+    ap.add_argument("--n", type=int, default=None, help="inputs per loader (overrides the mode)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    n = a.n if a.n is not None else (40 if a.quick else 400)
+    n = a.n if a.n is not None else SETTINGS[a.mode or "quick"]["n"]
     text = report(run(n=n, seed=a.seed), a.seed)
     print(text)
     return text

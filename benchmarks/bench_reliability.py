@@ -12,11 +12,10 @@
   With ``dask.distributed`` installed, one worker process is killed mid-task and its task
   must be retried.
 
-Run: ``python -m benchmarks.bench_reliability [--quick]``.
+Run: ``python -m benchmarks.bench_reliability [--tiny | --quick | --full]`` (``--quick`` is the default).
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -269,22 +268,31 @@ def report(proc, inproc, faults, cache, dask) -> str:
                      "recomputed values equal the originals"],
                     [[cache["entries"], cache["damaged"], cache["detected"], "yes" if cache["equal"] else "**no**"]])]
     if dask is None:
-        out += ["", "Dask worker loss: not run (dask.distributed is not installed: pip install 'quantmoo[dask]')."]
+        out += ["", "Dask worker loss: not run (in --tiny mode, or dask.distributed is not installed: "
+                "pip install 'quantmoo[dask]')."]
     else:
         out += ["", md_table(["Dask worker processes killed mid-task", "configs", "configs measured after retry"],
                              [[dask["deaths"], dask["configs"], dask["measured"]]])]
     return "\n".join(out)
 
 
+#: Settings per mode (``--tiny`` for the tests, ``--quick`` for RESULTS.md, ``--full``).
+SETTINGS = {
+    "tiny": {"n_runs": 1, "kills_per_run": 1, "points": 1, "fault_runs": 1, "dask": False},
+    "quick": {"n_runs": 4, "kills_per_run": 3, "points": 4, "fault_runs": 3, "dask": True},
+    "full": {"n_runs": 10, "kills_per_run": 5, "points": 10, "fault_runs": 10, "dask": True},
+}
+
+
 def main(argv=None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer runs")
-    a = ap.parse_args(argv)
-    proc = process_cycles(n_runs=2 if a.quick else 6, kills_per_run=2 if a.quick else 3)
-    inproc = inprocess_cycles(points_per_algorithm=2 if a.quick else 6)
-    faults = fault_runs(n_runs=1 if a.quick else 4)
+    from benchmarks._common import parse_mode
+    mode, _ = parse_mode(argv, __doc__)
+    s = SETTINGS[mode]
+    proc = process_cycles(n_runs=s["n_runs"], kills_per_run=s["kills_per_run"])
+    inproc = inprocess_cycles(points_per_algorithm=s["points"])
+    faults = fault_runs(n_runs=s["fault_runs"])
     cache = cache_damage()
-    dask = dask_worker_loss()
+    dask = dask_worker_loss() if s["dask"] else None
     text = report(proc, inproc, faults, cache, dask)
     print(text)
     return text

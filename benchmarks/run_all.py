@@ -45,6 +45,8 @@ SECTIONS = [
     ("bench_efficiency", "Table 4: search efficiency"),
     ("bench_speed", "Table 5: speed and memory"),
     ("bench_real", "Real models: validation and dominance over baselines (issue 5)"),
+    ("bench_reliability", "Reliability: kill/resume and injected faults (issue 8)"),
+    ("bench_fuzz", "Reliability: loader fuzzing (issue 8)"),
 ]
 
 

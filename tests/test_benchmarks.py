@@ -98,3 +98,12 @@ def test_run_all_skips_missing_module(monkeypatch, tmp_path):
     text = out.read_text()
     assert "## Table 1" in text and "Skipped" in text and "bench_not_written_yet" in text
     assert "Closing note" in text and "--tiny" in text
+
+
+def test_reliability_and_fuzz_benches_tiny():
+    from benchmarks import bench_fuzz, bench_reliability
+    text = bench_reliability.main(["--tiny"])
+    assert "fronts different from the uninterrupted run" in text and "| **0** |" in text
+    assert "lost runs" in text
+    text = bench_fuzz.main(["--tiny"])
+    assert "| **total** | 60 |" in text and text.count("| 0 |") >= 6
