@@ -29,6 +29,17 @@ def _read_text(path: Path) -> str:
         raise QuantmooError(f"Cannot read {path}: {e.strerror}") from None
 
 
+def _looks_like_path(s: str) -> bool:
+    """A one-line string is a path if it names a file, ends like one, or cannot be a YAML
+    mapping (no ``key: value`` and no flow ``{...}``): then a missing file is reported as
+    such rather than as "not a mapping"."""
+    if "\n" in s:
+        return False
+    if s.endswith((".yaml", ".yml", ".json")) or os.path.exists(s):
+        return True
+    return ":" not in s and not s.lstrip().startswith(("{", "["))
+
+
 def load_yaml(path_or_text: Any) -> Tuple[Any, str]:
     """Parse YAML from a path (str/Path to an existing file) or from YAML text.
 
@@ -37,9 +48,7 @@ def load_yaml(path_or_text: Any) -> Tuple[Any, str]:
     data, source : object, str
         The parsed document and a label for messages (the file name, or ``"<yaml text>"``).
     """
-    if isinstance(path_or_text, Path) or (isinstance(path_or_text, str) and "\n" not in path_or_text
-                                          and (path_or_text.endswith((".yaml", ".yml", ".json"))
-                                               or os.path.exists(path_or_text))):
+    if isinstance(path_or_text, Path) or (isinstance(path_or_text, str) and _looks_like_path(path_or_text)):
         path = Path(path_or_text)
         text, source = _read_text(path), str(path)
     elif isinstance(path_or_text, str):

@@ -112,3 +112,11 @@ def test_demo_refuses_file_as_out(tmp_path):
     f.write_text("x")
     p = run("demo", "--out", str(f))
     assert p.returncode == 2 and "not a directory" in p.stderr
+
+
+def test_missing_config_file_without_yaml_suffix_is_file_not_found(tmp_path, capsys, monkeypatch):
+    """A one-line name that cannot be YAML text is a path: report the missing file, not 'not a mapping'."""
+    from quantmoo import cli
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evaluate", "--model", "digits", "--hardware", "arm_dot", "--config", "knee.cfg"]) == 2
+    assert "File not found: knee.cfg" in capsys.readouterr().err
