@@ -13,6 +13,7 @@ from quantmoo.accuracy.cache import CACHE_FORMAT, EvalCache, default_cache_dir, 
 from quantmoo.accuracy.digits import load_digits_model
 from quantmoo.accuracy.parallel import evaluate_many
 from quantmoo.accuracy.sensitivity import sensitivity
+from quantmoo.accuracy import validate as validate_mod
 from quantmoo.accuracy.validate import ValidationReport, validate
 from quantmoo.config import QuantConfig
 from quantmoo.errors import QuantmooError
@@ -256,3 +257,121 @@ def test_validate_errors(tmp_path, result):
     other.meta["model"]["name"] = "no-such-model"
     with pytest.raises(QuantmooError, match="no-such-model"):
         validate(other, workers=1)
+
+
+# -- measured refinement ---------------------------------------------------------------------------
+def _reference_selection(F, objectives, baselines, k, on):
+    """Per-baseline loop: the k lowest-loss rows no larger than the baseline on ``on``."""
+    a = objectives.index("accuracy_loss")
+    js = [objectives.index(o) for o in on]
+    out = {}
+    for b in baselines:
+        if any(o not in b["objectives"] for o in on):
+            continue
+        rows = [r for r in range(len(F)) if all(F[r, j] <= b["objectives"][o] * (1 + 1e-12) + 1e-12
+                                                for j, o in zip(js, on))]
+        rows.sort(key=lambda r: (F[r, a], *[F[r, j] for j in js], r))
+        for r in rows[:k]:
+            out.setdefault(r, []).append(b["name"])
+    return out
+
+
+def test_refine_selection_matches_reference_loop():
+    rng = np.random.default_rng(1)
+    objectives = ["accuracy_loss", "size_mb", "latency_ms"]
+    F = rng.random((200, 3)) * [10.0, 5.0, 2.0]
+    F[:20, 0] = 1.0                                    # ties in loss are broken by size, then row
+    baselines = [{"name": f"b{i}", "objectives": {"size_mb": s, "latency_ms": 1.0, "accuracy_loss": 3.0}}
+                 for i, s in enumerate([0.3, 1.0, 2.5, 4.9, 0.0])]
+    baselines.append({"name": "no size", "objectives": {"latency_ms": 1.0}})
+    for k in (1, 3, 7):
+        for on in (("size_mb",), ("size_mb", "latency_ms")):
+            sel, eligible = validate_mod.refine_selection(F, objectives, baselines, k, on)
+            assert sel == _reference_selection(F, objectives, baselines, k, on)
+            assert "no size" not in eligible and eligible["b4"] == 0
+            for name, n in eligible.items():
+                assert sum(name in v for v in sel.values()) == min(k, n)
+    with pytest.raises(QuantmooError, match="energy_mj"):
+        validate_mod.refine_selection(F, objectives, baselines, 2, ("energy_mj",))
+
+
+def test_validate_refine_adds_points_below_each_baseline(digits, result):
+    import copy
+    assert result.nondominated is not None and len(result.nondominated[0]) > len(result.front)
+    res = copy.deepcopy(result)
+    thinned = {s.config.config_hash() for s in res.front}
+    rep = validate(res, model=digits, workers=1, cache=False, refine=2)
+    X, F = res.nondominated
+    sel, _ = validate_mod.refine_selection(F, res.objectives, res.baselines, 2, ("size_mb",))
+    enc = SPACE.bind(digits)
+    want = {enc.decode(X[r]).config_hash(): names for r, names in sel.items()}
+    by_hash = {s.config.config_hash(): s for s in res.front}
+    # every selected point is on the front, measured, with the baselines that chose it
+    for h, names in want.items():
+        s = by_hash[h]
+        assert s.measured["kind"] == "measured" and set(s.measured["selected_for"]) == set(names)
+        for n in names:
+            b = next(b for b in res.baselines if b["name"] == n)
+            assert s.objectives["size_mb"] <= b["objectives"]["size_mb"] * (1 + 1e-12)
+    assert rep.refine["n_added"] == len(set(want) - thinned) == len(res.front) - len(result.front)
+    assert len(by_hash) == len(res.front) and rep.n == len(res.front)
+    sizes = [s.objectives["size_mb"] for s in res.front]
+    assert sizes == sorted(sizes)
+    # the added points carry every objective of the search's own front points, same values
+    problem = quantmoo.QuantizationProblem(digits, "arm_dot", SPACE, objectives=res.objectives,
+                                           accuracy=sensitivity(digits, SPACE))
+    for s in res.front:
+        if s.config.config_hash() not in thinned:
+            vals = problem.evaluate_all(enc.encode(s.config))
+            assert set(s.objectives) == set(result.front[0].objectives)
+            for o, v in s.objectives.items():
+                assert v == pytest.approx(float(vals[o][0]), rel=1e-9)
+            assert s.compression_ratio == pytest.approx(digits.fp32_mb / s.objectives["size_mb"])
+    # tau over the whole front; the thinned front's tau alongside; the measured non-dominated subset
+    assert rep.kendall_tau == pytest.approx(validate_mod._tau([s.objectives["accuracy_loss"] for s in res.front],
+                                                              [s.measured["accuracy_loss"] for s in res.front])[0])
+    old = [s for s in res.front if s.config.config_hash() in thinned]
+    assert rep.refine["kendall_tau_thinned"] == pytest.approx(validate_mod._tau(
+        [s.objectives["accuracy_loss"] for s in old], [s.measured["accuracy_loss"] for s in old])[0])
+    mf = []
+    for i, s in enumerate(res.front):
+        fi = (s.measured["accuracy_loss"], s.objectives["size_mb"])
+        dominated = any(all(a <= b for a, b in zip(fj, fi)) and fj != fi
+                        for fj in ((t.measured["accuracy_loss"], t.objectives["size_mb"]) for t in res.front))
+        if not dominated:
+            mf.append(i)
+    assert rep.measured_front == mf and res.meta["validation"]["measured_front"] == mf
+    # validating again adds nothing
+    rep2 = validate(res, model=digits, workers=1, cache=False, refine=2)
+    assert rep2.refine["n_added"] == 0 and len(res.front) == rep.n
+
+
+def test_validate_refine_run_dir(tmp_path, result):
+    import copy
+    run = tmp_path / "run"
+    copy.deepcopy(result).save(run)
+    assert (run / "nondominated.npz").is_file()
+    rep = validate(run, workers=1, refine=1)
+    d = json.loads((run / "results.json").read_text())
+    assert rep.refine["n_added"] > 0 and len(d["front"]) == len(result.front) + rep.refine["n_added"]
+    assert d["validation"]["refine"]["k"] == 1
+    assert any("selected_for" in p["measured"] for p in d["front"])
+    assert (run / "nondominated.npz").is_file()                       # carried over
+    with pytest.raises(QuantmooError, match="refine"):
+        validate(run, workers=1, refine=-1)
+
+
+def test_validate_refine_unthinned_front_adds_nothing(digits):
+    table = sensitivity(digits, SPACE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = quantmoo.search(digits, "arm_dot", space=SPACE, accuracy=table, objectives=("accuracy_loss", "size_mb"),
+                              pop_size=20, n_gen=5, seed=1, progress=False, max_front=None)
+    assert res.nondominated is None
+    n = len(res.front)
+    rep = validate(res, model=digits, workers=1, cache=False, refine=2)
+    assert rep.refine["n_added"] == 0 and len(res.front) == n == rep.n
+    # the front points the baselines select are still marked
+    sel, _ = validate_mod.refine_selection(res.F, res.objectives, res.baselines, 2, ("size_mb",))
+    marked = {i for i, s in enumerate(res.front) if "selected_for" in s.measured}
+    assert marked == set(sel)

@@ -14,7 +14,28 @@ records:
   tau-b) between the front's searched ``accuracy_loss`` (the proxy or prior) and the measured
   one, ``n`` (front points measured), ``n_front``, ``n_baselines``, ``cache_hits``,
   ``cache_misses``, ``failed`` (``[{where, index, name, error}]``), ``evaluator``,
-  ``accuracy_kind`` (what was validated) and ``seconds``.
+  ``accuracy_kind`` (what was validated), ``seconds``, ``measured_front`` (indices of the front
+  points that no other front point dominates once the measured loss replaces the searched one)
+  and ``refine`` (below; None without refinement).
+
+Measured refinement (``refine=k``)
+----------------------------------
+A search reports a thinned front (``max_front``): an epsilon-net of the full non-dominated set
+(``result.nondominated``, or ``nondominated.npz`` of a run directory), so it can have no point
+just below a baseline's size even when the search found good ones there. With ``refine=k``,
+for every baseline (uniform, greedy, ILP, rule presets) the ``k`` points of the full
+non-dominated set with the lowest searched ``accuracy_loss`` among those no larger than the
+baseline on every objective of ``refine_on`` (default ``size_mb``) are measured too and added
+to ``result.front`` (re-sorted by size; points already on the front are not added twice). Their
+searched (proxy) ``accuracy_loss`` stays in ``objectives`` next to the measured one in
+``measured``, where ``selected_for`` lists the baselines that selected them. ``kendall_tau`` is
+computed over the whole reported front, refined points included; ``refine["kendall_tau_thinned"]``
+is the same statistic over the front as it was passed in (the thinned front, on a first
+validation). ``refine`` also records ``k``, ``on``,
+``n_added`` and ``baselines`` (per baseline, how many non-dominated points were eligible).
+This is the measured-refinement step of accuracy-predictor searches (AMQ-style): the proxy
+picks candidates, only measurements decide. Nothing is dropped: ``measured_front`` marks the
+measured-non-dominated subset.
 
 Given a run directory, its ``results.json`` (and ``front.yaml``) are rewritten atomically through
 ``SearchResult.save``; every other file of the directory (figures, ``accuracy_table.npz``, ...)
@@ -27,11 +48,13 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
+
+import numpy as np
 
 from ..errors import QuantmooError
 
-__all__ = ["ValidationReport", "validate"]
+__all__ = ["ValidationReport", "validate", "refine_selection", "measured_nondominated"]
 
 
 @dataclass
@@ -39,7 +62,8 @@ class ValidationReport:
     """What :func:`validate` found (also stored in ``result.meta["validation"]``).
 
     ``kendall_tau``/``p_value`` are None when fewer than two front points were measured or
-    either series is constant.
+    either series is constant. ``measured_front`` and ``refine`` are described in the module
+    docstring.
     """
 
     kendall_tau: Optional[float]
@@ -53,6 +77,8 @@ class ValidationReport:
     evaluator: str = ""
     accuracy_kind: str = ""
     seconds: float = 0.0
+    measured_front: List[int] = field(default_factory=list)
+    refine: Optional[dict] = None
     path: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -109,7 +135,6 @@ def _measured(details: dict, evaluator_name: str) -> dict:
 
 
 def _tau(proxy, measured):
-    import numpy as np
     from scipy.stats import kendalltau
     x, y = np.asarray(proxy, dtype=float), np.asarray(measured, dtype=float)
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -119,8 +144,156 @@ def _tau(proxy, measured):
     return (tau if math.isfinite(tau) else None), (p if math.isfinite(p) else None)
 
 
+_REL = 1e-12   # "equal or smaller": float noise of a recomputed cost must not exclude a tie
+
+
+def refine_selection(F, objectives, baselines, k: int, on=("size_mb",)):
+    """Which non-dominated points :func:`validate` measures for ``refine=k``.
+
+    Parameters
+    ----------
+    F : ndarray (n, n_obj)
+        Searched objective values of the full non-dominated set (``result.nondominated[1]``).
+    objectives : sequence of str
+        Column names of ``F``; must include ``accuracy_loss`` and every name in ``on``.
+    baselines : list of dict
+        ``result.baselines`` (``{name, objectives, ...}``); baselines lacking a value of ``on``
+        are skipped.
+    k : int
+        Points per baseline.
+    on : sequence of str
+        Objectives on which a point must be no larger than the baseline.
+
+    Returns
+    -------
+    selected : dict
+        ``row of F -> [baseline names]``: for every baseline, the ``k`` rows with the lowest
+        ``accuracy_loss`` (ties: smaller values of ``on``, then row order) among the rows no
+        larger than the baseline on every objective of ``on``.
+    eligible : dict
+        ``baseline name -> number of eligible rows``.
+    """
+    F = np.asarray(F, dtype=np.float64).reshape(-1, len(objectives))
+    objectives = list(objectives)
+    on = [on] if isinstance(on, str) else list(on)
+    for o in ["accuracy_loss", *on]:
+        if o not in objectives:
+            raise QuantmooError(f"Refinement needs the searched objective '{o}'; the result searched {objectives}")
+    acc = F[:, objectives.index("accuracy_loss")]
+    cols = F[:, [objectives.index(o) for o in on]]
+    # one ranking for every baseline: by loss, then by the refine objectives, then row order
+    order = np.lexsort((np.arange(len(F)), *cols.T[::-1], acc))
+    selected, eligible = {}, {}
+    for b in baselines:
+        if not isinstance(b, dict):
+            continue
+        objs = b.get("objectives") or {}
+        try:
+            lim = np.array([float(objs[o]) for o in on])
+        except (KeyError, TypeError, ValueError):
+            continue
+        ok = (cols <= lim * (1 + _REL) + _REL).all(axis=1)[order]
+        name = str(b.get("name"))
+        eligible[name] = int(ok.sum())
+        for r in order[ok][:k].tolist():
+            selected.setdefault(int(r), []).append(name)
+    return selected, eligible
+
+
+def measured_nondominated(front, objectives) -> List[int]:
+    """Indices of ``front`` points not dominated by another one on measured values.
+
+    The measured ``accuracy_loss`` replaces the searched one; the other searched objectives are
+    kept. Points without a measured loss (failed evaluations) are left out.
+    """
+    from ..search.archive import dominates
+    idx = [i for i, s in enumerate(front) if s.measured and "accuracy_loss" in s.measured]
+    if not idx:
+        return []
+    F = np.array([[front[i].measured["accuracy_loss"] if o == "accuracy_loss" else front[i].objectives[o]
+                   for o in objectives] for i in idx], dtype=np.float64)
+    keep = ~dominates(F, F).any(axis=0)
+    return [i for i, kp in zip(idx, keep) if kp]
+
+
+def _nondominated_set(result, run_dir):
+    """``(X, F)`` of the full non-dominated set: in memory, or a run directory's nondominated.npz."""
+    nd = getattr(result, "nondominated", None)
+    if nd is None and run_dir is not None and (Path(run_dir) / "nondominated.npz").exists():
+        try:
+            with np.load(Path(run_dir) / "nondominated.npz", allow_pickle=False) as z:
+                objs = tuple(str(o) for o in z["objectives"])
+                nd = (np.asarray(z["X"]), np.asarray(z["F"]))
+        except (OSError, KeyError, ValueError) as e:
+            raise QuantmooError(f"Cannot read {Path(run_dir) / 'nondominated.npz'}: {e}") from None
+        if objs != tuple(result.objectives):
+            raise QuantmooError(f"{Path(run_dir) / 'nondominated.npz'} holds objectives {list(objs)}; the result "
+                                f"searched {list(result.objectives)}")
+    return nd
+
+
+def _solutions(result, spec, X, F) -> list:
+    """Solutions for non-dominated genomes: searched values from ``F``, costs recomputed when possible."""
+    from ..results.result import Solution
+    from ..search.space import SearchSpace
+    space = SearchSpace.from_dict(result.meta["space"]) if result.meta.get("space") else SearchSpace()
+    enc = space.bind(spec)
+    hw = (result.meta.get("hardware") or {}).get("name")
+    X = np.asarray(X, dtype=np.int64)
+    vals = {o: F[:, j] for j, o in enumerate(result.objectives)}
+    try:  # every cost output (energy, memory, ...), as the search's own front points have them
+        from ..search.problem import QuantizationProblem
+        full = QuantizationProblem(spec, hw, space, objectives=result.objectives).evaluate_all(X)
+        if all(np.allclose(full[o], vals[o], rtol=1e-9, atol=1e-12) for o in result.objectives
+               if o != "accuracy_loss"):
+            vals = {**{o: v for o, v in full.items() if o != "accuracy_loss"}, **vals}
+    except (QuantmooError, KeyError, TypeError, ValueError, OSError):
+        pass  # e.g. a custom hardware file that is gone: the searched objectives are enough
+    wbits = enc.choice_value["weight_bits"][enc.choices(X)]
+    n = np.asarray(spec.arrays()["n_params"], dtype=np.float64)
+    avg_bits = (wbits * n[None, :]).sum(axis=1) / max(n.sum(), 1.0)
+    out = []
+    for i, x in enumerate(X):   # only the few selected points (k per baseline)
+        objs = {o: float(v[i]) for o, v in vals.items()}
+        size = objs.get("size_mb", float("nan"))
+        out.append(Solution(config=enc.decode(x, hardware=hw), objectives=objs,
+                            compression_ratio=spec.fp32_mb / size if size > 0 else float("nan"),
+                            avg_weight_bits=float(avg_bits[i]), x=x.copy()))
+    return out
+
+
+def _add_refined(result, run_dir, spec, k: int, on) -> Tuple[dict, dict]:
+    """Add the refinement points to ``result.front``; ``(config hash -> baseline names, info)``."""
+    nd = _nondominated_set(result, run_dir)
+    info = {"k": k, "on": list(on), "n_added": 0, "baselines": {}, "kendall_tau_thinned": None,
+            "source": "front (not thinned)" if nd is None else "nondominated"}
+    if nd is None:   # the front already is the whole non-dominated set: nothing to add
+        xs = [s.x for s in result.front]
+        if not xs or any(x is None for x in xs):
+            return {}, info
+        nd = (np.array(xs), result.F)   # only to mark which front points the baselines select
+    X, F = nd
+    selected, eligible = refine_selection(F, result.objectives, result.baselines, k, on)
+    info["baselines"] = eligible
+    rows = sorted(selected)
+    chosen = {}
+    have = {s.config.config_hash() for s in result.front}
+    for r, sol in zip(rows, _solutions(result, spec, X[rows], F[rows]) if rows else []):
+        h = sol.config.config_hash()
+        names = chosen.setdefault(h, [])
+        names += [n for n in selected[r] if n not in names]
+        if h not in have:
+            have.add(h)
+            result.front.append(sol)
+            info["n_added"] += 1
+    key = "size_mb" if "size_mb" in result.objectives else result.objectives[0]
+    result.front.sort(key=lambda s: s.objectives[key])   # stable: the front's own order among ties
+    return chosen, info
+
+
 def validate(result_or_run_dir, model=None, workers: Optional[int] = None, dask_address=None, cache=True,
-             progress: bool = False, timeout: Optional[float] = None) -> ValidationReport:
+             progress: bool = False, timeout: Optional[float] = None, refine: int = 0,
+             refine_on=("size_mb",)) -> ValidationReport:
     """Re-evaluate a result's front and baselines with the real evaluator (module docstring).
 
     Parameters
@@ -136,6 +309,12 @@ def validate(result_or_run_dir, model=None, workers: Optional[int] = None, dask_
         ``~/.cache/quantmoo/evals``).
     progress : bool
         Progress bar.
+    refine : int
+        Measured refinement (module docstring): for every baseline, also measure the ``refine``
+        non-dominated points with the lowest searched loss among those no larger than the
+        baseline on ``refine_on``, and add them to the front. 0 (default): the front as is.
+    refine_on : sequence of str
+        Objectives on which a refinement point must be no larger than its baseline.
 
     Returns
     -------
@@ -157,6 +336,12 @@ def validate(result_or_run_dir, model=None, workers: Optional[int] = None, dask_
         if set(s.config.layers) != names:
             raise QuantmooError(f"The front configs do not belong to model '{spec.name}' (front[{i}] names other "
                                 "layers); pass the right model=")
+    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
+        raise QuantmooError(f"The 'refine' value must be an integer >= 0; got {refine!r}")
+    refine_on = (refine_on,) if isinstance(refine_on, str) else tuple(refine_on)
+    chosen, refine_info, thinned = {}, None, list(result.front)
+    if refine:
+        chosen, refine_info = _add_refined(result, run_dir, spec, int(refine), refine_on)
 
     configs, where = [], []
     for i, s in enumerate(result.front):
@@ -197,17 +382,26 @@ def validate(result_or_run_dir, model=None, workers: Optional[int] = None, dask_
             elif "accuracy_loss" in s.objectives:
                 proxy.append(float(s.objectives["accuracy_loss"]))
                 measured.append(m["accuracy_loss"])
+            if chosen:
+                names_for = chosen.get(s.config.config_hash())
+                if names_for:
+                    m["selected_for"] = list(names_for)
         else:
             result.baselines[i]["measured"] = m
             n_base += 1
             if "error" in m:
                 failed.append({"where": "baseline", "index": i, "name": name, "error": m["error"]})
     tau, p = _tau(proxy, measured)
+    if refine_info is not None:   # the same statistic over the thinned front alone, for comparison
+        pairs = [(float(s.objectives["accuracy_loss"]), s.measured["accuracy_loss"]) for s in thinned
+                 if s.measured and "accuracy_loss" in s.measured and "accuracy_loss" in s.objectives]
+        refine_info["kendall_tau_thinned"] = _tau(*zip(*pairs))[0] if len(pairs) > 1 else None
     report = ValidationReport(
         kendall_tau=tau, p_value=p, n=len(measured), n_front=len(result.front), n_baselines=n_base,
         cache_hits=(ec.hits - h0) if ec is not None else 0, cache_misses=(ec.misses - m0) if ec is not None else 0,
         failed=failed, evaluator=ev_name, accuracy_kind=result.accuracy_kind,
-        seconds=round(time.perf_counter() - t0, 3), path=str(run_dir) if run_dir is not None else None)
+        seconds=round(time.perf_counter() - t0, 3), measured_front=measured_nondominated(result.front, result.objectives),
+        refine=refine_info, path=str(run_dir) if run_dir is not None else None)
     info = report.to_dict()
     info.pop("path")
     result.meta["validation"] = info
