@@ -14,11 +14,10 @@
   the whole measured front; the thinned front's own tau is printed in brackets.
 * Cache: the validation is repeated with a warm on-disk cache; hit rate and speed-up.
 
-Run: ``python -m benchmarks.bench_real [--quick]`` (``--quick``: digits only).
+Run: ``python -m benchmarks.bench_real [--tiny | --quick | --full]`` (``--tiny``: digits only).
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 
@@ -38,8 +37,10 @@ def pipeline(model_name, hardware, pop_size=100, n_gen=100, max_front=60, seed=0
     model = quantmoo.zoo.load(model_name)
     table = quantmoo.sensitivity(model, evaluator=model.evaluator, cache_dir=cache_dir)
     t_sens = time.perf_counter() - t0
+    # seeded with the greedy and ILP baselines' configs: the search starts from the heuristics it
+    # is compared with (their ILP sweep is computed once and reused for the result's baselines)
     res = quantmoo.search(model, hardware, accuracy=table, objectives=objectives, pop_size=pop_size, n_gen=n_gen,
-                          seed=seed, progress=False, max_front=max_front)
+                          seed=seed, progress=False, max_front=max_front, seed_baselines=True)
     t_search = time.perf_counter() - t0 - t_sens
     refine = REFINE.get(model_name, 3) if refine is None else refine
     t1 = time.perf_counter()
@@ -115,17 +116,22 @@ def report(runs) -> str:
     return "\n".join(out)
 
 
+#: ``--tiny``: digits only (for the tests); ``--quick`` (default) and ``--full``: digits and minilm-l6
+#: on apple_ane and hexagon (``--full`` searches longer).
+SETTINGS = {"tiny": {"minilm": None}, "quick": {"minilm": (100, 150)}, "full": {"minilm": (200, 400)}}
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args(argv)
+    from benchmarks._common import parse_mode
+    mode, _ = parse_mode(argv, __doc__)
+    minilm = SETTINGS[mode]["minilm"]
     with tempfile.TemporaryDirectory() as cache_dir:   # a cold cache for the first validation
         runs = [pipeline("digits", "arm_dot", cache_dir=cache_dir)]
-        if not a.quick:
+        if minilm is not None:
+            pop, gens = minilm
             for hw in ("apple_ane", "hexagon"):
-                # three objectives: the size/accuracy trade-off the baselines target, plus the device's latency;
-                # a larger population than digits: 186 genes, and the search is seconds next to validation
-                runs.append(pipeline("minilm-l6", hw, pop_size=200, n_gen=400, max_front=80, cache_dir=cache_dir,
+                # three objectives: the size/accuracy trade-off the baselines target, plus the device's latency
+                runs.append(pipeline("minilm-l6", hw, pop_size=pop, n_gen=gens, max_front=80, cache_dir=cache_dir,
                                      objectives=("accuracy_loss", "size_mb", "latency_ms")))
     text = report(runs)
     print(text)

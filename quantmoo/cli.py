@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="generations between checkpoints")
     s.add_argument("--resume", metavar="DIR",
                    help="continue the search checkpointed in DIR (its settings; no --model/--hardware)")
+    s.add_argument("--seed-baselines", action="store_true",
+                   help="seed the population with the greedy and ILP baselines' configs")
     s.add_argument("--measured", action="store_true",
                    help="measure accuracy_loss with the model's real evaluator for every genome (digits, minilm-l6)")
     s.add_argument("--eval-timeout", type=float, metavar="SECONDS",
@@ -109,6 +111,10 @@ def _validate_args(c):
     c.add_argument("run", help="run directory")
     c.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
     c.add_argument("--dask-address", help="run on a Dask cluster at this address")
+    c.add_argument("--refine", type=int, default=0, metavar="K",
+                   help="also measure, for every baseline, the K proxy-best non-dominated points no larger than it")
+    c.add_argument("--refine-on", default="size_mb", metavar="OBJ[,OBJ]",
+                   help="objectives a refined point must not exceed its baseline on (default size_mb)")
     c.add_argument("--json", action="store_true")
 
 
@@ -256,7 +262,7 @@ def cmd_search(a):
                 res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives,
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
-                                      checkpoint=where,
+                                      checkpoint=where, seed_baselines=a.seed_baselines,
                                       checkpoint_every=a.checkpoint_every if a.checkpoint else 0)
     except SearchInterrupted as e:
         again = f"quantmoo search --resume {e.checkpoint}" + (f" --out {a.out}" if a.out else "")
@@ -418,7 +424,9 @@ def cmd_sensitivity(a):
 
 def cmd_validate(a):
     from .accuracy.validate import validate
-    report = validate(a.run, workers=a.workers, dask_address=a.dask_address, progress=True)
+    refine_on = tuple(v.strip() for v in a.refine_on.split(",") if v.strip())
+    report = validate(a.run, workers=a.workers, dask_address=a.dask_address, progress=True, refine=a.refine,
+                      refine_on=refine_on)
     info = report if isinstance(report, dict) else getattr(report, "__dict__", {})
     if a.json:
         return _print(info, True)

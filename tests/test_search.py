@@ -145,3 +145,23 @@ def test_nsga3_reproducible_with_constraints(algorithm, monkeypatch):
             warnings.simplefilter("ignore")
             fronts.append(small(algorithm=algorithm, n_gen=6, constraints={"latency_ms": 12.0}).F)
     assert fronts[0].shape == fronts[1].shape and np.array_equal(fronts[0], fronts[1])
+
+
+def test_seed_baselines_puts_greedy_and_ilp_configs_in_the_first_population():
+    from quantmoo.baselines import baseline_genomes
+    from quantmoo.search.run import SearchRun
+    run = SearchRun("resnet18", "arm_dot", pop_size=40, n_gen=2, seed=0, seed_baselines=True).setup()
+    run.step()
+    pop = {x.tobytes() for x in run.algorithm.pop.get("X").astype(np.int64)}
+    heur = [X for kind, _, X in baseline_genomes(run.problem) if kind in ("greedy", "ilp")]
+    assert all(x.astype(np.int64).tobytes() in pop for X in heur for x in X)
+    # the same genomes are the result's baselines (computed once, not twice)
+    res = run.result()
+    assert run.problem._baseline_genomes is baseline_genomes(run.problem)
+    assert {b["kind"] for b in res.baselines} >= {"greedy", "ilp", "uniform"}
+    assert res.meta["algorithm"]["seed_baselines"] is True
+    # off by default, and a seeded run is reproducible
+    a = quantmoo.search("resnet18", "arm_dot", pop_size=20, n_gen=3, seed=1, seed_baselines=True, progress=False)
+    b = quantmoo.search("resnet18", "arm_dot", pop_size=20, n_gen=3, seed=1, seed_baselines=True, progress=False)
+    assert [s.objectives for s in a.front] == [s.objectives for s in b.front]
+    assert quantmoo.search("resnet18", "arm_dot", pop_size=8, n_gen=1).meta["algorithm"]["seed_baselines"] is False

@@ -375,3 +375,16 @@ def test_validate_refine_unthinned_front_adds_nothing(digits):
     sel, _ = validate_mod.refine_selection(res.F, res.objectives, res.baselines, 2, ("size_mb",))
     marked = {i for i, s in enumerate(res.front) if "selected_for" in s.measured}
     assert marked == set(sel)
+
+
+def test_cli_validate_refine(tmp_path, result, capsys):
+    import copy
+    from quantmoo import cli
+    run = tmp_path / "run"
+    copy.deepcopy(result).save(run)
+    assert cli.main(["validate", str(run), "--workers", "1", "--refine", "1", "--json"]) == 0
+    d = json.loads((run / "results.json").read_text())
+    assert d["validation"]["refine"]["k"] == 1 and d["validation"]["refine"]["n_added"] > 0
+    capsys.readouterr()
+    assert cli.main(["validate", str(run), "--workers", "1", "--refine", "1", "--refine-on", "bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err

@@ -31,6 +31,26 @@ def _thin_curve(problem, X: np.ndarray, n: int) -> np.ndarray:
     return np.unique(np.clip(idx, 0, len(X) - 1))
 
 
+def baseline_genomes(problem) -> list:
+    """``[(kind, names, X), ...]`` of the standard baselines (uniform, greedy, ilp, rules).
+
+    Computed once per problem and kept on it: the search may seed its population with them
+    (``search(..., seed_baselines=True)``) and the result reports them, and the ILP sweep is
+    the expensive part of both.
+    """
+    cached = getattr(problem, "_baseline_genomes", None)
+    if cached is not None:
+        return cached
+    groups = [("uniform", *uniform_genomes(problem))]
+    names, X = greedy_curve(problem)
+    keep = _thin_curve(problem, X, N_GREEDY_POINTS)
+    groups.append(("greedy", [names[i] for i in keep], X[keep]))
+    groups.append(("ilp", *ilp_curve(problem, N_ILP_POINTS, time_limit=5.0, mip_rel_gap=1e-6)))
+    groups.append(("rules", *rule_presets(problem)))
+    problem._baseline_genomes = groups
+    return groups
+
+
 def standard_baselines(problem) -> list:
     """Evaluate the standard baselines on ``problem``.
 
@@ -45,12 +65,7 @@ def standard_baselines(problem) -> list:
         ``uniform``, ``greedy``, ``ilp``, ``rules``.
     """
     from ..search.front import solutions_from_genomes
-    groups = [("uniform", *uniform_genomes(problem))]
-    names, X = greedy_curve(problem)
-    keep = _thin_curve(problem, X, N_GREEDY_POINTS)
-    groups.append(("greedy", [names[i] for i in keep], X[keep]))
-    groups.append(("ilp", *ilp_curve(problem, N_ILP_POINTS, time_limit=5.0, mip_rel_gap=1e-6)))
-    groups.append(("rules", *rule_presets(problem)))
+    groups = baseline_genomes(problem)
     out = []
     for kind, names, X in groups:
         if len(X):
@@ -60,6 +75,6 @@ def standard_baselines(problem) -> list:
     return out
 
 
-__all__ = ["UNIFORM_PRESETS", "RULE_PRESETS", "uniform_genomes", "greedy_curve", "ilp_solve", "ilp_curve",
+__all__ = ["baseline_genomes", "UNIFORM_PRESETS", "RULE_PRESETS", "uniform_genomes", "greedy_curve", "ilp_solve", "ilp_curve",
            "rule_presets", "preset_types", "random_search", "exact_front", "exact_hypervolume", "exact_reference",
            "standard_baselines"]

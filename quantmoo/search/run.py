@@ -86,7 +86,7 @@ class WeightedSumProblem(Problem):
 
 
 def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, strict: bool = False,
-                   selection: str = "tournament", operators: str = "quantmoo"):
+                   selection: str = "tournament", operators: str = "quantmoo", seed_baselines: bool = False):
     """Build a pymoo algorithm with quantmoo's operators.
 
     Parameters
@@ -96,10 +96,14 @@ def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, stric
     operators : str
         ``"quantmoo"`` (default) or ``"pymoo"`` (pymoo's default integer operators:
         IntegerRandomSampling + SBX/PM with rounding repair; for benchmarks).
+    seed_baselines : bool
+        Seed the greedy and ILP baselines' genomes (quantmoo operators only; see
+        :class:`~quantmoo.search.operators.QuantSampling`).
     """
     check_choice("algorithm", name, ALGORITHMS)
     if operators == "quantmoo":
-        ops = dict(sampling=QuantSampling(), crossover=QuantCrossover(), mutation=QuantMutation(),
+        ops = dict(sampling=QuantSampling(seed_baselines=seed_baselines), crossover=QuantCrossover(),
+                   mutation=QuantMutation(),
                    repair=QuantRepair(strict=strict), eliminate_duplicates=QuantDuplicateElimination())
     elif operators == "pymoo":
         from pymoo.operators.crossover.sbx import SBX
@@ -196,7 +200,8 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
            callback: Optional[Callable] = None, progress: Optional[bool] = None, accuracy=None,
            strict: bool = False, weights=None, selection: str = "tournament", baselines: bool = True,
            operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None, archive: bool = True,
-           max_front: Optional[int] = 200, checkpoint=None, checkpoint_every: int = 1):
+           max_front: Optional[int] = 200, checkpoint=None, checkpoint_every: int = 1,
+           seed_baselines: bool = False):
     """Search the Pareto front of per-layer quantization configs.
 
     Parameters
@@ -239,6 +244,10 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         non-dominated set, chosen to cover it with the least additive epsilon (recorded in
         ``meta["front_thinning"]``; the full set is kept in ``result.nondominated`` and saved
         to ``nondominated.npz``). ``None`` keeps every point.
+    seed_baselines : bool
+        Seed the initial population with the greedy and ILP baselines' configs (computed once
+        and reused for the result's baselines). Worth it for small real models; costs the
+        ILP sweep's time on LLM-sized problems.
     checkpoint : path, optional
         Save the whole search state to this directory every ``checkpoint_every`` generations
         and at the end (see :mod:`quantmoo.search.checkpoint`); :func:`resume_search` continues
@@ -265,7 +274,7 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
                     algorithm=algorithm, pop_size=pop_size, n_gen=n_gen, n_evals=n_evals, time_limit=time_limit,
                     seed=seed, accuracy=accuracy, strict=strict, weights=weights, selection=selection,
                     baselines=baselines, operators=operators, problem=problem, archive=archive,
-                    max_front=max_front)
+                    max_front=max_front, seed_baselines=seed_baselines)
     run.checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 0)
     run.setup()
     return drive(run, progress=progress, callback=callback, checkpoint=checkpoint)
@@ -401,7 +410,7 @@ class SearchRun:
                  n_evals: Optional[int] = None, time_limit: Optional[float] = None, seed: int = 0, accuracy=None,
                  strict: bool = False, weights=None, selection: str = "tournament", baselines: bool = True,
                  operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None, archive: bool = True,
-                 max_front: Optional[int] = 200):
+                 max_front: Optional[int] = 200, seed_baselines: bool = False):
         self.pop_size = _check_int("pop_size", pop_size, 4)
         self.n_gen = _check_int("n_gen", n_gen, 1)
         self.n_evals = _check_int("n_evals", n_evals, 1)
@@ -414,6 +423,7 @@ class SearchRun:
         self.algorithm_name = algorithm
         self.strict, self.weights, self.selection, self.operators = strict, weights, selection, operators
         self.baselines = baselines
+        self.seed_baselines = bool(seed_baselines)
         self.use_archive = bool(archive)
         self._problem_args = dict(model=model, hardware=hardware, space=space, objectives=objectives,
                                   constraints=constraints, accuracy=accuracy)
@@ -430,7 +440,8 @@ class SearchRun:
         return {"algorithm": self.algorithm_name, "pop_size": self.pop_size, "n_gen": self.n_gen,
                 "n_evals": self.n_evals, "time_limit": self.time_limit, "seed": self.seed, "strict": self.strict,
                 "weights": self.weights, "selection": self.selection, "baselines": self.baselines,
-                "operators": self.operators, "archive": self.use_archive, "max_front": self.max_front}
+                "operators": self.operators, "archive": self.use_archive, "max_front": self.max_front,
+                "seed_baselines": self.seed_baselines}
 
     def checkpoint(self, directory) -> "Path":
         """Save the state reached so far to ``directory`` (see :mod:`quantmoo.search.checkpoint`)."""
@@ -454,7 +465,8 @@ class SearchRun:
         termination = make_termination(self.n_gen, self.n_evals, self.time_limit)
         self.hv_ref = ref = hv_reference(problem)
         algo = make_algorithm(self.algorithm_name, problem, self.pop_size, strict=self.strict,
-                              selection=self.selection, operators=self.operators)
+                              selection=self.selection, operators=self.operators,
+                              seed_baselines=self.seed_baselines)
         run_problem = problem
         if self.algorithm_name == "ga":
             w = _ga_weights(problem, self.weights)
@@ -508,6 +520,7 @@ class SearchRun:
                             algorithm={"name": self.algorithm_name, "pop_size": self.pop_size, "n_gen": self.n_gen,
                                        "n_evals": self.n_evals, "time_limit": self.time_limit,
                                        "operators": self.operators, "strict": self.strict,
+                                       "seed_baselines": self.seed_baselines,
                                        "selection": self.selection if self.algorithm_name == "ga" else None},
                             hv_ref=self.hv_ref, baselines=self.baselines if baselines is None else baselines,
                             archive=self.archive, max_front=self.max_front)

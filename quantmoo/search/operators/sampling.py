@@ -112,12 +112,18 @@ class QuantSampling(Sampling):
         At most this fraction of the population comes from the deterministic seeds.
     biased_fraction : float
         Fraction of the remainder drawn by :func:`sample_biased`; the rest is uniform.
+    seed_baselines : bool
+        Also seed the greedy-curve and ILP-sweep genomes of the standard baselines
+        (:func:`quantmoo.baselines.baseline_genomes`), so the search starts from the
+        heuristics it is compared with (as AMQ-style searches do). Off by default: the ILP
+        sweep costs seconds to minutes on LLM-sized problems.
     """
 
-    def __init__(self, seed_fraction: float = 0.5, biased_fraction: float = 0.5):
+    def __init__(self, seed_fraction: float = 0.5, biased_fraction: float = 0.5, seed_baselines: bool = False):
         super().__init__()
         self.seed_fraction = seed_fraction
         self.biased_fraction = biased_fraction
+        self.seed_baselines = bool(seed_baselines)
 
     def _do(self, problem, n_samples, random_state=None, **kwargs):
         enc = problem.encoding
@@ -127,13 +133,21 @@ class QuantSampling(Sampling):
         if len(U):
             seeds = [np.unique(np.concatenate([seeds[0], U]), axis=0)]
         n_seed = int(self.seed_fraction * n_samples)
+        must = np.zeros((0, enc.n_var), dtype=np.int64)
+        if self.seed_baselines:
+            from ...baselines import baseline_genomes
+            heur = [X for kind, _, X in baseline_genomes(problem) if kind in ("greedy", "ilp") and len(X)]
+            if heur:
+                must = np.unique(np.concatenate(heur).astype(np.int64), axis=0)[:n_seed]
         if n_seed > len(seeds[0]):
             acc, size = problem.separable_tables()
             seeds.append(greedy_path_seeds(enc, acc, size, n_seed - len(seeds[0]),
                                            allowed=problem.pin_mask()))
         S = np.unique(np.concatenate(seeds), axis=0)
-        if len(S) > n_seed:
-            S = S[random_state.permutation(len(S))[:n_seed]]
+        n_free = max(n_seed - len(must), 0)
+        if len(S) > n_free:
+            S = S[random_state.permutation(len(S))[:n_free]]
+        S = np.unique(np.concatenate([must, S]), axis=0)    # heuristic seeds are always kept
         n_rest = n_samples - len(S)
         n_b = int(round(self.biased_fraction * n_rest))
         parts = [S, sample_biased(enc, n_b, random_state, problem.native_mask()),
