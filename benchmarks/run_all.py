@@ -6,7 +6,7 @@ Run::
     python -m benchmarks.run_all            # = --quick: every table, < 15 min on 2 cores; writes RESULTS.md
     python -m benchmarks.run_all --full     # publication grade (more seeds, generations, front points); RESULTS.md
     python -m benchmarks.run_all --tiny --out /tmp/r.md   # seconds; what the tests run
-    python -m benchmarks.run_all --only bench_levels bench_speed
+    python -m benchmarks.run_all --only bench_levels bench_speed   # replaces those sections in RESULTS.md
 
 Measured on the 2-core development machine while it was shared with other work (load average
 5-8): ``--quick`` took 16.3 min with the ``minilm-l6`` sensitivity table already cached
@@ -112,6 +112,37 @@ def run(mode: str = "quick", only=None) -> str:
     return "\n".join(head + body + tail)
 
 
+def _sections(text: str) -> list:
+    """``[(heading or None, block)]``: the text split before every ``## `` heading."""
+    parts, cur, head = [], [], None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            parts.append((head, "\n".join(cur)))
+            cur, head = [], line
+        cur.append(line)
+    parts.append((head, "\n".join(cur)))
+    return parts
+
+
+def splice(old: str, new: str, when: str) -> str:
+    """``old`` with the sections present in ``new`` replaced by ``new``'s (marked with ``when``).
+
+    Used by ``--only`` on an existing RESULTS.md, so regenerating one table never drops the
+    others; the closing note and the header stay those of the full run.
+    """
+    fresh = {h: b for h, b in _sections(new) if h is not None and not h.startswith("## Closing note")}
+    out = []
+    for head, block in _sections(old):
+        if head in fresh:
+            lines = fresh[head].splitlines()
+            lines.insert(1, f"\n_This section was regenerated alone on {when} with "
+                            f"`python -m benchmarks.run_all --only ...`; the rest of the file is from the run in "
+                            f"the header._")
+            block = "\n".join(lines).rstrip("\n") + "\n"     # a blank line before the next heading
+        out.append(block)
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group()
@@ -126,6 +157,9 @@ def main(argv=None):
         os.environ["QUANTMOO_BENCH_FIGURES"] = a.figures
     text = run(mode, a.only)
     out = Path(a.out) if a.out else HERE / ("RESULTS-tiny.md" if mode == "tiny" else "RESULTS.md")
+    if a.only and out.exists():
+        # regenerate some sections in place: the rest of the file keeps its own run's numbers
+        text = splice(out.read_text(), text, stamp())
     out.write_text(text + "\n")
     print(f"wrote {out}")
     return text

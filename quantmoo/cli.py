@@ -272,7 +272,12 @@ def cmd_search(a):
         raise QuantmooError(res.message)
     where = None
     if a.out:
-        where = res.save(a.out, plot=not a.no_plot)
+        try:
+            where = res.save(a.out, plot=not a.no_plot)
+        except KeyboardInterrupt:   # the save is atomic: nothing half-written is left in --out
+            hint = f"; the finished search is in {a.resume or a.checkpoint}: quantmoo search --resume " \
+                   f"{a.resume or a.checkpoint} --out {a.out}" if (a.resume or a.checkpoint) else ""
+            raise _Interrupted(f"interrupted while writing {a.out}; nothing was written{hint}") from None
     if a.json:
         k = res.knee_index()
         return _print({"out": str(where) if where else None, "n_front": len(res.front), "knee_index": k,

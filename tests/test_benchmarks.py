@@ -107,3 +107,12 @@ def test_reliability_and_fuzz_benches_tiny():
     assert "lost runs" in text
     text = bench_fuzz.main(["--tiny"])
     assert "| **total** | 60 |" in text and text.count("| 0 |") >= 6
+
+
+def test_run_all_only_replaces_sections_in_place():
+    old = "# head\n\nintro\n\n## Table 1\n\nold one\n\n## Table 2\n\nold two\n\n## Closing note: x\n\nold note\n"
+    new = "# head2\n\n## Table 2\n\nnew two\n\n## Closing note: x\n\nnew note\n"
+    out = run_all.splice(old, new, "2026-01-01")
+    assert "old one" in out and "new two" in out and "old two" not in out
+    assert "old note" in out and "new note" not in out and "regenerated alone on 2026-01-01" in out
+    assert out.startswith("# head\n")

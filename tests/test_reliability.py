@@ -310,3 +310,26 @@ def test_fault_injector_rates_and_validation(digits):
         FaultInjector(digits.evaluator, p_nan=1.5)
     with pytest.raises(QuantmooError, match="sum to at most 1"):
         FaultInjector(digits.evaluator, p_raise=0.6, p_nan=0.6)
+
+
+def test_ctrl_c_after_the_last_generation_keeps_the_finished_search(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the front and baselines are computed: exit 130 with the resume hint, and
+    resuming writes the complete result (found by bench_reliability: SIGINT just after the loop)."""
+    from quantmoo import cli
+    from quantmoo.search import run as run_mod
+    real_result = run_mod.SearchRun.result
+
+    def result(self, *a, **k):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_result(self, *a, **k)
+
+    monkeypatch.setattr(run_mod.SearchRun, "result", result)
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["search", "--model", "resnet18", "--hardware", "arm_dot", "--pop-size", "8", "--n-gen", "3",
+                     "--out", "o", "--no-plot", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 130 and err.count("\n") == 1 and "Traceback" not in err
+    assert "interrupted after generation 3" in err and "--resume o.checkpoint --out o" in err
+    monkeypatch.setattr(run_mod.SearchRun, "result", real_result)
+    assert cli.main(["search", "--resume", "o.checkpoint", "--out", "o", "--no-plot", "--no-progress"]) == 0
+    assert (tmp_path / "o" / "results.json").is_file()

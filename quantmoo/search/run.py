@@ -376,12 +376,23 @@ def drive(run: "SearchRun", progress: Optional[bool] = None, callback: Optional[
                                             run.n_done)
                 if callback is not None and callback({**rec, "algorithm": run.algorithm}) is False:
                     break
-            if checkpoint is not None and every:
+            if checkpoint is not None and (every or interrupt.requested):
                 save_checkpoint(run, checkpoint)    # the final state: resuming it returns the result
+            if bar is not None:
+                bar.close()
+                bar = None
+            result = run.result()
+            # Ctrl-C after the last generation (while the baselines and the front are computed):
+            # the search is complete and saved, so say so rather than losing it
+            if interrupt.requested:
+                if checkpoint is not None:
+                    save_checkpoint(run, checkpoint)
+                raise SearchInterrupted(f"interrupted after the last generation ({run.n_done})", checkpoint,
+                                        run.n_done)
     finally:
         if bar is not None:
             bar.close()
-    return run.result()
+    return result
 
 
 class SearchRun:
