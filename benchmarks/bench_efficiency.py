@@ -36,7 +36,7 @@ from benchmarks._common import header, md_table, parse_mode, save_png
 METHODS = ("quantmoo", "pymoo", "random", "optuna")
 SETTINGS = {
     "tiny": dict(model="resnet18", seeds=2, pop=20, n_gen=5, parts=("A",)),
-    "quick": dict(model="resnet18", seeds=5, pop=50, n_gen=60, parts=("A", "B")),
+    "quick": dict(model="resnet18", seeds=5, pop=50, n_gen=45, parts=("A", "B")),
     "full": dict(model="resnet50", seeds=5, pop=100, n_gen=200, parts=("A", "B")),
 }
 OBJECTIVES = {"A": ("accuracy_loss", "size_mb"), "B": ("accuracy_loss", "size_mb", "latency_ms", "energy_mj")}

@@ -12,7 +12,7 @@ The mutation engine is ``benchmarks/_fuzz.py``, the same one ``tests/test_fuzz.p
 Hypothesis; here it is driven by a seeded ``random.Random`` so the counts are reproducible.
 
 Run: ``python -m benchmarks.bench_fuzz [--tiny | --quick | --full] [--n N] [--seed S]`` (``--quick``, the
-default, tries 400 inputs per loader).
+default, tries 250 inputs per loader).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def report(rows: list, seed: int) -> str:
 
 
 #: Inputs per loader for each mode (``--tiny`` for the tests, ``--quick`` for RESULTS.md).
-SETTINGS = {"tiny": {"n": 10}, "quick": {"n": 400}, "full": {"n": 2000}}
+SETTINGS = {"tiny": {"n": 10}, "quick": {"n": 250}, "full": {"n": 2000}}
 
 
 def main(argv=None) -> str:

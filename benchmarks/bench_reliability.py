@@ -279,7 +279,7 @@ def report(proc, inproc, faults, cache, dask) -> str:
 #: Settings per mode (``--tiny`` for the tests, ``--quick`` for RESULTS.md, ``--full``).
 SETTINGS = {
     "tiny": {"n_runs": 1, "kills_per_run": 1, "points": 1, "fault_runs": 1, "dask": False},
-    "quick": {"n_runs": 4, "kills_per_run": 3, "points": 4, "fault_runs": 3, "dask": True},
+    "quick": {"n_runs": 3, "kills_per_run": 3, "points": 3, "fault_runs": 2, "dask": True},
     "full": {"n_runs": 10, "kills_per_run": 5, "points": 10, "fault_runs": 10, "dask": True},
 }
 
