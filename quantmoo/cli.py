@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="generations between checkpoints")
     s.add_argument("--resume", metavar="DIR",
                    help="continue the search checkpointed in DIR (its settings; no --model/--hardware)")
+    s.add_argument("--accuracy-table", metavar="NPZ",
+                   help="proxy accuracy table from 'quantmoo sensitivity' (same --space); kept in --out")
     s.add_argument("--seed-baselines", action="store_true",
                    help="seed the population with the greedy and ILP baselines' configs")
     s.add_argument("--measured", action="store_true",
@@ -258,7 +260,7 @@ def cmd_search(a):
                 space = _load_space(a.space)
                 objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
                 constraints = _parse_constraints(a.constraint, a.scenario)
-                accuracy = _measured_accuracy(a) if a.measured else None
+                accuracy = _accuracy(a)
                 res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives,
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
@@ -273,7 +275,8 @@ def cmd_search(a):
     where = None
     if a.out:
         try:
-            where = res.save(a.out, plot=not a.no_plot)
+            extra = {"accuracy_table.npz": Path(a.accuracy_table).read_bytes()} if a.accuracy_table else None
+            where = res.save(a.out, plot=not a.no_plot, extra_files=extra)
         except KeyboardInterrupt:   # the save is atomic: nothing half-written is left in --out
             hint = f"; the finished search is in {a.resume or a.checkpoint}: quantmoo search --resume " \
                    f"{a.resume or a.checkpoint} --out {a.out}" if (a.resume or a.checkpoint) else ""
@@ -290,6 +293,16 @@ def cmd_search(a):
 
 class _Interrupted(Exception):
     """Ctrl-C stopped a command cleanly; main() prints the message and exits 130."""
+
+
+def _accuracy(a):
+    """The search's accuracy model from --measured / --accuracy-table (None: the model's default)."""
+    if a.measured and a.accuracy_table:
+        raise QuantmooError("Use either '--measured' or '--accuracy-table', not both")
+    if a.accuracy_table:
+        from .accuracy.tables import AccuracyTable
+        return AccuracyTable.load(a.accuracy_table)
+    return _measured_accuracy(a) if a.measured else None
 
 
 def _measured_accuracy(a):

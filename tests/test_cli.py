@@ -120,3 +120,20 @@ def test_missing_config_file_without_yaml_suffix_is_file_not_found(tmp_path, cap
     monkeypatch.chdir(tmp_path)
     assert cli.main(["evaluate", "--model", "digits", "--hardware", "arm_dot", "--config", "knee.cfg"]) == 2
     assert "File not found: knee.cfg" in capsys.readouterr().err
+
+
+def test_search_with_an_accuracy_table_from_the_sensitivity_command(tmp_path, capsys):
+    """sensitivity -> search --accuracy-table -> validate --refine, all from the CLI."""
+    from quantmoo import cli
+    d = tmp_path
+    assert cli.main(["sensitivity", "--model", "digits", "--out", str(d / "s.npz")]) == 0
+    assert cli.main(["search", "--model", "digits", "--hardware", "arm_dot", "--accuracy-table", str(d / "s.npz"),
+                     "--seed-baselines", "--pop-size", "20", "--n-gen", "5", "--out", str(d / "run"), "--no-plot",
+                     "--no-progress"]) == 0
+    r = json.loads((d / "run" / "results.json").read_text())
+    assert r["accuracy_kind"] == "proxy" and (d / "run" / "accuracy_table.npz").is_file()
+    assert cli.main(["validate", str(d / "run"), "--workers", "1", "--refine", "2", "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["search", "--model", "digits", "--hardware", "arm_dot", "--accuracy-table", str(d / "s.npz"),
+                     "--measured"]) == 2
+    assert "either '--measured' or '--accuracy-table'" in capsys.readouterr().err
