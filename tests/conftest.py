@@ -3,19 +3,14 @@ import os
 import numpy as np
 import pytest
 
-from quantmoo.models.spec import LayerSpec, ModelSpec
-
 
 @pytest.fixture
 def tiny_model():
-    """Four linear layers, two blocks, one tie group: small enough to reason about by hand."""
-    layers = [
-        LayerSpec("fc0", "linear", (64, 32), macs=64 * 32, act_in=32, act_out=64, extra_params=64),
-        LayerSpec("fc1", "linear", (64, 64), macs=64 * 64, act_in=64, act_out=64, block=0, tie_group="res"),
-        LayerSpec("fc2", "linear", (64, 64), macs=64 * 64, act_in=64, act_out=64, block=1, tie_group="res"),
-        LayerSpec("fc3", "linear", (10, 64), macs=10 * 64, act_in=64, act_out=10, extra_params=10),
-    ]
-    return ModelSpec("tiny", layers, workload={"batch": 1}, other_params=128)
+    """Four linear layers, two blocks, one tie group: small enough to reason about by hand.
+
+    One definition, shared with the loader fuzzing (``benchmarks/_fuzz.py``)."""
+    from benchmarks._fuzz import tiny_model as build
+    return build()
 
 
 @pytest.fixture
