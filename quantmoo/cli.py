@@ -429,14 +429,7 @@ def cmd_sensitivity(a):
         raise QuantmooError(f"The model '{model.name}' has no real weights and evaluator; sensitivity needs one of "
                             "{digits, minilm-l6} or a model with weights")
     table = sensitivity(model, _load_space(a.space), model.evaluator, progress=True)
-    import io as _io
-    import numpy as np
-    from .io import atomic_write_text  # noqa: F401  (bytes written below the same way)
-    buf = _io.BytesIO()
-    np.savez_compressed(buf, table=table.table, kind=table.kind, meta=json.dumps(table.meta))
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(out)
+    table.save(out)
     print(f"wrote {out} ({table.kind} table, shape {table.table.shape})")
 
 
@@ -460,7 +453,6 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) ->
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     from . import search, zoo
     from .accuracy.sensitivity import sensitivity
     from .accuracy.validate import validate
@@ -481,9 +473,6 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) ->
     validate(res, model=model, workers=1)
     t_val = time.perf_counter() - t0 - t_sens - t_search
 
-    import io as _io
-    buf = _io.BytesIO()
-    np.savez_compressed(buf, table=table.table, kind=table.kind, meta=json.dumps(table.meta))
     figs = {}
 
     def extra_figures(tmp: Path):
@@ -497,7 +486,7 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) ->
             plt.close(fig)
             figs[name] = f"{name}.png"
 
-    where = res.save(out, extra_files={"accuracy_table.npz": buf.getvalue()}, after_write=extra_figures)
+    where = res.save(out, extra_files={"accuracy_table.npz": table.to_bytes()}, after_write=extra_figures)
     measured = [(s.compression_ratio, s.measured.get("accuracy_loss")) for s in res.front
                 if s.measured and s.measured.get("accuracy_loss") is not None]
     best10 = max((c for c, l in measured if l <= 1.0), default=None)

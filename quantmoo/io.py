@@ -120,16 +120,24 @@ def atomic_write_dir(final: Path, write) -> Path:
     return final
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file via a temp file + rename."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file via a temp file in the same directory + rename (flushed to disk first), so a
+    process killed mid-write leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file via a temp file + rename (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

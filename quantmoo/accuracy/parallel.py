@@ -45,7 +45,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..config import QuantConfig
-from ..errors import QuantmooError, require
+from ..errors import QuantmooError, check_positive, require
 from .cache import EvalCache, jsonable_details, model_key
 
 __all__ = ["evaluate_many", "evaluate_one", "time_limit", "EvaluationTimeout", "resolve_cache", "INPROCESS_SECONDS", "CONNECT_TIMEOUT"]
@@ -242,9 +242,8 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
     """
     workers = _check_workers(workers)
     for name, v in (("timeout", timeout), ("eval_timeout", eval_timeout)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
-                              or not math.isfinite(v)):
-            raise QuantmooError(f"The '{name}' must be a number of seconds > 0 or None; got {v!r}")
+        if v is not None:
+            check_positive(name, v, "evaluate_many (seconds, or None)")
     source = evaluator_factory_or_model_name
     cache = resolve_cache(cache)
     t_start = time.perf_counter()

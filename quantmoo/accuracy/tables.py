@@ -108,11 +108,21 @@ class AccuracyTable:
         """(L, n_choices) table for one calibration method."""
         return self.table[min(calib, self.table.shape[0] - 1)]
 
-    def save(self, path) -> Path:
-        path = Path(path)
+    def to_bytes(self) -> bytes:
+        """The ``.npz`` file's bytes (what :meth:`save` writes and :meth:`load` reads)."""
+        import io
         import json
-        np.savez_compressed(path, table=self.table, kind=self.kind, meta=json.dumps(self.meta))
-        return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+        buf = io.BytesIO()
+        np.savez_compressed(buf, table=self.table, kind=self.kind, meta=json.dumps(self.meta))
+        return buf.getvalue()
+
+    def save(self, path) -> Path:
+        """Write to ``path`` (``.npz`` appended if missing) atomically: temp file, then rename."""
+        from ..io import atomic_write_bytes
+        path = Path(path)
+        path = path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+        atomic_write_bytes(path, self.to_bytes())
+        return path
 
     @classmethod
     def load(cls, path) -> "AccuracyTable":

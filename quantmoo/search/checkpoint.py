@@ -25,7 +25,6 @@ import dataclasses
 import importlib
 import io
 import json
-import os
 import pickle
 import sys
 import time
@@ -34,7 +33,7 @@ from types import FunctionType, MappingProxyType
 
 from .._version import __version__
 from ..errors import QuantmooError
-from ..io import atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["save_checkpoint", "load_checkpoint", "has_checkpoint", "CHECKPOINT_FILE", "FORMAT"]
 
@@ -139,15 +138,9 @@ def save_checkpoint(run, directory) -> Path:
     except Exception as e:
         raise QuantmooError(f"Cannot checkpoint this search: {type(e).__name__}: {e}") from None
     path = d / CHECKPOINT_FILE
-    tmp = d / f".{CHECKPOINT_FILE}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buf.getvalue())
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise QuantmooError(f"Cannot write the checkpoint '{path}': {e}") from None
     last = run.history[-1] if run.history else {}
     summary = {"format": FORMAT, "quantmoo_version": __version__, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

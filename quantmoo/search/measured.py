@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import QuantmooError
+from ..errors import QuantmooError, check_positive
 
 __all__ = ["MeasuredAccuracy"]
 
@@ -63,9 +63,8 @@ class MeasuredAccuracy:
         if source is None:
             raise QuantmooError("MeasuredAccuracy needs an evaluator source: a zoo model name such as 'digits', "
                                 "a factory, an evaluator or a ModelSpec with real weights")
-        if eval_timeout is not None and (isinstance(eval_timeout, bool) or not isinstance(eval_timeout, (int, float))
-                                         or not np.isfinite(eval_timeout) or eval_timeout <= 0):
-            raise QuantmooError(f"The 'eval_timeout' must be a number of seconds > 0 or None; got {eval_timeout!r}")
+        if eval_timeout is not None:
+            check_positive("eval_timeout", eval_timeout, "MeasuredAccuracy (seconds, or None)")
         self.source = source
         self.table = table
         self.eval_timeout = eval_timeout
