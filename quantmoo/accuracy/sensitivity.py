@@ -20,19 +20,30 @@ The proxy (``measure="anchors"``, the default with an evaluator)
 
    Both are relative noise powers at the layer's output; to first order independent noise
    sources add, so a layer's output noise is ``e_w + e_a``.
-2. **Measured per-layer gains** (the AIMET-AMP phase-1 idea: quantize one layer at a time,
+2. **Measured per-layer response** (the AIMET-AMP phase-1 idea: quantize one layer at a time,
    every other layer at fp16 weights and activations). For each layer the output distortion
    of the whole model on the calibration split is measured at a few anchor choices: weights
    at ``ANCHOR_WEIGHT_BITS`` (per-channel symmetric when the space allows it, activations at
-   16) and activations at ``ANCHOR_ACTIVATION_BITS`` (asymmetric, weights at 16). The gain is
-   the geometric mean of ``distortion / error`` over the anchors (the fp16-only distortion is
-   subtracted first); a layer whose anchors are lost in the noise floor gets the median gain
-   of the other layers. The distortion is a smooth function of the model outputs: for a
-   classifier the mean KL divergence ``KL(softmax(fp32) || softmax(quantized))``, for a
-   sentence encoder ``100 * (1 - mean cosine)`` (the evaluator's own metric), otherwise the
-   relative output MSE. It is measured on the calibration split, never on the split the
+   16) and activations at ``ANCHOR_ACTIVATION_BITS`` (asymmetric, weights at 16); the
+   fp16-only distortion is subtracted first. The distortion is a smooth function of the model
+   outputs: for a classifier the mean KL divergence ``KL(softmax(fp32) || softmax(quantized))``,
+   for a sentence encoder ``100 * (1 - mean cosine)`` (the evaluator's own metric), otherwise
+   the relative output MSE. It is measured on the calibration split, never on the split the
    evaluator's ``accuracy_loss`` is measured on.
-3. **Combine**: ``T[m, l, c] = k * (g_w(l) e_w(l, c) + g_a(l) e_a(l, c, m))``. ``k`` converts
+
+   * Weights: the anchors ``(e_w, d)`` of a layer are the knots of its **response curve**
+     ``r_l(e)`` (:func:`response_knots`, :func:`apply_response`): log-log linear between knots,
+     made non-decreasing, proportional to ``e`` below the first knot and above the last. One
+     gain per layer (a straight line through the origin) is not enough: one-layer damage grows
+     faster than the output error once a layer's error is large. On ``minilm-l6`` the word
+     embedding's measured distortion is 0.5x its 4-bit-anchored gain times the error at
+     ``e_w`` = 0.02 but 7x at ``e_w`` = 0.83 (2-bit per-tensor, 98 loss units alone), which a
+     single gain predicted as 13.5; the 2-bit anchor puts the curve's knee where it is.
+   * Activations: the gain ``g_a(l)``, the geometric mean of ``distortion / error`` over the
+     anchors.
+   * A layer whose anchors are all lost in the noise floor gets the median gain of the other
+     layers (a straight line).
+3. **Combine**: ``T[m, l, c] = k * (r_l(e_w(l, c)) + g_a(l) e_a(l, c, m))``. ``k`` converts
    the distortion into the evaluator's unit: 1 when the distortion is the evaluator's metric,
    otherwise the least-squares fit (through 0) of measured ``accuracy_loss``
    (``evaluator.loss``, on the evaluator's own split) against the predicted distortion over the
@@ -95,11 +106,11 @@ __all__ = ["MEASURES", "ANCHOR_WEIGHT_BITS", "ANCHOR_ACTIVATION_BITS", "sensitiv
 
 MEASURES = ("auto", "anchors", "full", "omega")
 #: Weight bit-widths at which each layer's gain is measured (those in the space, below 16).
-ANCHOR_WEIGHT_BITS = (3, 4)
+ANCHOR_WEIGHT_BITS = (2, 3, 4)
 #: Activation bit-widths at which each layer's activation gain is measured.
 ANCHOR_ACTIVATION_BITS = (4,)
 #: Bump when the proxy's method changes: old cached tables are then ignored.
-PROXY_VERSION = 1
+PROXY_VERSION = 2
 _TINY = 1e-30
 
 
@@ -468,6 +479,51 @@ def _gain(d: np.ndarray, e: np.ndarray, floor: float) -> float:
     return float(np.exp(np.mean(np.log(d[ok] / e[ok]))))
 
 
+def response_knots(e: np.ndarray, d: np.ndarray, floor: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Knots ``(log e, log d)`` of a layer's measured response curve, monotone in ``e``.
+
+    Anchors whose distortion is lost in the noise floor are dropped; anchors at (nearly) the
+    same error are averaged; pool-adjacent-violators makes ``log d`` non-decreasing (a larger
+    output error never helps, measured differences at close errors are noise).
+    """
+    ok = np.isfinite(e) & np.isfinite(d) & (e > 0) & (d > floor)
+    if not ok.any():
+        return np.empty(0), np.empty(0)
+    le, ld = np.log(e[ok]), np.log(d[ok])
+    o = np.argsort(le, kind="stable")
+    le, ld = le[o], ld[o]
+    # blocks: [sum of log e, sum of log d, count], merged while they violate monotonicity or coincide
+    blocks: List[list] = []
+    for x, y in zip(le, ld):
+        blocks.append([x, y, 1])
+        while len(blocks) > 1:
+            (x1, y1, n1), (x2, y2, n2) = blocks[-2], blocks[-1]
+            if y2 / n2 < y1 / n1 or x2 / n2 - x1 / n1 < 0.01:
+                blocks[-2:] = [[x1 + x2, y1 + y2, n1 + n2]]
+            else:
+                break
+    return np.array([b[0] / b[2] for b in blocks]), np.array([b[1] / b[2] for b in blocks])
+
+
+def apply_response(knots: Tuple[np.ndarray, np.ndarray], e: np.ndarray) -> np.ndarray:
+    """Distortion predicted by a response curve at errors ``e`` (0 where ``e`` is 0).
+
+    Log-log linear between knots; beyond the first and last knot, proportional to ``e``
+    (slope 1: small independent noise adds linearly, and past the largest measured error
+    nothing is known that would justify a steeper or flatter guess).
+    """
+    le_k, ld_k = knots
+    e = np.asarray(e, dtype=np.float64)
+    out = np.zeros_like(e)
+    pos = e > 0
+    le = np.log(e[pos])
+    y = np.interp(le, le_k, ld_k)
+    y = np.where(le < le_k[0], ld_k[0] + le - le_k[0], y)
+    y = np.where(le > le_k[-1], ld_k[-1] + le - le_k[-1], y)
+    out[pos] = np.exp(y)
+    return out
+
+
 def _anchor_table(model, enc, ev, full: bool, progress: bool) -> AccuracyTable:
     space = enc.space
     names = model.layer_names
@@ -522,16 +578,23 @@ def _anchor_table(model, enc, ev, full: bool, progress: bool) -> AccuracyTable:
         good = g[rows & np.isfinite(g)]
         g[bad] = float(np.median(good)) if good.size else 1.0
         g[~rows] = 0.0
+    # weight response curves: measured one-layer distortion against output error, per layer
+    knots = [response_knots(ew[0, i, wa], dw[i, wa], floor) for i in range(L)]
     # 3. combine
     D = np.empty((len(methods), L, enc.n_choices))
     for mi in range(len(methods)):
-        D[mi] = gw[:, None] * ew[mi if follow else 0][:, wid] + ga[:, None] * ea[mi][:, aid]
+        ewm = ew[mi if follow else 0]
+        dwm = np.stack([apply_response(knots[i], ewm[i]) if knots[i][0].size else gw[i] * ewm[i]
+                        for i in range(L)])
+        D[mi] = dwm[:, wid] + ga[:, None] * ea[mi][:, aid]
     if full:
         # measured one-layer distortions replace the modelled ones where available
         da_m[0] = da
         for mi in range(len(methods)):
             ewm = ew[mi if follow else 0]
-            mw = np.where(np.isfinite(dw), np.maximum(dw, 0.0), gw[:, None] * ewm)
+            mw = np.where(np.isfinite(dw), np.maximum(dw, 0.0),
+                          np.stack([apply_response(knots[i], ewm[i]) if knots[i][0].size else gw[i] * ewm[i]
+                                    for i in range(L)]))
             if follow and mi:  # measured with the first method: rescale by the error ratio
                 mw = mw * np.where(ew[0] > 0, ewm / np.maximum(ew[0], _TINY), 1.0)
             ma = np.where(np.isfinite(da_m[mi]), np.maximum(da_m[mi], 0.0), ga[:, None] * ea[mi])
@@ -540,12 +603,14 @@ def _anchor_table(model, enc, ev, full: bool, progress: bool) -> AccuracyTable:
     if not probe.same_unit:
         k, k_fit = _fit_scale(model, enc, ev, D, progress)
     table = AccuracyTable(k * D, kind="proxy", meta={
-        "model": f"quantmoo proxy v{PROXY_VERSION}: measured one-layer gains x output-space quantization error",
+        "model": f"quantmoo proxy v{PROXY_VERSION}: measured one-layer response curves of output-space quantization error",
         "measure": "full" if full else "anchors", "model_name": model.name, "evaluator": getattr(ev, "name", None),
         "distortion": "loss unit" if probe.same_unit else getattr(probe.fn, "__name__", "distortion"),
         "scale_k": k, "scale_fit": k_fit, "n_calibration_runs": probe.n,
         "gain_weight": [round(float(v), 6) for v in gw], "gain_activation": [round(float(v), 6) for v in ga],
-        "anchor_weight_choices": [list(wkeys[j]) for j in wa], "anchor_activation_choices": [list(akeys[j]) for j in aa]})
+        "anchor_weight_choices": [list(wkeys[j]) for j in wa], "anchor_activation_choices": [list(akeys[j]) for j in aa],
+        "response_weight": [[[round(float(x), 6) for x in np.exp(k[0])], [round(float(y), 6) for y in np.exp(k[1])]]
+                            for k in knots]})
     _log(progress, f"done ({time.perf_counter() - t:.1f} s)")
     return table
 
