@@ -15,9 +15,12 @@
 * Cache: the validation is repeated with a warm on-disk cache; hit rate and speed-up.
 
 Run: ``python -m benchmarks.bench_real [--tiny | --quick | --full]`` (``--tiny``: digits only).
+``QUANTMOO_BENCH_SEED=N`` runs every search with seed ``N`` (default 0), to check that the
+dominance and tau results are not one seed's luck.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 
@@ -50,7 +53,7 @@ def pipeline(model_name, hardware, pop_size=100, n_gen=100, max_front=60, seed=0
     t1 = time.perf_counter()
     rep2 = validate(res, model=model, workers=1, cache=cache_dir, refine=refine)
     t_val2 = time.perf_counter() - t1
-    return {"model": model_name, "hardware": hardware, "res": res, "rep": rep, "rep2": rep2,
+    return {"model": model_name, "hardware": hardware, "seed": seed, "res": res, "rep": rep, "rep2": rep2,
             "t_sens": t_sens, "t_search": t_search, "t_val": t_val, "t_val2": t_val2,
             "total": t_sens + t_search + t_val}
 
@@ -90,7 +93,9 @@ def _fmt_tau(t):
 
 
 def report(runs) -> str:
+    seeds = sorted({r.get("seed", 0) for r in runs})
     out = ["### Real models: measured after validation", "",
+           f"Search seed: {', '.join(map(str, seeds))} (`QUANTMOO_BENCH_SEED`).", "",
            md_table(["model", "hardware", "front points measured", "max compression at <= 1.0 loss",
                      "max compression at <= 3.0 loss", "Kendall tau, proxy vs measured (thinned front only)",
                      "sensitivity", "search", "validation", "total", "2nd validation: cache hits, speed-up"],
@@ -125,13 +130,14 @@ def main(argv=None):
     from benchmarks._common import parse_mode
     mode, _ = parse_mode(argv, __doc__)
     minilm = SETTINGS[mode]["minilm"]
+    seed = int(os.environ.get("QUANTMOO_BENCH_SEED", "0"))
     with tempfile.TemporaryDirectory() as cache_dir:   # a cold cache for the first validation
-        runs = [pipeline("digits", "arm_dot", cache_dir=cache_dir)]
+        runs = [pipeline("digits", "arm_dot", cache_dir=cache_dir, seed=seed)]
         if minilm is not None:
             pop, gens = minilm
             for hw in ("apple_ane", "hexagon"):
                 # three objectives: the size/accuracy trade-off the baselines target, plus the device's latency
-                runs.append(pipeline("minilm-l6", hw, pop_size=pop, n_gen=gens, max_front=80, cache_dir=cache_dir,
+                runs.append(pipeline("minilm-l6", hw, pop_size=pop, n_gen=gens, max_front=80, cache_dir=cache_dir, seed=seed,
                                      objectives=("accuracy_loss", "size_mb", "latency_ms")))
     text = report(runs)
     print(text)

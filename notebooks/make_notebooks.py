@@ -1018,8 +1018,11 @@ NB08 = [
     m = table.meta
     print(f"kind {table.kind}, shape {table.table.shape} (calibrations, layers, choices), measure {m['measure']}, "
           f"{m['n_calibration_runs']} calibration runs, {m['seconds']:.1f} s")
-    for name, gw, ga in zip(model.layer_names, m["gain_weight"], m["gain_activation"]):
-        print(f"  {name}: measured gain weights {gw:10.4g}   activations {ga:10.4g}")
+    # weights: each layer's measured one-layer response curve (output error -> distortion) at the
+    # 2/3/4-bit anchors; activations: one measured gain per layer
+    for name, (es, ds), ga in zip(model.layer_names, m["response_weight"], m["gain_activation"]):
+        knots = ", ".join(f"{e:.3g}->{d:.3g}" for e, d in zip(es, ds))
+        print(f"  {name}: weight response [{knots}]   activation gain {ga:.4g}")
     """),
     md("""
     ## 2. Search with the proxy
