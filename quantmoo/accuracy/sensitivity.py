@@ -52,24 +52,23 @@ The proxy (``measure="anchors"``, the default with an evaluator)
 The table is a proxy (``kind="proxy"``): it ranks configs; only a re-evaluation with the
 evaluator (:func:`quantmoo.accuracy.validate.validate`) gives measured numbers.
 
-How good it is (measured; the numbers of the test-suite and of the report that introduced it):
-on ``digits`` (360 test images, one image = 0.28 pp) Kendall tau against the measured loss is
-about 0.7 over random configs and 0.76-0.81 over dense (150-200 point) search fronts, 0.84-0.87
-over 60-point fronts; an oracle that measures each config's KL divergence itself does no
-better, the limit being the test set's granularity. On ``minilm-l6`` (smooth metric) tau is
-about 0.88 over a 20-point front and the predicted loss is within ~30 % of the measured one
-below 20 units. The sensitivity pass takes a few seconds for ``digits`` and one and a half to
-three and a half minutes for ``minilm-l6`` on two cores (most of it calibrating the
-percentile/MSE/entropy activation ranges, which the evaluator keeps for later evaluations, and
-111 one-layer runs on the 64 calibration sentences).
+How good it is (measured; ``python -m benchmarks.bench_real``, seeds 0 and 1, 2026-11-24): over
+the measured search fronts (thinned front plus the refinement points, about 100 points for
+``digits`` and 130-140 for ``minilm-l6``), Kendall tau against the measured loss is 0.84-0.85 on
+``digits`` (360 test images, one image = 0.28 pp: the test set's granularity is the limit) and
+0.93-0.97 on ``minilm-l6`` (smooth metric), 0.89-0.95 on the thinned fronts alone. With proxy v1
+(one gain per layer) MiniLM's were 0.83-0.91 and 0.66-0.79. The sensitivity pass takes a few
+seconds for ``digits`` (17 one-layer runs) and about one and a half minutes for ``minilm-l6`` on
+two cores (most of it calibrating the percentile/MSE/entropy activation ranges, which the
+evaluator keeps for later evaluations, and 148 one-layer runs on the 64 calibration sentences).
 
 Other modes
 -----------
 ``measure="full"``
     Every (layer, distinct weight choice) and (layer, activation choice, method) is measured
     one layer at a time; error terms only fill in what was not measured. Affordable for small
-    models only. On ``digits`` it ranks random configs better than ``anchors`` (tau 0.79 vs
-    0.71) but search fronts worse (0.74 vs 0.79): the search seeks out the choices whose
+    models only. On ``digits`` (measured with proxy v1) it ranked random configs better than
+    ``anchors`` (tau 0.79 vs 0.71) but search fronts worse (0.74 vs 0.79): the search seeks out the choices whose
     one-layer measurement happened to be low, while the smooth error model has no such noise.
 ``measure="omega"``
     No evaluator: the HAWQ-style ``Omega = sensitivity x ||Q(W) - W||^2`` with the trace-free
