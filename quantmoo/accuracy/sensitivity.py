@@ -68,8 +68,9 @@ Other modes
     Every (layer, distinct weight choice) and (layer, activation choice, method) is measured
     one layer at a time; error terms only fill in what was not measured. Affordable for small
     models only. On ``digits`` (measured with proxy v1) it ranked random configs better than
-    ``anchors`` (tau 0.79 vs 0.71) but search fronts worse (0.74 vs 0.79): the search seeks out the choices whose
-    one-layer measurement happened to be low, while the smooth error model has no such noise.
+    ``anchors`` (tau 0.79 vs 0.71) but search fronts worse (0.74 vs 0.79): the search seeks out
+    the choices whose one-layer measurement happened to be low, while the smooth error model has
+    no such noise.
 ``measure="omega"``
     No evaluator: the HAWQ-style ``Omega = sensitivity x ||Q(W) - W||^2`` with the trace-free
     sensitivity heuristic ``100 * kappa_l / L`` of the prior (``kappa`` = 3 for the first and
