@@ -4,7 +4,8 @@ On the same :class:`~quantmoo.search.problem.QuantizationProblem`, at equal eval
 
 * ``quantmoo``: NSGA-II with quantmoo's operators (``quantmoo.search``);
 * ``pymoo``: NSGA-II with pymoo's default integer operators (IntegerRandomSampling, SBX and PM
-  with rounding repair: ``quantmoo.search(operators="pymoo")``);
+  with rounding repair, then the same validity repair (tie groups) as every other optimiser:
+  ``quantmoo.search(operators="pymoo")``);
 * ``random``: uniform random search (:func:`quantmoo.baselines.random_search`);
 * ``optuna``: Optuna's ``NSGAIISampler`` through its ask-and-tell API, one
   ``IntDistribution`` per gene, the problem's objectives as minimised directions, the same

@@ -165,3 +165,15 @@ def test_seed_baselines_puts_greedy_and_ilp_configs_in_the_first_population():
     b = quantmoo.search("resnet18", "arm_dot", pop_size=20, n_gen=3, seed=1, seed_baselines=True, progress=False)
     assert [s.objectives for s in a.front] == [s.objectives for s in b.front]
     assert quantmoo.search("resnet18", "arm_dot", pop_size=8, n_gen=1).meta["algorithm"]["seed_baselines"] is False
+
+
+def test_pymoo_operators_keep_tie_groups_valid():
+    """operators='pymoo' searches the same feasible space: every genome respects the tie groups."""
+    from quantmoo.search.problem import QuantizationProblem
+    res = quantmoo.search("resnet18", "arm_dot", objectives=("accuracy_loss", "size_mb"), operators="pymoo",
+                          pop_size=30, n_gen=8, seed=3, progress=False, baselines=False)
+    prob = QuantizationProblem("resnet18", "arm_dot", objectives=("accuracy_loss", "size_mb"))
+    enc = prob.encoding
+    X = np.array([s.x for s in res.front])
+    from quantmoo.search.operators.repair import repair_genomes
+    np.testing.assert_array_equal(repair_genomes(X, enc), X)

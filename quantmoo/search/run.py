@@ -95,7 +95,8 @@ def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, stric
         One of ``ALGORITHMS``.
     operators : str
         ``"quantmoo"`` (default) or ``"pymoo"`` (pymoo's default integer operators:
-        IntegerRandomSampling + SBX/PM with rounding repair; for benchmarks).
+        IntegerRandomSampling + SBX/PM with rounding repair, then quantmoo's validity repair; for
+        benchmarks).
     seed_baselines : bool
         Seed the greedy and ILP baselines' genomes (quantmoo operators only; see
         :class:`~quantmoo.search.operators.QuantSampling`).
@@ -110,10 +111,12 @@ def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, stric
         from pymoo.operators.mutation.pm import PM
         from pymoo.operators.repair.rounding import RoundingRepair
         from pymoo.operators.sampling.rnd import IntegerRandomSampling
+        # pymoo's integer operators, but the same validity repair as quantmoo's (tie groups,
+        # strict mode): a comparison baseline must search the same feasible space
         ops = dict(sampling=IntegerRandomSampling(),
                    crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
                    mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
-                   eliminate_duplicates=True)
+                   repair=QuantRepair(strict=strict), eliminate_duplicates=True)
     else:
         raise QuantmooError(f"The 'operators' value must be one of {{'quantmoo', 'pymoo'}}; got {operators!r}")
 
