@@ -1,0 +1,459 @@
+"""The ``host`` hardware profile: this machine, measured with NumPy.
+
+:func:`measure_host` times a few NumPy operations on this machine (a calibration, not a
+benchmark suite) and returns a hardware profile mapping in the schema
+:func:`quantmoo.hardware.profile.load` reads; :func:`write_host_profile` writes it as YAML
+(atomically), so it can be passed as ``--hardware host.yaml`` like any profile.
+
+What is measured (medians of repeated timed runs, within the time budget ``seconds``):
+
+* GEMM throughput per precision, exactly as NumPy executes it: ``numpy.matmul`` on float32
+  (BLAS sgemm), on float16 (NumPy has no float16 BLAS kernel: its generic loop) and on int8 x
+  int8 -> int32 (NumPy has no int8 GEMM kernel: ``matmul(a, b, dtype=int32)`` runs its int32
+  loop on the widened inputs). The matrix size grows from 64 by doubling (up to 512) while a
+  run fits the budget; every ``source:`` says the size, the run count, the date and the CPU.
+* Memory bandwidth: a large array copy (bytes read + written / time) and a large sum (bytes
+  read / time); the larger median is the roofline bandwidth.
+* Per-layer overhead (a tiny NumPy layer), the cost of unpacking 4-bit weights, the cost of a
+  requantize (float32 -> int8) per element, and the memory available now.
+
+What cannot be measured from NumPy (energies, static power, the process node) is marked
+``estimate:`` with its reasoning; the per-operation energies reuse the Horowitz (ISSCC 2014)
+numbers the shipped profiles cite, scaled like them.
+
+The support rules follow the measurements: an integer-activation layer runs on the int8 path if
+NumPy's int8 GEMM is at least as fast as float32, else it is dequantized to float32 (mode
+``unpacked``) as a NumPy runtime would do; likewise for float16. NumPy can compute every
+combination in float32, so nothing falls back (``fallback_device: null``).
+
+Examples
+--------
+>>> from quantmoo.hardware import load, measure_host
+>>> hw = load(measure_host(seconds=0.5))  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import numpy as np
+import yaml
+
+from ..errors import QuantmooError, check_positive
+from .profile import SCHEMA_VERSION, _Parser
+
+__all__ = ["measure_host", "write_host_profile", "HOST_NAME"]
+
+#: The ``name`` of a measured profile.
+HOST_NAME = "host"
+
+#: Share of the time budget per measurement.
+_BUDGET = {"fp32": 0.22, "fp16": 0.18, "int8": 0.2, "bandwidth": 0.22, "small": 0.18}
+_MIN_REPS, _MAX_REPS = 3, 25
+_GEMM_SIZES = (64, 128, 256, 512)
+
+# Horowitz, ISSCC 2014, 45 nm, pJ (the table of DESIGN.md section 5 and profiles/README.md).
+_HOROWITZ_MAC = {"int8": (0.3, "int8 mult 0.2 + int32 add 0.1 = 0.3 pJ"),
+                 "fp16": (1.5, "fp16 mult 1.1 + fp16 add 0.4 = 1.5 pJ"),
+                 "fp32": (4.6, "fp32 mult 3.7 + fp32 add 0.9 = 4.6 pJ")}
+_HOROWITZ_SRAM_BYTE = 1.25      # 10 pJ per 64-bit read of an 8 KB SRAM
+_SCALE_NM, _SCALE_FACTOR = 7, 0.094   # Stillmaker & Baas 7 nm row (0.8 V) over 45 nm (0.9 V)
+_DRAM_PJ_PER_BYTE = 96.0        # DDR-class DIMM interface, as intel_vnni.yaml
+_STATIC_W_PER_CPU = 5.0
+
+
+# --------------------------------------------------------------------------------------------
+# Machine description
+# --------------------------------------------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                value = value.strip()
+                # x86: "model name"; older ARM kernels: "Processor" / "Hardware" ("processor" is
+                # also the CPU index on x86, hence the digit test)
+                if key.strip().lower() in ("model name", "processor", "hardware") and value \
+                        and not value.isdigit():
+                    return value
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _n_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _meminfo_mb(key: str) -> Optional[float]:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return float(line.split()[1]) * 1024 / 1e6     # kB (KiB) -> MB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _blas_name() -> str:
+    try:
+        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
+        return f"{blas.get('name', 'BLAS')} {blas.get('version', '')}".strip()
+    except Exception:  # older NumPy: no machine-readable build config
+        return "its BLAS"
+
+
+def _l3_bytes() -> Optional[int]:
+    try:
+        text = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip().upper()
+        mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
+        return int(text.rstrip("KMG")) * mult
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+
+def _median_time(fn: Callable[[], Any], budget: float) -> Tuple[float, int]:
+    """Median wall time of ``fn()`` after one warm-up call: at least 3 runs, then more while
+    the budget lasts (at most 25). Returns (seconds, runs)."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < _MIN_REPS or (len(times) < _MAX_REPS and time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return max(float(np.median(times)), 1e-9), len(times)
+
+
+def _gemm(kind: str, budget: float, rng: np.random.Generator) -> Dict[str, Any]:
+    """MAC/s of an n x n x n ``numpy.matmul`` of ``kind``; n doubles while a run fits
+    budget / 7 (so the final size gets about 7 runs)."""
+    def operands(n):
+        if kind == "int8":
+            a = rng.integers(-128, 128, size=(n, n), dtype=np.int8)
+            b = rng.integers(-128, 128, size=(n, n), dtype=np.int8)
+            return lambda: np.matmul(a, b, dtype=np.int32)
+        dtype = np.float32 if kind == "fp32" else np.float16
+        a = rng.standard_normal((n, n)).astype(dtype)
+        b = rng.standard_normal((n, n)).astype(dtype)
+        return lambda: np.matmul(a, b)
+
+    n = _GEMM_SIZES[0]
+    fn = operands(n)
+    fn()                                   # warm-up (threads, caches)
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-9)
+    for bigger in _GEMM_SIZES[1:]:
+        if one * (bigger / n) ** 3 > budget / 7:
+            break
+        n, fn = bigger, operands(bigger)
+        t0 = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t0, 1e-9)
+    dt, reps = _median_time(fn, budget)
+    return {"macs_per_s": n ** 3 / dt, "n": n, "reps": reps}
+
+
+def _bandwidth(budget: float) -> Dict[str, Any]:
+    """Bytes/s of a large float64 copy (read + write) and sum (read): arrays of 4x the L3
+    cache (64-256 MiB)."""
+    l3 = _l3_bytes() or 32 * 2 ** 20
+    nbytes = int(min(max(4 * l3, 64 * 2 ** 20), 256 * 2 ** 20))
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    t_copy, r_copy = _median_time(lambda: np.copyto(dst, src), budget / 2)
+    t_sum, r_sum = _median_time(lambda: np.add.reduce(src), budget / 2)
+    return {"copy": 2 * src.nbytes / t_copy, "sum": src.nbytes / t_sum, "mib": src.nbytes / 2 ** 20,
+            "reps_copy": r_copy, "reps_sum": r_sum}
+
+
+def _small_ops(budget: float, rng: np.random.Generator, int_dtype) -> Dict[str, Any]:
+    """Per-layer dispatch, 4-bit weight unpacking and float32 -> int8 requantize costs."""
+    x8 = rng.standard_normal((8, 8)).astype(np.float32)
+    w8 = rng.standard_normal((8, 8)).astype(np.float32)
+    b8 = rng.standard_normal(8).astype(np.float32)
+    t_layer, r_layer = _median_time(lambda: np.matmul(x8, w8.T) + b8, budget / 4)
+
+    n = 2 ** 21                                             # packed bytes: 4 Mi 4-bit weights
+    packed = rng.integers(0, 256, size=n, dtype=np.uint8)
+    out = np.empty(2 * n, dtype=int_dtype)
+
+    def unpack():
+        out[0::2] = packed & 15
+        out[1::2] = packed >> 4
+        np.subtract(out, 8, out=out)                        # zero point
+        if out.dtype.kind == "f":
+            np.multiply(out, 0.01, out=out)                 # scale
+    t_unpack, r_unpack = _median_time(unpack, budget * 3 / 8)
+
+    x = rng.standard_normal(2 ** 21).astype(np.float32)
+    tmp = np.empty_like(x)
+
+    def requantize():
+        np.multiply(x, 20.0, out=tmp)
+        np.rint(tmp, out=tmp)
+        np.clip(tmp, -128, 127, out=tmp)
+        return tmp.astype(np.int8)
+    t_conv, r_conv = _median_time(requantize, budget * 3 / 8)
+    return {"layer_s": t_layer, "reps_layer": r_layer, "unpack_s_per_weight": t_unpack / (2 * n),
+            "reps_unpack": r_unpack, "unpack_weights": 2 * n, "convert_s_per_element": t_conv / x.size,
+            "reps_convert": r_conv, "convert_elements": x.size}
+
+
+# --------------------------------------------------------------------------------------------
+# The profile
+# --------------------------------------------------------------------------------------------
+
+def _sig(v: float, digits: int = 4) -> float:
+    """``v`` rounded to ``digits`` significant figures (readable YAML, still > 0 if v > 0)."""
+    if v == 0 or not math.isfinite(v):
+        return float(v)
+    return float(f"{v:.{digits}g}")
+
+
+def _measured(value: float, text: str) -> Dict[str, Any]:
+    return {"value": _sig(value), "source": text}
+
+
+def _estimate(value: float, text: str) -> Dict[str, Any]:
+    return {"value": _sig(value), "estimate": text}
+
+
+def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
+    """Measure this machine with NumPy and return a ``host`` hardware profile mapping.
+
+    Parameters
+    ----------
+    seconds : float, default 5.0
+        Approximate time budget for all measurements (each takes at least 3 timed runs, so a
+        very small budget takes somewhat longer and measures smaller matrices).
+    seed : int, default 0
+        Seed of the random operands.
+
+    Returns
+    -------
+    dict
+        A profile in the schema of :mod:`quantmoo.hardware.profile` (``schema_version`` 1,
+        ``name: host``); every number carries ``source:`` (measured here) or ``estimate:``.
+        It is validated before it is returned.
+
+    Raises
+    ------
+    QuantmooError
+        ``seconds`` is not a finite number > 0.
+    """
+    seconds = check_positive("seconds", seconds, owner="measure_host")
+    rng = np.random.default_rng(seed)
+    t_start = time.perf_counter()
+    date = datetime.date.today().isoformat()
+    cpu, n_cpus = _cpu_model(), _n_cpus()
+    where = f"measured {date} on {cpu}, {n_cpus} logical CPU{'s' if n_cpus != 1 else ''}"
+    numpy_id = f"NumPy {np.__version__}"
+
+    gemm = {k: _gemm(k, seconds * _BUDGET[k], rng) for k in ("fp32", "fp16", "int8")}
+    bw = _bandwidth(seconds * _BUDGET["bandwidth"])
+    rate = {k: g["macs_per_s"] for k, g in gemm.items()}
+    int_prec = "int8" if rate["int8"] >= rate["fp32"] else "fp32"
+    half_prec = "fp16" if rate["fp16"] >= rate["fp32"] else "fp32"
+    small = _small_ops(seconds * _BUDGET["small"], rng, np.int8 if int_prec == "int8" else np.float32)
+
+    what = {"fp32": f"numpy.matmul float32 x float32 -> float32 ({_blas_name()} sgemm, its default threads)",
+            "fp16": "numpy.matmul float16 x float16 -> float16 (NumPy's generic loop: it has no float16 BLAS "
+                    "kernel; one thread)",
+            "int8": "numpy.matmul(a, b, dtype=int32) on int8 x int8 operands -> int32 (NumPy has no int8 GEMM "
+                    "kernel: the operands are widened and its int32 loop runs, one thread)"}
+    peak_tops = {k: _measured(2 * rate[k] / 1e12,
+                              f"{what[k]}, {g['n']}x{g['n']}x{g['n']}, median of {g['reps']}, {where}, "
+                              f"{numpy_id}; TOPS = 2 x MAC/s / 1e12 ({rate[k] / 1e9:.4g} GMAC/s)")
+                 for k, g in gemm.items()}
+    bandwidth = max(bw["copy"], bw["sum"])
+    mib = f"{bw['mib']:.0f} MiB float64 array"
+    bw_entry = _measured(bandwidth / 1e9,
+                         f"the larger of two medians: numpy.copyto of a {mib} ({bw['copy'] / 1e9:.4g} GB/s, bytes "
+                         f"read + written / time, median of {bw['reps_copy']}) and numpy.add.reduce of it "
+                         f"({bw['sum'] / 1e9:.4g} GB/s, bytes read / time, median of {bw['reps_sum']}); "
+                         f"one thread, {where}")
+
+    f = _SCALE_FACTOR
+    e_mac = {k: {"value": _sig(pj * f),
+                 "source": f"Horowitz, 'Computing's energy problem', ISSCC 2014 (45 nm): {text}; "
+                           f"x energy_scaling.factor {f}",
+                 "estimate": f"the energy of the arithmetic, not of NumPy's {'BLAS' if k == 'fp32' else 'loop'} "
+                             f"around it (not measurable from NumPy)"}
+             for k, (pj, text) in _HOROWITZ_MAC.items()}
+    sram = _sig(_HOROWITZ_SRAM_BYTE * f)
+    conv_pj = 3 * sram + _sig(_HOROWITZ_MAC["fp32"][0] * f)
+
+    int_note = ("int8 x int8 -> int32 numpy.matmul is at least as fast as float32 here"
+                if int_prec == "int8" else
+                f"NumPy's int8 path ({rate['int8'] / 1e9:.3g} GMAC/s) is slower than float32 BLAS "
+                f"({rate['fp32'] / 1e9:.3g} GMAC/s) here, so integer tensors are dequantized to float32")
+    half_note = ("float16 numpy.matmul is at least as fast as float32 here" if half_prec == "fp16" else
+                 f"NumPy's float16 matmul ({rate['fp16'] / 1e9:.3g} GMAC/s) is slower than float32 BLAS "
+                 f"({rate['fp32'] / 1e9:.3g} GMAC/s) here, so float16 tensors are computed in float32")
+    sub, sub8 = [2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 8]
+    support = [
+        {"weight_bits": [8], "activation_bits": [8],
+         "mode": "native" if int_prec == "int8" else "unpacked", "precision": int_prec, "note": int_note},
+        {"weight_bits": sub, "activation_bits": [8], "mode": "unpacked", "precision": int_prec,
+         "note": f"sub-byte weights unpacked, then the {int_prec} GEMM"},
+        {"weight_bits": sub8, "activation_bits": sub, "mode": "unpacked", "precision": int_prec,
+         "note": f"sub-byte activations widened (NumPy has no sub-byte arithmetic), then the {int_prec} GEMM"},
+        {"weight_bits": [16], "activation_bits": [16],
+         "mode": "native" if half_prec == "fp16" else "unpacked", "precision": half_prec, "note": half_note},
+        {"weight_bits": sub8, "activation_bits": [16], "mode": "unpacked", "precision": half_prec,
+         "note": f"weight-only quantization: weights dequantized, then the {half_prec} GEMM"},
+        {"weight_bits": [16], "activation_bits": sub8, "mode": "unpacked", "precision": half_prec,
+         "note": f"fp16 weights with integer activations: activations dequantized, then the {half_prec} GEMM"},
+    ]
+
+    mem_avail = _meminfo_mb("MemAvailable")
+    if mem_avail is not None and mem_avail > 0:
+        budget_entry = _measured(mem_avail, f"/proc/meminfo MemAvailable, {where}")
+    else:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e6 if hasattr(os, "sysconf") else 8000
+        budget_entry = _estimate(0.75 * total, "/proc/meminfo unavailable: three quarters of the physical "
+                                               "memory (os.sysconf), leaving the rest to the OS")
+    mem_total = _meminfo_mb("MemTotal")
+    ram = f", {mem_total / 1e3:.0f} GB RAM" if mem_total else ""
+    unpack_to = "float32" if int_prec == "fp32" else "int8"
+
+    profile = {
+        "schema_version": SCHEMA_VERSION,
+        "name": HOST_NAME,
+        "title": f"This machine measured with NumPy ({cpu}, {n_cpus} logical CPUs)",
+        "reference_device": f"{cpu}, {n_cpus} logical CPUs{ram}, {platform.system()} {platform.machine()}, "
+                            f"Python {platform.python_version()}, {numpy_id} with {_blas_name()}; "
+                            f"measured {date} (quantmoo.hardware.measure_host, budget {seconds:g} s)",
+        "main_device": "cpu",
+        "fallback_device": None,
+        "memory_budget_mb": budget_entry,
+        "convert_op": {
+            "ns_per_element": _measured(
+                small["convert_s_per_element"] * 1e9,
+                f"float32 -> int8 requantize (multiply, rint, clip, astype) of {small['convert_elements']} "
+                f"elements with NumPy, median of {small['reps_convert']}, per element, {where}"),
+            "pj_per_element": _estimate(
+                conv_pj, f"3 bytes through on-chip SRAM (3 x {sram} pJ) + one fp32 multiply-add for the scale "
+                         f"({_sig(_HOROWITZ_MAC['fp32'][0] * f)} pJ), Horowitz ISSCC 2014 x {f}; not measurable "
+                         f"from NumPy"),
+        },
+        "partition": {
+            "sync_us": _estimate(small["layer_s"] * 1e6,
+                                 "unused: the host profile has no fallback device (NumPy computes every "
+                                 "combination on this CPU); set to the measured per-layer NumPy dispatch cost"),
+            "transfer_gbs": _estimate(bw["copy"] / 1e9,
+                                      "unused: no fallback device; set to the measured copy bandwidth"),
+        },
+        "energy_scaling": {
+            "process_nm": _estimate(_SCALE_NM, "the process node cannot be read from /proc/cpuinfo; the 7 nm row "
+                                               "of Stillmaker & Baas is the last published one (as hexagon.yaml "
+                                               "and apple_ane.yaml)"),
+            "factor": {"value": f,
+                       "source": "Stillmaker & Baas, Integration 58 (2017) 74-81, HP energy polynomial: "
+                                 "E(7 nm, 0.8 V) / E(45 nm, 0.9 V) = 0.094 (as hexagon.yaml, apple_ane.yaml)",
+                       "estimate": "7 nm and 0.8 V assumed: the host's node and supply are unknown"},
+        },
+        "devices": {
+            "cpu": {
+                "title": f"{cpu}, {n_cpus} logical CPUs, running NumPy ({numpy_id}, {_blas_name()})",
+                "peak_tops": peak_tops,
+                "memory_bandwidth_gbs": bw_entry,
+                "layer_overhead_us": _measured(
+                    small["layer_s"] * 1e6,
+                    f"one tiny NumPy layer (8x8 float32 matmul + bias add), median of {small['reps_layer']}: "
+                    f"the per-call dispatch cost, {where}"),
+                "unpack_ns_per_weight": _measured(
+                    small["unpack_s_per_weight"] * 1e9,
+                    f"unpacking {small['unpack_weights']} 4-bit weights (two per byte: mask, shift, zero point"
+                    f"{', scale' if unpack_to == 'float32' else ''}) to {unpack_to} with NumPy, median of "
+                    f"{small['reps_unpack']}, per weight, {where}"),
+                "static_power_w": _estimate(
+                    _STATIC_W_PER_CPU * n_cpus,
+                    f"not measurable from NumPy (no power counters read): ~{_STATIC_W_PER_CPU:g} W per busy "
+                    f"logical CPU of a desktop/server core (clocks, caches, uncore share, leakage) x {n_cpus}"),
+                "energy_pj": {
+                    "mac": e_mac,
+                    "dram_byte": _estimate(
+                        _DRAM_PJ_PER_BYTE,
+                        "DDR-class DIMM interface assumed (~12 pJ/bit, as intel_vnni.yaml; Horowitz ISSCC 2014 "
+                        "gives 1300-2600 pJ per 64-bit DDR3 access); the memory type is not measurable from "
+                        "NumPy"),
+                    "sram_byte": {"value": sram,
+                                  "source": f"Horowitz ISSCC 2014: 10 pJ per 64-bit read of an 8 KB SRAM = "
+                                            f"1.25 pJ/B at 45 nm; x energy_scaling.factor {f}"},
+                },
+                "support": support,
+            },
+        },
+    }
+    _Parser(f"{HOST_NAME} (measured)").profile(profile, None, None)   # a bug here, not a bad file
+    profile["reference_device"] += f"; {time.perf_counter() - t_start:.1f} s"
+    return profile
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML without anchors/aliases; bit-width lists in flow style (``[2, 3, 4]``)."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence(
+    "tag:yaml.org,2002:seq", v, flow_style=all(isinstance(i, int) for i in v)))
+
+
+_HEADER = """\
+# quantmoo hardware profile: this machine, measured with NumPy (quantmoo.hardware.measure_host).
+#
+# Regenerate with: quantmoo hardware --measure-host {name} [--seconds S]
+# Numbers with 'source:' were measured here (the text says what exactly); numbers with
+# 'estimate:' could not be measured from NumPy and say why. Peaks are what NumPy achieves
+# (float32 via BLAS; float16 and int8 via NumPy's own loops), not the CPU's datasheet peaks.
+# Units: TOPS (2 x MAC/s / 1e12), GB/s (1e9 B/s), us, ns, pJ, W, MB (1e6 B).
+"""
+
+
+def write_host_profile(path: Union[str, os.PathLike], seconds: float = 5.0, seed=0) -> Path:
+    """Measure this machine (:func:`measure_host`) and write the profile YAML to ``path``.
+
+    The file is written atomically (temp file + rename): an interrupted or failed write never
+    leaves a half-written profile, and an existing file is replaced only by a complete one.
+
+    Returns
+    -------
+    Path
+        ``path``; use it as ``hardware=path`` / ``--hardware path``.
+
+    Raises
+    ------
+    QuantmooError
+        ``seconds`` is not a finite number > 0, or ``path`` cannot be written.
+    """
+    from ..io import atomic_write_text
+    path = Path(path)
+    if path.is_dir():
+        raise QuantmooError(f"The host profile path is a directory, not a file: {path}")
+    profile = measure_host(seconds=seconds, seed=seed)
+    text = _HEADER.format(name=path.name) + yaml.dump(profile, Dumper=_Dumper, sort_keys=False,
+                                                      allow_unicode=True, width=100)
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise QuantmooError(f"Cannot write the host profile {path}: {e.strerror or e}") from None
+    return path
