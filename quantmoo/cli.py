@@ -20,7 +20,7 @@ EXAMPLES = {
     "plot": "quantmoo plot runs/llama --kind front --x size_mb --y accuracy_loss",
     "export": "quantmoo export runs/llama --pick knee --format yaml --out knee.yaml",
     "models": "quantmoo models",
-    "hardware": "quantmoo hardware --show hexagon",
+    "hardware": "quantmoo hardware --show hexagon\n  quantmoo hardware --measure-host host.yaml --seconds 5",
     "demo": "quantmoo demo --out quantmoo-demo",
 }
 
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     s = cmd("search", "Search the Pareto front of per-layer quantization configs.")
-    s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML or config.json (required)")
+    s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML, config.json or .onnx file (required)")
     s.add_argument("--hardware", help="profile name (see 'quantmoo hardware') or YAML path (required)")
     s.add_argument("--objectives", default="accuracy_loss,size_mb,latency_ms,energy_mj",
                    help="comma-separated, from accuracy_loss,size_mb,latency_ms,energy_mj,memory_mb")
@@ -90,8 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     m = cmd("models", "List the model zoo with parameter counts.")
     m.add_argument("--json", action="store_true")
 
-    h = cmd("hardware", "List hardware profiles, or show one.")
+    h = cmd("hardware", "List hardware profiles, show one, or measure this machine as a profile.")
     h.add_argument("--show", help="profile name or YAML path")
+    h.add_argument("--measure-host", metavar="OUT.yaml",
+                   help="measure this machine with NumPy (GEMM per dtype, memory bandwidth) and write a "
+                        "'host' profile usable as --hardware OUT.yaml")
+    h.add_argument("--seconds", metavar="S", help="with --measure-host: time budget in seconds (default 5)")
     h.add_argument("--json", action="store_true")
 
     for name, help_ in (("sensitivity", "Per-layer sensitivity tables from real weights."),
@@ -210,8 +214,61 @@ def cmd_models(a):
         print(f"{r['name']:<16} {r['n_params']:>15,} {r['n_layers']:>6} {r['macs'] / 1e9:>9.3f}  {r['description']}")
 
 
+def _check_out_file(out, option):
+    """Fail before measuring if ``out`` cannot be written as a file."""
+    import os
+    path = Path(out).resolve()
+    if path.is_dir():
+        raise QuantmooError(f"The '{option}' path is a directory, not a file: {out}")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise QuantmooError(f"The '{option}' file cannot be created: {parent} is not a directory: {out}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise QuantmooError(f"The '{option}' file is not writable: {out}")
+
+
+def _parse_seconds(text):
+    from .errors import check_positive
+    if text is None:
+        return 5.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise QuantmooError(f"The '--seconds' must be a number of seconds > 0; got {text!r}") from None
+    return check_positive("--seconds", value)
+
+
+def cmd_measure_host(a):
+    from . import hardware
+    if a.show:
+        raise QuantmooError("Use either '--show' or '--measure-host', not both")
+    seconds = _parse_seconds(a.seconds)
+    if not a.measure_host.strip():
+        raise QuantmooError("The '--measure-host' needs an output file path, e.g. host.yaml")
+    _check_out_file(a.measure_host, "--measure-host")
+    try:
+        path = hardware.write_host_profile(a.measure_host, seconds=seconds)
+    except QuantmooError as e:
+        raise QuantmooError(f"The '--measure-host' file could not be written ({e})") from None
+    hw = hardware.load(path)
+    rates = {k: v for k, v in hw.main.peak_macs_per_s.items()}
+    bw = hw.main.bandwidth_bytes_per_s
+    if a.json:
+        return _print({"path": str(path), "peak_gmac_per_s": {k: v / 1e9 for k, v in rates.items()},
+                       "bandwidth_gbs": bw / 1e9, "hash": hw.profile_hash()}, True)
+    shown = ", ".join(f"{k} {v / 1e9:.4g}" for k, v in rates.items())
+    print(f"wrote {path}: peak GMAC/s {shown}; memory bandwidth {bw / 1e9:.4g} GB/s "
+          f"(use it as --hardware {path})")
+
+
 def cmd_hardware(a):
     from . import hardware
+    if a.measure_host is not None:
+        return cmd_measure_host(a)
+    if a.seconds is not None:
+        raise QuantmooError("The '--seconds' option only applies with '--measure-host OUT.yaml'")
     if a.show:
         hw = hardware.load(a.show)
         mat = hw.support_matrix()
@@ -425,12 +482,13 @@ def cmd_sensitivity(a):
     if out.suffix != ".npz":
         raise QuantmooError(f"The '--out' file must end in .npz; got {a.out!r}")
     model = zoo.load(a.model)
-    if model.evaluator is None:
+    if model.evaluator is None and model.weights is None:
         raise QuantmooError(f"The model '{model.name}' has no real weights and evaluator; sensitivity needs one of "
-                            "{digits, minilm-l6} or a model with weights")
+                            "{digits, minilm-l6} or a model with weights (e.g. an ONNX file)")
+    # with an evaluator: measured one-layer responses; weights only (e.g. ONNX): the omega proxy
     table = sensitivity(model, _load_space(a.space), model.evaluator, progress=True)
     table.save(out)
-    print(f"wrote {out} ({table.kind} table, shape {table.table.shape})")
+    print(f"wrote {out} ({table.kind} table, measure {table.meta.get('measure')}, shape {table.table.shape})")
 
 
 def cmd_validate(a):

@@ -1,4 +1,4 @@
-"""The architecture zoo: named layer tables, spec files and Hugging Face configs.
+"""The architecture zoo: named layer tables, spec files, Hugging Face configs and ONNX files.
 
 >>> from quantmoo import zoo
 >>> "llama2-7b" in zoo.names()
@@ -7,11 +7,13 @@ True
 25557032
 
 See :mod:`quantmoo.models.zoo` (registry), :mod:`quantmoo.models.cnn` and
-:mod:`quantmoo.models.transformer` (builders) for the counting conventions.
+:mod:`quantmoo.models.transformer` (builders), and :mod:`quantmoo.models.onnx_import` (ONNX
+files, with their weights) for the counting conventions.
 """
 from .models.cnn import mobilenet_v2, resnet
+from .models.onnx_import import from_onnx
 from .models.transformer import from_hf_config, transformer
 from .models.zoo import allowed_overrides, describe, load, names, register, unregister
 
 __all__ = ["names", "load", "describe", "register", "unregister", "allowed_overrides", "transformer",
-           "from_hf_config", "resnet", "mobilenet_v2"]
+           "from_hf_config", "from_onnx", "resnet", "mobilenet_v2"]

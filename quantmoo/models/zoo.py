@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..errors import QuantmooError
 from ..io import load_json, load_yaml
 from .cnn import mobilenet_v2, resnet
+from .onnx_import import ONNX_OVERRIDES, from_onnx
 from .spec import ModelSpec
 from .transformer import from_hf_config, transformer
 
@@ -174,7 +175,7 @@ def _lookup(name: str) -> ZooEntry:
     if close:
         hint = " (did you mean '" + next(n for n in reg if _key(n) == close[0]) + "'?)"
     raise QuantmooError(f"Unknown model {name!r}{hint}; known models are {{{', '.join(sorted(reg))}}} "
-                        "(or pass a path to a spec YAML or a config.json)")
+                        "(or pass a path to a spec YAML, a config.json or an ONNX file)")
 
 
 def allowed_overrides(name: str) -> Optional[Tuple[str, ...]]:
@@ -202,19 +203,22 @@ def _check_overrides(overrides: Mapping, allowed: Optional[Sequence[str]], what:
 
 
 def load(name_or_path, **overrides) -> ModelSpec:
-    """A model's layer table from a zoo name, a spec YAML, or a Hugging Face ``config.json``.
+    """A model's layer table from a zoo name, a spec YAML, a Hugging Face ``config.json`` or an ONNX file.
 
     Parameters
     ----------
     name_or_path : str, path or ModelSpec
         A zoo name (see :func:`names`; tried first), a spec file written by
         ``ModelSpec.to_yaml`` (``.yaml``/``.yml``, or ``.json`` with ``layers``), a Hugging Face
-        ``config.json`` or a checkpoint directory containing one. A ModelSpec is returned as is.
+        ``config.json`` or a checkpoint directory containing one, or an ONNX file (``.onnx``,
+        read by :func:`~quantmoo.models.onnx_import.from_onnx` with its real weights; needs
+        ``pip install 'quantmoo[onnx]'``). A ModelSpec is returned as is.
     **overrides
         Workload options, e.g. ``mode="prefill", prefill_tokens=512``, ``context=4096``,
         ``image_size=160``, ``seq_len=256``, ``batch=8``. Which ones apply depends on the model;
         an unknown key raises a QuantmooError listing the allowed ones. A spec file's layer
-        table is fixed, so it takes none.
+        table is fixed, so it takes none; an ONNX file takes ``batch`` and ``seq_len`` (the
+        values of the symbolic dimensions of its inputs) and ``name``.
 
     Returns
     -------
@@ -245,6 +249,9 @@ def load(name_or_path, **overrides) -> ModelSpec:
         raise QuantmooError(f"Expected a model name, a path or a ModelSpec; got {type(name_or_path).__name__}")
 
     path = Path(name_or_path)
+    if path.suffix.lower() == ".onnx":
+        _check_overrides(overrides, ONNX_OVERRIDES, f"the ONNX file {path}")
+        return from_onnx(path, **overrides)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise QuantmooError(f"{path}: the directory has no config.json (a Hugging Face checkpoint "

@@ -1,0 +1,700 @@
+"""Import an ONNX model: its layer table and its real weights (:func:`from_onnx`).
+
+The nodes of the main graph are walked in graph order; every weight-bearing node whose weight
+is a floating-point initializer (or a ``Constant``, possibly behind ``Identity`` nodes) becomes
+one :class:`~quantmoo.models.spec.LayerSpec`, counted the way :mod:`quantmoo.models.cnn` and
+:mod:`quantmoo.models.transformer` count theirs:
+
+============================  =====================  ========================================
+node                          kind                   MACs (``act_in`` = input elements)
+============================  =====================  ========================================
+``Gemm``, ``MatMul`` (weight  ``linear``             ``rows * in * out``: the activation's
+on either side)                                      elements / ``in``, times the weight size
+``Conv``                      ``conv``, or           ``output elements * C_in/groups * kernel``
+                              ``depthwise_conv``     (depthwise: ``groups > 1`` and one input
+                              (one input channel     channel per group)
+                              per output channel)
+``ConvTranspose``             ``conv``               ``input elements * C_out/groups * kernel``
+``Gather`` on axis 0 of a     ``embedding``          0 (``act_in`` = index count, ``act_out``
+2-D table                                            = indices * width)
+============================  =====================  ========================================
+
+Weights are stored output-channels first, as everywhere in quantmoo: a ``Gemm``/``MatMul``
+weight as ``(out_features, in_features)`` (``x @ W`` weights and ``Gemm`` weights without
+``transB`` are transposed), a ``ConvTranspose`` weight ``(C_in, C_out/g, k...)`` as
+``(C_out, C_in/g, k...)``. ``ModelSpec.weights(name)`` returns that float32 array, converted
+from the initializer when asked for (fp16/bf16/fp64 initializers are read as float32).
+
+Parameters that are not rows
+    Biases (``Gemm`` input C, the ``Conv``/``ConvTranspose`` bias, and the initializer of an
+    ``Add`` that is the only consumer of an ``x @ W`` ``MatMul``) are the ``extra_params`` of
+    their layer. Every other floating-point initializer or ``Constant`` with more than one
+    element (norm weights, position tables that are added rather than gathered, ...) counts in
+    ``ModelSpec.other_params``, except the running mean and variance of ``BatchNormalization``
+    (buffers, not parameters, as in torchvision's counts). Integer tensors (shapes, indices)
+    and scalars are not parameters.
+
+Shared weights
+    A tensor used by several weight-bearing nodes is one row (named after its first use) whose
+    MACs are the sum over its uses; a table that is both gathered and multiplied (tied
+    embeddings) gets the kind ``lm_head``, as in :mod:`quantmoo.models.transformer`.
+    ``meta["shared_weights"]`` lists the nodes of each shared tensor.
+
+Layer names
+    The weight tensor's name without a trailing ``.weight`` (``fc1.weight`` -> ``fc1``); for a
+    name an exporter generated (``onnx::MatMul_123``) the node's name when it has one. If two
+    rows would get the same name, both keep their full tensor name (unique in a graph).
+    ``meta["onnx_tensors"]`` maps each layer name to its tensor.
+
+Not covered
+    Nodes inside control-flow subgraphs (``If``, ``Loop``, ``Scan``), sparse initializers, and
+    already-quantized graphs (``DequantizeLinear`` in front of the weights, ``MatMulInteger``,
+    ``QLinearConv``): import the floating-point model. Tie groups and blocks are left unset.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import QuantmooError, brief, require
+from .spec import LayerSpec, ModelSpec
+
+__all__ = ["from_onnx", "ONNX_OVERRIDES", "WEIGHT_OPS"]
+
+#: Keyword overrides :func:`from_onnx` (and ``zoo.load`` for an ``.onnx`` path) accepts.
+ONNX_OVERRIDES = ("batch", "seq_len", "name")
+#: Node types that become rows when their weight is a floating-point initializer.
+WEIGHT_OPS = ("Gemm", "MatMul", "Conv", "ConvTranspose", "Gather")
+
+_DEFAULT_SEQ_LEN = 128
+_MAX_WORKLOAD = 2 ** 31
+#: TensorProto data types read as weights: FLOAT, FLOAT16, DOUBLE, BFLOAT16.
+_FLOAT_TYPES = (1, 10, 11, 16)
+#: Ops that mean the graph is already quantized (its float weights are behind them).
+_QUANTIZED_OPS = ("DequantizeLinear", "QuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearConv",
+                  "QLinearMatMul", "DynamicQuantizeLinear")
+_META_LIST_CAP = 50
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def _workload_int(field: str, value: Any, src: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= _MAX_WORKLOAD:
+        raise QuantmooError(f"The '{field}' override of {src} must be an integer in [1, 2**31]; got {brief(value)}")
+    return int(value)
+
+
+def from_onnx(path, **overrides) -> ModelSpec:
+    """Build a layer table with real weights from an ONNX file.
+
+    Parameters
+    ----------
+    path : str or path
+        The ``.onnx`` file. Tensors saved as external data are read from the files it names,
+        relative to its directory.
+    **overrides
+        ``batch`` (int, default 1) and ``seq_len`` (int, default 128): the values given to
+        *symbolic* dimensions of the graph inputs before shape inference. The first axis of an
+        input is its batch and takes ``batch``; every other symbolic dimension (a sequence
+        length, or a dynamic image height or width) takes ``seq_len``. A named dimension keeps
+        its first value everywhere (``input_ids`` and ``attention_mask`` share ``"seq"``).
+        Passing one that matches no symbolic dimension is an error (it would change nothing).
+        ``name`` (str): the model name, by default the file name without ``.onnx``.
+
+    Returns
+    -------
+    ModelSpec
+        Rows in graph order (see the module notes for what becomes a row and how it is
+        counted), ``weights(name)`` giving each row's float32 weight (output channels first),
+        ``workload`` the substituted dimensions (``{"batch", "seq_len"}``, or
+        ``{"shapes": "static"}`` when the graph has none), and ``meta`` with the source file,
+        the producer, the opset, ``onnx_tensors`` (layer name -> tensor name) and
+        ``symbolic_dims`` (dimension name -> value used).
+
+    Raises
+    ------
+    QuantmooError
+        One line naming the file: missing or unreadable, not an ONNX protobuf (random bytes, a
+        truncated file), an invalid graph, external data whose file is missing, a NaN or an
+        infinity in a weight or bias (naming the tensor), no weight-bearing layer, or a
+        weight-bearing node whose input shape cannot be inferred. Without the ``onnx``
+        package, a :class:`~quantmoo.errors.MissingDependencyError` with the install hint.
+
+    Examples
+    --------
+    >>> spec = quantmoo.zoo.load("model.onnx", seq_len=256)          # doctest: +SKIP
+    >>> table = quantmoo.sensitivity(spec, measure="omega")         # doctest: +SKIP
+    """
+    path = Path(path)
+    src = f"the ONNX file {path}"
+    unknown = sorted(set(overrides) - set(ONNX_OVERRIDES))
+    if unknown:
+        raise QuantmooError(f"Unknown override(s) {unknown} for {src}; "
+                            f"allowed overrides are {{{', '.join(ONNX_OVERRIDES)}}}")
+    batch = _workload_int("batch", overrides.get("batch", 1), src)
+    seq_len = _workload_int("seq_len", overrides.get("seq_len", _DEFAULT_SEQ_LEN), src)
+    name = overrides.get("name", path.stem if path.suffix.lower() == ".onnx" else path.name)
+    if not isinstance(name, str) or not name.strip():
+        raise QuantmooError(f"The 'name' override of {src} must be a non-empty string; got {brief(name)}")
+
+    onnx = require("onnx", "onnx", "reading an ONNX model")
+    require("onnx.numpy_helper", "onnx", "reading an ONNX model")
+    require("onnx.shape_inference", "onnx", "reading an ONNX model")
+    require("onnx.external_data_helper", "onnx", "reading an ONNX model")
+
+    model = _read(onnx, path)
+    _load_external_data(onnx, model, path)
+    graph = model.graph
+    consts = _Consts(graph)
+    sk, symbols, shapeless = _skeleton(onnx, model, batch, seq_len)
+    # The checker insists on a shape for every graph input; one without (legal for runtimes,
+    # rank unknown) is reported below only if a weight-bearing node needs its shape.
+    if not shapeless:
+        try:
+            onnx.checker.check_model(sk)
+        except Exception as e:  # onnx.checker.ValidationError and friends
+            raise QuantmooError(f"{path}: not a valid ONNX model: {_first_line(e)}") from None
+    for key, given in (("batch", "batch" in overrides), ("seq_len", "seq_len" in overrides)):
+        if given and not any(v[1] == key for v in symbols.values()):
+            raise QuantmooError(f"The '{key}' override of {src} has no effect: no graph input has a symbolic "
+                                f"{'batch (first) ' if key == 'batch' else 'non-batch '}dimension")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(sk, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:  # onnx.shape_inference.InferenceError, RuntimeError
+        raise QuantmooError(f"{path}: shape inference failed: {_first_line(e)}") from None
+    shapes = _Shapes(inferred.graph, consts, batch, seq_len, {k: v[0] for k, v in symbols.items()})
+
+    walker = _Walker(path, graph, consts, shapes)
+    walker.walk()
+    if not walker.rows:
+        quantized = sorted({n.op_type for n in graph.node if n.op_type in _QUANTIZED_OPS})
+        hint = (f"; the graph is already quantized ({', '.join(quantized)}): import its floating-point version"
+                if quantized else "")
+        ops = ", ".join(WEIGHT_OPS[:-1]) + " or " + WEIGHT_OPS[-1]
+        raise QuantmooError(f"{path}: no weight-bearing layers: no {ops} node has a floating-point "
+                            f"initializer as its weight{hint}")
+    return walker.spec(name, model, batch, seq_len, symbols, shapes)
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+def _read(onnx, path: Path):
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise QuantmooError(f"File not found: {path}") from None
+    except IsADirectoryError:
+        raise QuantmooError(f"Expected a file, got a directory: {path}") from None
+    except OSError as e:
+        raise QuantmooError(f"Cannot read {path}: {e.strerror}") from None
+    if not data:
+        raise QuantmooError(f"{path}: the file is empty")
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # google.protobuf.message.DecodeError (truncated or not a protobuf)
+        raise QuantmooError(f"{path}: not a valid ONNX model: the file cannot be parsed as an ONNX protobuf "
+                            f"({_first_line(e)}); is it truncated, or not an .onnx file?") from None
+    missing = [what for what, ok in (("ir_version", model.ir_version > 0), ("graph", model.HasField("graph")),
+                                     ("opset_import", len(model.opset_import) > 0)) if not ok]
+    if missing or not len(model.graph.node):
+        what = f"no {missing[0]}" if missing else "its graph has no nodes"
+        raise QuantmooError(f"{path}: not a valid ONNX model: {what} (is it truncated, or not an .onnx file?)")
+    return model
+
+
+def _load_external_data(onnx, model, path: Path) -> None:
+    """Check that every external-data file exists and is long enough, then read them in."""
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        tensors += [a.t for a in node.attribute if a.HasField("t")]
+    external = [t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not external:
+        return
+    base = path.parent
+    for t in external:
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location")
+        if not loc:
+            raise QuantmooError(f"{path}: the tensor '{t.name}' is stored as external data but names no file")
+        f = base / loc
+        if not f.is_file():
+            raise QuantmooError(f"{path}: the tensor '{t.name}' is stored in the external data file '{loc}', "
+                                f"which is missing (looked for {f})")
+        try:
+            end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        except ValueError:
+            raise QuantmooError(f"{path}: the tensor '{t.name}' has a malformed external-data offset or "
+                                f"length") from None
+        if end > f.stat().st_size:
+            raise QuantmooError(f"{path}: the external data file '{loc}' is truncated: the tensor '{t.name}' "
+                                f"needs {end} bytes, the file has {f.stat().st_size}")
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(base))
+    except Exception as e:  # a location outside the model's directory, an unreadable file
+        raise QuantmooError(f"{path}: cannot read its external data: {_first_line(e)}") from None
+
+
+class _Consts:
+    """Constant tensors of the main graph: initializers and ``Constant`` outputs (canonical names),
+    plus the ``Identity`` outputs that alias them."""
+
+    def __init__(self, graph):
+        self.tensors: Dict[str, Any] = {t.name: t for t in graph.initializer}
+        self.alias: Dict[str, str] = {n: n for n in self.tensors}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.output and not node.domain:
+                for a in node.attribute:
+                    if a.name == "value" and a.HasField("t"):
+                        self.tensors[node.output[0]] = a.t
+                        self.alias[node.output[0]] = node.output[0]
+            elif node.op_type == "Identity" and node.input and node.input[0] in self.alias and node.output:
+                self.alias[node.output[0]] = self.alias[node.input[0]]
+
+    def canonical(self, name: str) -> Optional[str]:
+        """The initializer/Constant a value is (through Identity nodes), or None."""
+        return self.alias.get(name) if name else None
+
+    def __getitem__(self, canonical: str):
+        return self.tensors[canonical]
+
+
+def _is_float(t) -> bool:
+    return t.data_type in _FLOAT_TYPES
+
+
+def _size(t) -> int:
+    return math.prod(int(d) for d in t.dims)
+
+
+def _skeleton(onnx, model, batch: int, seq_len: int):
+    """A weight-free copy of the model for checking and shape inference, with concrete inputs.
+
+    Floating-point initializers become typed graph inputs (their shape is all inference needs),
+    so neither the checker nor shape inference copies the weights. Symbolic dimensions of the
+    real graph inputs get ``batch`` (first axis) or ``seq_len``. Graph outputs without a shape
+    are left out (inference does not need them). Returns the model,
+    ``{dimension name: (value, "batch" | "seq_len")}`` and the names of the graph inputs that
+    have no shape.
+    """
+    from onnx import helper
+    g = model.graph
+    sk = onnx.ModelProto()
+    sk.ir_version = model.ir_version
+    sk.opset_import.extend(model.opset_import)
+    sk.functions.extend(model.functions)
+    sg = sk.graph
+    sg.name = g.name or "graph"
+    sg.node.extend(g.node)
+    init_names = {t.name for t in g.initializer}
+    symbols: Dict[str, Tuple[int, str]] = {}
+    input_names, shapeless = set(), []
+    for vi in g.input:
+        v = sg.input.add()
+        v.CopyFrom(vi)
+        input_names.add(v.name)
+        if v.name in init_names:
+            continue
+        if not _has_shape(v):
+            shapeless.append(v.name)
+            continue
+        for axis, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                continue
+            key = d.dim_param
+            if key and key in symbols:
+                value = symbols[key][0]
+            else:
+                value, role = (batch, "batch") if axis == 0 else (seq_len, "seq_len")
+                symbols[key or f"{v.name}[{axis}]"] = (value, role)
+            d.Clear()
+            d.dim_value = value
+    for t in g.initializer:
+        if _is_float(t):
+            if t.name not in input_names:
+                sg.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            sg.initializer.append(t)
+    # declared shapes elsewhere use the same names: give them the same values
+    for src, dst in ((g.output, sg.output), (g.value_info, sg.value_info)):
+        for vi in src:
+            if not _has_shape(vi):
+                continue
+            v = dst.add()
+            v.CopyFrom(vi)
+            for d in v.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") and d.dim_param in symbols:
+                    value = symbols[d.dim_param][0]
+                    d.Clear()
+                    d.dim_value = value
+    return sk, symbols, shapeless
+
+
+def _has_shape(vi) -> bool:
+    return vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")
+
+
+class _Shapes:
+    """Shapes of graph values after shape inference.
+
+    A dimension inference left symbolic takes the value its name got on the graph inputs, else
+    ``batch`` on the first axis and ``seq_len`` elsewhere; such tensors are recorded in
+    ``unresolved`` (reported in ``meta["assumed_shapes"]``).
+    """
+
+    def __init__(self, graph, consts: _Consts, batch: int, seq_len: int, named: Dict[str, int]):
+        self.dims: Dict[str, list] = {}
+        for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+            tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+            if tt is None or not tt.HasField("shape"):
+                continue
+            self.dims[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                  for d in tt.shape.dim]
+        self.consts, self.batch, self.seq_len, self.named = consts, batch, seq_len, named
+        self.unresolved: List[str] = []
+
+    def shape(self, name: str) -> Optional[Tuple[int, ...]]:
+        """Concrete shape of a value, or None when even its rank is unknown."""
+        canon = self.consts.canonical(name)
+        if canon is not None:
+            return tuple(int(d) for d in self.consts[canon].dims)
+        dims = self.dims.get(name)
+        if dims is None:
+            return None
+        out = []
+        for axis, d in enumerate(dims):
+            if isinstance(d, int):
+                out.append(d)
+                continue
+            if name not in self.unresolved:
+                self.unresolved.append(name)
+            default = self.batch if axis == 0 else self.seq_len
+            out.append(self.named.get(d, default) if d else default)
+        return tuple(out)
+
+
+# -- the walk ----------------------------------------------------------------------------------------
+
+def _attr(node, name: str, default: int) -> int:
+    for a in node.attribute:
+        if a.name == name and a.type == 2:   # AttributeProto.INT
+            return int(a.i)
+    return default
+
+
+def _transpose(w: np.ndarray) -> np.ndarray:
+    return w.T
+
+
+def _convtranspose_layout(groups: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``(C_in, C_out/g, k...)`` -> ``(C_out, C_in/g, k...)``."""
+    def fn(w: np.ndarray) -> np.ndarray:
+        c_in, co_g, k = w.shape[0], w.shape[1], w.shape[2:]
+        w = w.reshape(groups, c_in // groups, co_g, *k).swapaxes(1, 2)
+        return w.reshape(groups * co_g, c_in // groups, *k)
+    return fn
+
+
+class _Row:
+    """A layer in the making (LayerSpec is frozen; shared weights add MACs after creation)."""
+
+    __slots__ = ("tensor", "node", "kind", "shape", "layout", "macs", "act_in", "act_out", "bias", "uses")
+
+    def __init__(self, tensor: str, node, kind: str, shape, layout, macs: int, act_in: int, act_out: int):
+        self.tensor, self.node, self.kind, self.shape, self.layout = tensor, node, kind, tuple(shape), layout
+        self.macs, self.act_in, self.act_out = macs, act_in, act_out
+        self.bias: List[str] = []
+        self.uses: List[str] = []
+
+
+class _Walker:
+    """Turns the weight-bearing nodes of a graph into rows, in graph order."""
+
+    def __init__(self, path: Path, graph, consts: _Consts, shapes: _Shapes):
+        self.path, self.graph, self.consts, self.shapes = path, graph, consts, shapes
+        self.rows: Dict[str, _Row] = {}   # canonical weight tensor -> row (insertion order = graph order)
+        self.skipped: List[dict] = []
+        self.consumers: Dict[str, list] = {}
+        for node in graph.node:
+            for x in node.input:
+                if x:
+                    self.consumers.setdefault(x, []).append(node)
+
+    # -- helpers
+    @staticmethod
+    def _label(node, i: int) -> str:
+        return node.name or f"#{i} ({node.op_type})"
+
+    def _const(self, name: str) -> Optional[str]:
+        """The canonical name of a floating-point constant input, else None."""
+        canon = self.consts.canonical(name)
+        return canon if canon is not None and _is_float(self.consts[canon]) else None
+
+    def _dims(self, canon: str) -> Tuple[int, ...]:
+        return tuple(int(d) for d in self.consts[canon].dims)
+
+    def _numel(self, tensor: str, node, i: int) -> int:
+        shape = self.shapes.shape(tensor)
+        if shape is None:
+            raise QuantmooError(f"{self.path}: cannot determine the shape of '{tensor}', an input or output of "
+                                f"node '{self._label(node, i)}' ({node.op_type}); give the graph inputs a shape "
+                                "(or store inferred shapes in the model, e.g. with onnx.shape_inference)")
+        return math.prod(shape)
+
+    def _per_feature(self, numel: int, k: int, node, i: int, tensor: str) -> int:
+        if k < 1 or numel % k:
+            raise QuantmooError(f"{self.path}: node '{self._label(node, i)}' ({node.op_type}) multiplies "
+                                f"'{tensor}' ({numel} elements) by a weight with {k} input features: the "
+                                "shapes do not match")
+        return numel // k
+
+    def _skip(self, node, i: int, reason: str) -> None:
+        self.skipped.append({"node": self._label(node, i), "op": node.op_type, "reason": reason})
+
+    def _add(self, node, i: int, w: str, kind: str, shape, layout, macs: int, act_in: int, act_out: int) -> _Row:
+        label = self._label(node, i)
+        row = self.rows.get(w)
+        if row is not None:               # a shared (tied) weight: one row, the MACs of every use
+            row.macs += macs
+            row.uses.append(label)
+            if {row.kind, kind} == {"embedding", "linear"}:
+                row.kind = "lm_head"
+            return row
+        row = _Row(w, node, kind, shape, layout, macs, act_in, act_out)
+        row.uses.append(label)
+        self.rows[w] = row
+        return row
+
+    def _bias(self, row: _Row, node, k: int) -> None:
+        b = self._const(node.input[k]) if len(node.input) > k else None
+        if b is not None:
+            row.bias.append(b)
+
+    def walk(self) -> None:
+        for i, node in enumerate(self.graph.node):
+            if node.domain in ("", "ai.onnx") and node.op_type in WEIGHT_OPS and len(node.input) >= 2 \
+                    and node.output:
+                getattr(self, "_" + node.op_type.lower())(node, i)
+
+    # -- ops
+    def _matmul(self, node, i: int) -> None:
+        a, b = self._const(node.input[0]), self._const(node.input[1])
+        if a is not None and b is not None:
+            return self._skip(node, i, "both operands are constants")
+        if b is not None:                 # x @ W, W: (in, out)
+            if len(self._dims(b)) != 2:
+                return self._skip(node, i, f"weight '{b}' has {len(self._dims(b))} dimensions (2 supported)")
+            k, n = self._dims(b)
+            x = self._numel(node.input[0], node, i)
+            rows = self._per_feature(x, k, node, i, node.input[0])
+            row = self._add(node, i, b, "linear", (n, k), _transpose, rows * k * n, x, rows * n)
+            self._matmul_bias(node, row, n)
+        elif a is not None:               # W @ x, W: (out, in)
+            if len(self._dims(a)) != 2:
+                return self._skip(node, i, f"weight '{a}' has {len(self._dims(a))} dimensions (2 supported)")
+            m, k = self._dims(a)
+            x = self._numel(node.input[1], node, i)
+            cols = self._per_feature(x, k, node, i, node.input[1])
+            self._add(node, i, a, "linear", (m, k), None, m * k * cols, x, m * cols)
+
+    def _matmul_bias(self, node, row: _Row, n: int) -> None:
+        """``x @ W + b``: the bias of an Add that is the only consumer of the product."""
+        users = self.consumers.get(node.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Add" or users[0].domain not in ("", "ai.onnx"):
+            return
+        others = [x for x in users[0].input if x != node.output[0]]
+        c = self._const(others[0]) if len(others) == 1 else None
+        if c is not None and c not in self.rows:
+            dims = self._dims(c)
+            if math.prod(dims) == n and dims and dims[-1] == n:
+                row.bias.append(c)
+
+    def _gemm(self, node, i: int) -> None:
+        a, b = self._const(node.input[0]), self._const(node.input[1])
+        ta, tb = _attr(node, "transA", 0), _attr(node, "transB", 0)
+        if a is not None and b is not None:
+            return self._skip(node, i, "both operands are constants")
+        if b is not None:                 # Y = A' B' with B' (K, N): the weight is (N, K)
+            if len(self._dims(b)) != 2:
+                return self._skip(node, i, f"weight '{b}' has {len(self._dims(b))} dimensions (2 expected)")
+            d0, d1 = self._dims(b)
+            n, k = (d0, d1) if tb else (d1, d0)
+            x = self._numel(node.input[0], node, i)
+            rows = self._per_feature(x, k, node, i, node.input[0])
+            row = self._add(node, i, b, "linear", (n, k), None if tb else _transpose, rows * k * n, x, rows * n)
+        elif a is not None:               # Y = A' B' with the weight A' (M, K)
+            if len(self._dims(a)) != 2:
+                return self._skip(node, i, f"weight '{a}' has {len(self._dims(a))} dimensions (2 expected)")
+            d0, d1 = self._dims(a)
+            m, k = (d1, d0) if ta else (d0, d1)
+            x = self._numel(node.input[1], node, i)
+            cols = self._per_feature(x, k, node, i, node.input[1])
+            row = self._add(node, i, a, "linear", (m, k), _transpose if ta else None, m * k * cols, x, m * cols)
+        else:
+            return
+        self._bias(row, node, 2)
+
+    def _conv(self, node, i: int) -> None:
+        w = self._const(node.input[1])
+        if w is None:
+            return
+        dims = self._dims(w)
+        if len(dims) < 3:
+            return self._skip(node, i, f"weight '{w}' has {len(dims)} dimensions (3 or more expected)")
+        groups = _attr(node, "group", 1)
+        c_in_g, kernel = dims[1], math.prod(dims[2:])
+        x = self._numel(node.input[0], node, i)
+        y = self._numel(node.output[0], node, i)
+        kind = "depthwise_conv" if groups > 1 and c_in_g == 1 else "conv"
+        row = self._add(node, i, w, kind, dims, None, y * c_in_g * kernel, x, y)
+        self._bias(row, node, 2)
+
+    def _convtranspose(self, node, i: int) -> None:
+        w = self._const(node.input[1])
+        if w is None:
+            return
+        dims = self._dims(w)
+        if len(dims) < 3:
+            return self._skip(node, i, f"weight '{w}' has {len(dims)} dimensions (3 or more expected)")
+        groups = _attr(node, "group", 1)
+        c_in, co_g, k = dims[0], dims[1], dims[2:]
+        if groups < 1 or c_in % groups:
+            return self._skip(node, i, f"group={groups} does not divide the {c_in} input channels")
+        x = self._numel(node.input[0], node, i)
+        y = self._numel(node.output[0], node, i)
+        kind = "depthwise_conv" if groups > 1 and c_in // groups == 1 else "conv"
+        row = self._add(node, i, w, kind, (groups * co_g, c_in // groups) + k, _convtranspose_layout(groups),
+                        x * co_g * math.prod(k), x, y)
+        self._bias(row, node, 2)
+
+    def _gather(self, node, i: int) -> None:
+        w = self._const(node.input[0])
+        if w is None:
+            return
+        dims, axis = self._dims(w), _attr(node, "axis", 0)
+        if len(dims) != 2 or axis not in (0, -2):
+            return self._skip(node, i, f"gathers axis {axis} of a {len(dims)}-D table (axis 0 of a 2-D table "
+                                       "is an embedding)")
+        vocab, width = dims
+        idx = self._numel(node.input[1], node, i)
+        self._add(node, i, w, "embedding", (vocab, width), None, 0, idx, idx * width)
+
+    # -- the spec
+    def _names(self) -> Dict[str, str]:
+        """Layer name per weight tensor (see the module notes)."""
+        def candidate(row: _Row) -> str:
+            t = row.tensor
+            if t.startswith("onnx::") and row.node.name:
+                return row.node.name
+            if t.endswith(".weight") and len(t) > len(".weight"):
+                return t[: -len(".weight")]
+            return t
+        names = {r.tensor: candidate(r) for r in self.rows.values()}
+        while True:   # tensor names are unique, so falling back to them always ends the clashes
+            count: Dict[str, int] = {}
+            for n in names.values():
+                count[n] = count.get(n, 0) + 1
+            clash = [t for t, n in names.items() if count[n] > 1 and n != t]
+            if not clash:
+                return names
+            for t in clash:
+                names[t] = t
+
+    def _array(self, canon: str) -> np.ndarray:
+        from onnx import numpy_helper
+        try:
+            a = np.asarray(numpy_helper.to_array(self.consts[canon]), dtype=np.float32)
+        except Exception as e:  # raw data of the wrong length and the like
+            raise QuantmooError(f"{self.path}: the tensor '{canon}' cannot be read: {_first_line(e)}") from None
+        if a.shape != self._dims(canon):
+            raise QuantmooError(f"{self.path}: the tensor '{canon}' holds {a.size} values for its shape "
+                                f"{list(self._dims(canon))}")
+        return a
+
+    def _check_finite(self, canon: str, what: str) -> None:
+        a = self._array(canon)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            vals = a[bad]
+            kinds = [k for k, hit in (("NaN", np.isnan(vals).any()), ("inf", np.isinf(vals).any())) if hit]
+            raise QuantmooError(f"{self.path}: the {what} tensor '{canon}' holds {' and '.join(kinds)} "
+                                f"({int(bad.sum())} of {a.size} values); weights must be finite")
+
+    def other_params(self) -> Tuple[int, int]:
+        """``(parameters, tensors)`` of the float constants that are neither rows nor biases."""
+        used = set(self.rows) | {b for r in self.rows.values() for b in r.bias}
+        buffers = {self.consts.canonical(n.input[k]) for n in self.graph.node
+                   if n.op_type == "BatchNormalization" for k in (3, 4) if len(n.input) > k}
+        total = count = 0
+        for canon, t in self.consts.tensors.items():
+            if canon in used or canon in buffers or not _is_float(t):
+                continue
+            size = _size(t)
+            if size > 1:
+                total += size
+                count += 1
+        return total, count
+
+    def spec(self, name: str, model, batch: int, seq_len: int, symbols, shapes: _Shapes) -> ModelSpec:
+        path = self.path
+        names = self._names()
+        biases = list(dict.fromkeys(b for r in self.rows.values() for b in r.bias))
+        for t in self.rows:
+            self._check_finite(t, "weight")
+        for b in biases:
+            self._check_finite(b, "bias")
+        layers = []
+        for r in self.rows.values():
+            extra = sum(_size(self.consts[b]) for b in dict.fromkeys(r.bias))
+            try:
+                layers.append(LayerSpec(name=names[r.tensor], kind=r.kind, weight_shape=r.shape, macs=r.macs,
+                                        act_in=r.act_in, act_out=r.act_out, extra_params=extra))
+            except QuantmooError as e:
+                raise QuantmooError(f"{path}: {e}") from None
+        other, n_other = self.other_params()
+
+        layouts = {names[r.tensor]: (r.tensor, r.layout) for r in self.rows.values()}
+        consts = self.consts
+
+        def weights(layer: str) -> np.ndarray:
+            """Float32 weight of ``layer``, output channels first (converted on each call)."""
+            try:
+                tensor, layout = layouts[layer]
+            except (KeyError, TypeError):
+                raise QuantmooError(f"Unknown layer name {brief(layer)} for the ONNX model {path}") from None
+            from onnx import numpy_helper
+            w = np.asarray(numpy_helper.to_array(consts[tensor]), dtype=np.float32)
+            return np.ascontiguousarray(layout(w) if layout is not None else w, dtype=np.float32)
+
+        roles = {role for _, role in symbols.values()}
+        workload: Dict[str, Any] = {}
+        if "batch" in roles:
+            workload["batch"] = batch
+        if "seq_len" in roles:
+            workload["seq_len"] = seq_len
+        if not workload:
+            workload["shapes"] = "static"
+        opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        meta: Dict[str, Any] = {
+            "family": "onnx", "source": str(path),
+            "producer": " ".join(x for x in (model.producer_name, model.producer_version) if x),
+            "opset": opset, "onnx_tensors": {names[r.tensor]: r.tensor for r in self.rows.values()},
+            "symbolic_dims": {k: v[0] for k, v in symbols.items()}, "other_params_tensors": n_other}
+        shared = {names[r.tensor]: r.uses for r in self.rows.values() if len(r.uses) > 1}
+        if shared:
+            meta["shared_weights"] = shared
+        if self.skipped:
+            meta["skipped_nodes"] = self.skipped[:_META_LIST_CAP]
+        if shapes.unresolved:
+            meta["assumed_shapes"] = shapes.unresolved[:_META_LIST_CAP]
+        try:
+            return ModelSpec(name=name, layers=layers, workload=workload, other_params=other, weights=weights,
+                             meta=meta)
+        except QuantmooError as e:
+            raise QuantmooError(f"{path}: {e}") from None
