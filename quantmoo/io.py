@@ -16,17 +16,23 @@ from .errors import QuantmooError
 _TOO_DEEP = "nested too deeply for the parser (hundreds of levels of lists/mappings)"
 
 
-def _read_text(path: Path) -> str:
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes; a missing file, a directory or an OS error is one QuantmooError naming it."""
     try:
-        return path.read_text(encoding="utf-8")
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise QuantmooError(f"File not found: {path}") from None
     except IsADirectoryError:
         raise QuantmooError(f"Expected a file, got a directory: {path}") from None
-    except UnicodeDecodeError:
-        raise QuantmooError(f"{path}: not a UTF-8 text file") from None
     except OSError as e:
         raise QuantmooError(f"Cannot read {path}: {e.strerror}") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise QuantmooError(f"{path}: not a UTF-8 text file") from None
 
 
 def _looks_like_path(s: str) -> bool:

@@ -387,14 +387,8 @@ def sensitivity(model, space=None, evaluator=None, measure: str = "auto", progre
 
 
 def _save_atomic(table: AccuracyTable, path: Path) -> None:
-    import os
-    import tempfile
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        table.save(tmp)
-        os.replace(tmp, path)
+        table.save(path)   # atomic: temp file + rename
     except OSError as e:
         raise QuantmooError(f"Cannot write the proxy table cache {path}: {e.strerror}") from None
 
@@ -580,21 +574,22 @@ def _anchor_table(model, enc, ev, full: bool, progress: bool) -> AccuracyTable:
         g[~rows] = 0.0
     # weight response curves: measured one-layer distortion against output error, per layer
     knots = [response_knots(ew[0, i, wa], dw[i, wa], floor) for i in range(L)]
+
+    def modelled_weights(e: np.ndarray) -> np.ndarray:
+        """(L, n_weight_keys) distortion predicted from output errors ``e``: curve or median gain."""
+        return np.stack([apply_response(knots[i], e[i]) if knots[i][0].size else gw[i] * e[i] for i in range(L)])
+
     # 3. combine
     D = np.empty((len(methods), L, enc.n_choices))
     for mi in range(len(methods)):
         ewm = ew[mi if follow else 0]
-        dwm = np.stack([apply_response(knots[i], ewm[i]) if knots[i][0].size else gw[i] * ewm[i]
-                        for i in range(L)])
-        D[mi] = dwm[:, wid] + ga[:, None] * ea[mi][:, aid]
+        D[mi] = modelled_weights(ewm)[:, wid] + ga[:, None] * ea[mi][:, aid]
     if full:
         # measured one-layer distortions replace the modelled ones where available
         da_m[0] = da
         for mi in range(len(methods)):
             ewm = ew[mi if follow else 0]
-            mw = np.where(np.isfinite(dw), np.maximum(dw, 0.0),
-                          np.stack([apply_response(knots[i], ewm[i]) if knots[i][0].size else gw[i] * ewm[i]
-                                    for i in range(L)]))
+            mw = np.where(np.isfinite(dw), np.maximum(dw, 0.0), modelled_weights(ewm))
             if follow and mi:  # measured with the first method: rescale by the error ratio
                 mw = mw * np.where(ew[0] > 0, ewm / np.maximum(ew[0], _TINY), 1.0)
             ma = np.where(np.isfinite(da_m[mi]), np.maximum(da_m[mi], 0.0), ga[:, None] * ea[mi])

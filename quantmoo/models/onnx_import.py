@@ -61,6 +61,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import QuantmooError, brief, require
+from ..io import read_bytes
 from .spec import LayerSpec, ModelSpec
 
 __all__ = ["from_onnx", "ONNX_OVERRIDES", "WEIGHT_OPS"]
@@ -186,14 +187,7 @@ def from_onnx(path, **overrides) -> ModelSpec:
 # -- reading -----------------------------------------------------------------------------------------
 
 def _read(onnx, path: Path):
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise QuantmooError(f"File not found: {path}") from None
-    except IsADirectoryError:
-        raise QuantmooError(f"Expected a file, got a directory: {path}") from None
-    except OSError as e:
-        raise QuantmooError(f"Cannot read {path}: {e.strerror}") from None
+    data = read_bytes(path)
     if not data:
         raise QuantmooError(f"{path}: the file is empty")
     try:
@@ -540,14 +534,22 @@ class _Walker:
             return
         self._bias(row, node, 2)
 
-    def _conv(self, node, i: int) -> None:
+    def _conv_weight(self, node, i: int):
+        """``(weight name, dims, groups)`` of a Conv/ConvTranspose node, or None (skipped)."""
         w = self._const(node.input[1])
         if w is None:
-            return
+            return None
         dims = self._dims(w)
         if len(dims) < 3:
-            return self._skip(node, i, f"weight '{w}' has {len(dims)} dimensions (3 or more expected)")
-        groups = _attr(node, "group", 1)
+            self._skip(node, i, f"weight '{w}' has {len(dims)} dimensions (3 or more expected)")
+            return None
+        return w, dims, _attr(node, "group", 1)
+
+    def _conv(self, node, i: int) -> None:
+        got = self._conv_weight(node, i)
+        if got is None:
+            return
+        w, dims, groups = got
         c_in_g, kernel = dims[1], math.prod(dims[2:])
         x = self._numel(node.input[0], node, i)
         y = self._numel(node.output[0], node, i)
@@ -556,13 +558,10 @@ class _Walker:
         self._bias(row, node, 2)
 
     def _convtranspose(self, node, i: int) -> None:
-        w = self._const(node.input[1])
-        if w is None:
+        got = self._conv_weight(node, i)
+        if got is None:
             return
-        dims = self._dims(w)
-        if len(dims) < 3:
-            return self._skip(node, i, f"weight '{w}' has {len(dims)} dimensions (3 or more expected)")
-        groups = _attr(node, "group", 1)
+        w, dims, groups = got
         c_in, co_g, k = dims[0], dims[1], dims[2:]
         if groups < 1 or c_in % groups:
             return self._skip(node, i, f"group={groups} does not divide the {c_in} input channels")
