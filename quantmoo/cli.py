@@ -52,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--space", help="search-space YAML (fields of quantmoo.SearchSpace)")
     s.add_argument("--strict", action="store_true", help="only hardware-native choices")
-    s.add_argument("--out", help="directory for results.json, front.yaml and figures")
+    s.add_argument("--out", help="directory for results.json, front.yaml and figures: new, empty, or (with "
+                   "--overwrite) an earlier quantmoo result; any other directory is refused")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier quantmoo result in --out (files quantmoo did not write there are kept)")
     s.add_argument("--no-plot", action="store_true", help="do not write figures")
     s.add_argument("--json", action="store_true", help="print machine-readable output")
     s.add_argument("--progress", dest="progress", action="store_true", default=None)
@@ -86,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--index", type=int, help="front index (overrides --pick)")
     x.add_argument("--format", default="yaml", help="yaml or json")
     x.add_argument("--out", help="output file (default: stdout)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     m = cmd("models", "List the model zoo with parameter counts.")
     m.add_argument("--json", action="store_true")
@@ -96,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure this machine with NumPy (GEMM per dtype, memory bandwidth) and write a "
                         "'host' profile usable as --hardware OUT.yaml")
     h.add_argument("--seconds", metavar="S", help="with --measure-host: time budget in seconds (default 5)")
+    h.add_argument("--overwrite", action="store_true", help="with --measure-host: replace an existing file")
     h.add_argument("--json", action="store_true")
 
     for name, help_ in (("sensitivity", "Per-layer sensitivity tables from real weights."),
@@ -110,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 def _sensitivity_args(c):
     c.add_argument("--model", required=True, help="a model with real weights: digits or minilm-l6")
     c.add_argument("--out", required=True, help="output .npz file")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     c.add_argument("--space", help="search-space YAML")
 
 
@@ -132,10 +138,14 @@ def _plot_args(c):
     c.add_argument("--y", default="accuracy_loss")
     c.add_argument("--z", default="latency_ms")
     c.add_argument("--out", help="output path stem (default: RUN/<kind>)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing --out figures")
 
 
 def _demo_args(c):
-    c.add_argument("--out", default="quantmoo-demo", help="output directory")
+    c.add_argument("--out", default="quantmoo-demo",
+                   help="output directory (default: %(default)s); an earlier demo there is replaced, any other "
+                        "non-empty directory needs --overwrite (a quantmoo result) or is refused")
+    c.add_argument("--overwrite", action="store_true", help="replace an earlier quantmoo search result in --out")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", action="store_true")
 
@@ -178,19 +188,23 @@ def _parse_weights(text):
     return out
 
 
-def _check_out_dir(out):
-    """Fail before a long search if the output directory cannot be written."""
+def _check_out_dir(out, overwrite=False, kind="result"):
+    """Fail before any work if ``--out`` may not be written (see quantmoo.results.outdir)."""
     if out is None:
-        return
+        return None
+    from .results.outdir import check_output_dir
+    return check_output_dir(out, overwrite=overwrite, kind=kind)
+
+
+def _check_inside(inner, outer, inner_flag):
+    """A checkpoint inside the directory being replaced would be deleted with it: refuse."""
     import os
-    path = Path(out).resolve()
-    parent = path if path.exists() else path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if path.exists() and not path.is_dir():
-        raise QuantmooError(f"The '--out' path exists and is not a directory: {out}")
-    if not os.access(parent, os.W_OK):
-        raise QuantmooError(f"The '--out' directory is not writable: {out}")
+    if inner is None or outer is None:
+        return
+    a, b = Path(os.path.realpath(inner)), Path(os.path.realpath(outer))
+    if a == b or b in a.parents:
+        raise QuantmooError(f"The '{inner_flag}' directory {inner} is inside '--out' {outer}, which quantmoo "
+                            f"replaces as a whole: put it next to it, e.g. {inner_flag} {Path(outer)}.checkpoint")
 
 
 def _print(obj, as_json):
@@ -214,19 +228,10 @@ def cmd_models(a):
         print(f"{r['name']:<16} {r['n_params']:>15,} {r['n_layers']:>6} {r['macs'] / 1e9:>9.3f}  {r['description']}")
 
 
-def _check_out_file(out, option):
-    """Fail before measuring if ``out`` cannot be written as a file."""
-    import os
-    path = Path(out).resolve()
-    if path.is_dir():
-        raise QuantmooError(f"The '{option}' path is a directory, not a file: {out}")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise QuantmooError(f"The '{option}' file cannot be created: {parent} is not a directory: {out}")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise QuantmooError(f"The '{option}' file is not writable: {out}")
+def _check_out_file(out, option, overwrite=False):
+    """Fail before any work if ``out`` may not be written as a file (an existing one needs --overwrite)."""
+    from .results.outdir import check_output_file
+    return check_output_file(out, overwrite=overwrite, option=option)
 
 
 def _parse_seconds(text):
@@ -247,7 +252,7 @@ def cmd_measure_host(a):
     seconds = _parse_seconds(a.seconds)
     if not a.measure_host.strip():
         raise QuantmooError("The '--measure-host' needs an output file path, e.g. host.yaml")
-    _check_out_file(a.measure_host, "--measure-host")
+    _check_out_file(a.measure_host, "--measure-host", a.overwrite)
     try:
         path = hardware.write_host_profile(a.measure_host, seconds=seconds)
     except QuantmooError as e:
@@ -295,19 +300,25 @@ def cmd_hardware(a):
 def cmd_search(a):
     import warnings
     import quantmoo
+    from .results.outdir import ResultWriteError
     from .search.run import SearchInterrupted, resume_search
-    _check_out_dir(a.out)
+    out = a.out
+    _check_out_dir(out, a.overwrite)
     if a.resume:
         if a.model or a.hardware or a.checkpoint:
             raise QuantmooError("'--resume DIR' continues the checkpointed search with its own settings; "
                                 "do not pass --model, --hardware or --checkpoint with it")
         where = a.resume
+        _check_inside(a.resume, out, "--resume")
     else:
         missing = [f for f, v in (("--model", a.model), ("--hardware", a.hardware)) if not v]
         if missing:
             raise QuantmooError(f"the following arguments are required: {', '.join(missing)}")
-        # Ctrl-C always leaves a resumable state: in --checkpoint, or next to --out (written only then)
-        where = a.checkpoint or (f"{Path(a.out)}.checkpoint" if a.out else "quantmoo-search.checkpoint")
+        _check_inside(a.checkpoint, out, "--checkpoint")
+        # Ctrl-C always leaves a resumable state: in --checkpoint, or next to --out; with --out the
+        # finished state is kept there too until the result is written (a failed write loses nothing)
+        where = a.checkpoint or (f"{Path(out)}.checkpoint" if out is not None else "quantmoo-search.checkpoint")
+    auto_checkpoint = not (a.resume or a.checkpoint)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -322,30 +333,42 @@ def cmd_search(a):
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
                                       checkpoint=where, seed_baselines=a.seed_baselines,
-                                      checkpoint_every=a.checkpoint_every if a.checkpoint else 0)
+                                      checkpoint_every=a.checkpoint_every if a.checkpoint else 0,
+                                      checkpoint_final=bool(a.checkpoint) or out is not None)
     except SearchInterrupted as e:
-        again = f"quantmoo search --resume {e.checkpoint}" + (f" --out {a.out}" if a.out else "")
+        again = f"quantmoo search --resume {e.checkpoint}" + (f" --out {out}" if out is not None else "")
         raise _Interrupted(f"interrupted after generation {e.n_gen}; the state is saved in {e.checkpoint}; "
                            f"continue with: {again}") from None
     if not res.feasible:
         raise QuantmooError(res.message)
-    where = None
-    if a.out:
+    written = None
+    if out is not None:
+        again = f"quantmoo search --resume {where} --out {out}" + (" --overwrite" if a.overwrite else "")
         try:
             extra = {"accuracy_table.npz": Path(a.accuracy_table).read_bytes()} if a.accuracy_table else None
-            where = res.save(a.out, plot=not a.no_plot, extra_files=extra)
+            written = res.save(out, plot=not a.no_plot, extra_files=extra, overwrite=a.overwrite)
         except KeyboardInterrupt:   # the save is atomic: nothing half-written is left in --out
-            hint = f"; the finished search is in {a.resume or a.checkpoint}: quantmoo search --resume " \
-                   f"{a.resume or a.checkpoint} --out {a.out}" if (a.resume or a.checkpoint) else ""
-            raise _Interrupted(f"interrupted while writing {a.out}; nothing was written{hint}") from None
+            raise _Interrupted(f"interrupted while writing {out}; nothing was written; the finished search is "
+                               f"in {where}: {again}") from None
+        except ResultWriteError as e:
+            raise QuantmooError(f"{e}; nothing was replaced, and the finished search is saved in {where}: "
+                                f"free space or fix the location, then run: {again}") from None
+        if auto_checkpoint:
+            _remove_checkpoint(where)
     if a.json:
         k = res.knee_index()
-        return _print({"out": str(where) if where else None, "n_front": len(res.front), "knee_index": k,
+        return _print({"out": str(written) if written else None, "n_front": len(res.front), "knee_index": k,
                        "front": [s.to_dict()["objectives"] for s in res.front]}, True)
     print(res.summary())
-    if where:
-        print(f"results written to {where}/ (results.json, front.yaml"
+    if written:
+        print(f"results written to {written}/ (results.json, front.yaml"
               f"{', pareto.png/.pdf' if not a.no_plot else ''})")
+
+
+def _remove_checkpoint(directory):
+    """Remove a checkpoint quantmoo wrote itself (only its own files; the directory if then empty)."""
+    from .search.checkpoint import remove_checkpoint
+    remove_checkpoint(directory)
 
 
 class _Interrupted(Exception):
@@ -421,8 +444,9 @@ def cmd_export(a):
     if a.format not in ("yaml", "json"):
         raise QuantmooError(f"The '--format' value must be one of {{yaml, json}}; got {a.format!r}")
     text = sol.config.to_yaml() if a.format == "yaml" else sol.config.to_json()
-    if a.out:
+    if a.out is not None:
         from .io import atomic_write_text
+        _check_out_file(a.out, "--out", a.overwrite)
         atomic_write_text(Path(a.out), text)
         print(f"wrote {a.out}")
     else:
@@ -448,6 +472,9 @@ def cmd_plot(a):
     results = [load_result(r) for r in a.run]
     res = results[0]
     stem = Path(a.out) if a.out else Path(a.run[0]) / a.kind
+    if a.out is not None:
+        for ext in (".png", ".pdf", ".svg"):
+            _check_out_file(f"{a.out}{ext}", "--out", a.overwrite)
     if a.kind == "front":
         fig = plots.plot_front(res, x=a.x, y=a.y, save=stem)
     elif a.kind == "front3d":
@@ -481,6 +508,7 @@ def cmd_sensitivity(a):
     out = Path(a.out)
     if out.suffix != ".npz":
         raise QuantmooError(f"The '--out' file must end in .npz; got {a.out!r}")
+    _check_out_file(a.out, "--out", a.overwrite)
     model = zoo.load(a.model)
     if model.evaluator is None and model.weights is None:
         raise QuantmooError(f"The model '{model.name}' has no real weights and evaluator; sensitivity needs one of "
@@ -504,7 +532,7 @@ def cmd_validate(a):
           f"{v:.3f}" if isinstance(v, float) else f"validated {a.run}")
 
 
-def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) -> dict:
+def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100, overwrite=False) -> dict:
     """The end-to-end job: digits on arm_dot: sensitivity, search, measured validation, figures."""
     import time
     import warnings
@@ -518,7 +546,7 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) ->
     from .search.space import SearchSpace
 
     t0 = time.perf_counter()
-    _check_out_dir(out)
+    _check_out_dir(out, overwrite, kind="demo")
     model = zoo.load("digits")
     space = SearchSpace()
     table = sensitivity(model, space, model.evaluator)
@@ -544,7 +572,8 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) ->
             plt.close(fig)
             figs[name] = f"{name}.png"
 
-    where = res.save(out, extra_files={"accuracy_table.npz": table.to_bytes()}, after_write=extra_figures)
+    where = res.save(out, extra_files={"accuracy_table.npz": table.to_bytes()}, after_write=extra_figures,
+                     overwrite=overwrite, kind="demo")
     measured = [(s.compression_ratio, s.measured.get("accuracy_loss")) for s in res.front
                 if s.measured and s.measured.get("accuracy_loss") is not None]
     best10 = max((c for c, l in measured if l <= 1.0), default=None)
@@ -558,7 +587,7 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100) ->
 
 
 def cmd_demo(a):
-    info = demo(a.out, a.seed, progress=None)
+    info = demo(a.out, a.seed, progress=None, overwrite=a.overwrite)
     res = info.pop("result")
     if a.json:
         return _print(info, True)

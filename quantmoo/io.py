@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Tuple
@@ -98,34 +97,6 @@ def _one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def atomic_write_dir(final: Path, write) -> Path:
-    """Create directory ``final`` atomically: ``write(tmpdir)`` fills a sibling temp dir, then rename.
-
-    An existing ``final`` is replaced only after the new content is complete, so an
-    interrupted run never leaves a half-written result.
-    """
-    final = Path(final)
-    parent = final.parent if str(final.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
-    except OSError as e:
-        raise QuantmooError(f"The output directory '{final}' is not writable: {e.strerror}") from None
-    try:
-        write(tmp)
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=parent))
-            os.replace(final, old / "x")
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file via a temp file in the same directory + rename (flushed to disk first), so a
     process killed mid-write leaves the previous file intact."""
@@ -133,6 +104,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes the file 0600: give it the mode the file has, or the umask's (0644 usually)
+        os.fchmod(fd, (path.stat().st_mode & 0o7777) if path.exists() else umask_mode(0o666))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -142,6 +115,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def umask_mode(base: int = 0o777) -> int:
+    """``base`` with the process's umask applied (what ``mkdir``/``open`` would give)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

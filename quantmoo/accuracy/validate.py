@@ -44,7 +44,6 @@ is carried over into the new directory.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -411,29 +410,7 @@ def validate(result_or_run_dir, model=None, workers: Optional[int] = None, dask_
 
 
 def _rewrite(result, run_dir: Path) -> None:
-    """Save ``result`` over ``run_dir`` atomically, carrying over every other file of the directory."""
-    old = Path(run_dir)
-
-    def keep_extras(tmp: Path):
-        for item in old.iterdir():
-            dest = tmp / item.name
-            if dest.exists() or item.name.startswith("."):
-                continue
-            if item.is_dir():
-                shutil.copytree(item, dest)
-            else:
-                shutil.copy2(item, dest)
-
-    try:
-        result.save(old, after_write=keep_extras)
-    except TypeError:  # an older save() without after_write: write, then restore the extras
-        import tempfile
-        with tempfile.TemporaryDirectory() as keep:
-            keep = Path(keep)
-            for item in old.iterdir():
-                if item.name not in ("results.json", "front.yaml") and not item.name.startswith("."):
-                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, keep / item.name)
-            result.save(old)
-            for item in keep.iterdir():
-                if not (old / item.name).exists():
-                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, old / item.name)
+    """Save ``result`` over ``run_dir`` atomically, keeping every other file quantmoo wrote there
+    (accuracy table, figures) and every file it did not write."""
+    from ..results.outdir import own_files
+    result.save(run_dir, overwrite=True, keep_own=sorted(own_files(run_dir)))

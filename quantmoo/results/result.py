@@ -155,15 +155,32 @@ class SearchResult:
         })
         return d
 
-    def save(self, directory, plot: bool = False, extra_files: Optional[dict] = None, after_write=None) -> Path:
+    def save(self, directory, plot: bool = False, extra_files: Optional[dict] = None, after_write=None,
+             overwrite: bool = False, kind: str = "result", keep_own: Sequence[str] = ()) -> Path:
         """Write ``results.json`` and ``front.yaml`` (and figures) atomically into ``directory``.
 
-        ``extra_files`` maps file names to bytes written into the same directory (e.g. the proxy
-        accuracy table), and ``after_write(tmpdir)`` may add more (figures), so the directory
-        appears complete or not at all.
+        Parameters
+        ----------
+        directory : path
+            A new or empty directory, or (with ``overwrite=True``) an earlier quantmoo result. Any
+            other non-empty directory is refused (:mod:`quantmoo.results.outdir`); in a replaced
+            result, files quantmoo did not write are kept.
+        plot : bool
+            Also write ``pareto.png``/``.pdf``.
+        extra_files : dict, optional
+            File names -> bytes written into the same directory (e.g. the proxy accuracy table).
+        after_write : callable, optional
+            ``after_write(tmpdir)`` may add more files (figures); the directory appears complete
+            or not at all.
+        overwrite : bool
+            Replace an earlier quantmoo result in ``directory``.
+        kind : str
+            ``"result"`` or ``"demo"`` (a demo replaces an earlier demo without ``overwrite``).
+        keep_own : sequence of str
+            Files quantmoo wrote there earlier that this save keeps (``validate`` keeps the table).
         """
         extra_files = dict(extra_files or {})
-        from ..io import atomic_write_dir
+        from .outdir import replace_dir
         import yaml
 
         d = self.to_dict()
@@ -185,7 +202,7 @@ class SearchResult:
             if after_write is not None:
                 after_write(tmp)
 
-        return atomic_write_dir(Path(directory), write)
+        return replace_dir(Path(directory), write, overwrite=overwrite, kind=kind, keep_own=keep_own)
 
     @classmethod
     def from_dict(cls, d: Mapping, source: str = "results.json") -> "SearchResult":
@@ -344,7 +361,10 @@ def normalise_weights(objectives, weights) -> np.ndarray:
 def load_result(directory) -> SearchResult:
     """Restore a :class:`SearchResult` saved by :meth:`SearchResult.save`."""
     from ..io import load_json
+    from .outdir import recover
     path = Path(directory)
+    if not path.exists():
+        recover(path)      # a writer killed mid-swap: the old version is moved back first
     if path.is_dir():
         path = path / "results.json"
     return SearchResult.from_dict(load_json(path), source=str(path))

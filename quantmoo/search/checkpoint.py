@@ -100,6 +100,21 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}") from None
 
 
+def remove_checkpoint(directory) -> None:
+    """Delete the files :func:`save_checkpoint` writes in ``directory``, and the directory if it is
+    then empty; nothing else is touched."""
+    d = Path(directory)
+    for name in (CHECKPOINT_FILE, SUMMARY_FILE):
+        try:
+            (d / name).unlink()
+        except FileNotFoundError:
+            pass
+    try:
+        d.rmdir()
+    except OSError:
+        pass
+
+
 def has_checkpoint(directory) -> bool:
     return (Path(directory) / CHECKPOINT_FILE).is_file()
 

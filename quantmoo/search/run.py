@@ -204,7 +204,7 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
            strict: bool = False, weights=None, selection: str = "tournament", baselines: bool = True,
            operators: str = "quantmoo", problem: Optional[QuantizationProblem] = None, archive: bool = True,
            max_front: Optional[int] = 200, checkpoint=None, checkpoint_every: int = 1,
-           seed_baselines: bool = False):
+           seed_baselines: bool = False, checkpoint_final: bool = True):
     """Search the Pareto front of per-layer quantization configs.
 
     Parameters
@@ -256,7 +256,11 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         and at the end (see :mod:`quantmoo.search.checkpoint`); :func:`resume_search` continues
         from it and reaches the same front as an uninterrupted run.
     checkpoint_every : int
-        Generations between checkpoints (default 1); 0 saves only when Ctrl-C stops the search.
+        Generations between checkpoints (default 1); 0 saves only when Ctrl-C stops the search
+        and, with ``checkpoint_final``, at the end.
+    checkpoint_final : bool
+        Also save the finished state (default), so that the result can be written again from it
+        (``quantmoo search --resume DIR --out OUT``) if writing it fails.
 
     Returns
     -------
@@ -280,10 +284,11 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
                     max_front=max_front, seed_baselines=seed_baselines)
     run.checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 0)
     run.setup()
-    return drive(run, progress=progress, callback=callback, checkpoint=checkpoint)
+    return drive(run, progress=progress, callback=callback, checkpoint=checkpoint, final=checkpoint_final)
 
 
-def resume_search(checkpoint, progress: Optional[bool] = None, callback: Optional[Callable] = None, evaluator=None):
+def resume_search(checkpoint, progress: Optional[bool] = None, callback: Optional[Callable] = None, evaluator=None,
+                  checkpoint_final: bool = True):
     """Continue a search from its checkpoint directory; return its :class:`SearchResult`.
 
     The search goes on with the settings it was started with and keeps checkpointing to the
@@ -304,7 +309,7 @@ def resume_search(checkpoint, progress: Optional[bool] = None, callback: Optiona
     >>> res = quantmoo.resume_search("ckpt")                                         # ...then go on
     """
     run = SearchRun.resume(checkpoint, evaluator=evaluator)
-    return drive(run, progress=progress, callback=callback, checkpoint=checkpoint)
+    return drive(run, progress=progress, callback=callback, checkpoint=checkpoint, final=checkpoint_final)
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -353,7 +358,7 @@ class _DeferredInterrupt:
 
 
 def drive(run: "SearchRun", progress: Optional[bool] = None, callback: Optional[Callable] = None,
-          checkpoint=None):
+          checkpoint=None, final: bool = True):
     """Run a set-up :class:`SearchRun` to the end (progress bar, callback, checkpoints, Ctrl-C)."""
     from .checkpoint import save_checkpoint
     every = int(getattr(run, "checkpoint_every", 1))
@@ -379,7 +384,7 @@ def drive(run: "SearchRun", progress: Optional[bool] = None, callback: Optional[
                                             run.n_done)
                 if callback is not None and callback({**rec, "algorithm": run.algorithm}) is False:
                     break
-            if checkpoint is not None and (every or interrupt.requested):
+            if checkpoint is not None and (every or final or interrupt.requested):
                 save_checkpoint(run, checkpoint)    # the final state: resuming it returns the result
             if bar is not None:
                 bar.close()
