@@ -72,7 +72,7 @@ def kill_when_running(p: subprocess.Popen, ck: Path, delay: float, sig=signal.SI
 def front_of(out_dir):
     """What must be identical: the front (configs and objective values) and the history."""
     d = json.loads((Path(out_dir) / "results.json").read_text())
-    return ([(s["config"], s["objectives"]) for s in d["front"]],
+    return ([([d["layer_choices"][i] for i in s["choices"]], s["calibration"], s["objectives"]) for s in d["front"]],
             [(h["n_eval"], h["hypervolume"], h["n_front"]) for h in d["history"]])
 
 

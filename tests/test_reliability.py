@@ -94,7 +94,8 @@ def _cli(args, cwd):
 
 def _front_json(out_dir):
     d = json.loads((Path(out_dir) / "results.json").read_text())
-    return [(s["config"], s["objectives"]) for s in d["front"]], [(h["n_eval"], h["hypervolume"]) for h in d["history"]]
+    front = [([d["layer_choices"][i] for i in s["choices"]], s["calibration"], s["objectives"]) for s in d["front"]]
+    return front, [(h["n_eval"], h["hypervolume"]) for h in d["history"]]
 
 
 @pytest.fixture(scope="module")

@@ -210,10 +210,10 @@ def test_validate_run_dir(tmp_path, result):
     assert v["kendall_tau"] == pytest.approx(rep.kendall_tau) and v["n"] == rep.n
     assert set(v) >= {"kendall_tau", "p_value", "n", "cache_hits", "cache_misses", "failed"}
     ev = load_digits_model().evaluator
-    for p in d["front"]:
+    for p, sol in zip(d["front"], load_result(run).front):
         m = p["measured"]
         assert m["kind"] == "measured" and m["evaluator"] == "digits-test-accuracy"
-        assert m["accuracy_loss"] == pytest.approx(ev.loss(QuantConfig.from_dict(p["config"])))
+        assert m["accuracy_loss"] == pytest.approx(ev.loss(sol.config))
     assert d["baselines"] and all("accuracy_loss" in b["measured"] for b in d["baselines"])
     assert (run / "accuracy_table.npz").read_bytes() == b"keep me"
     assert (run / "notes" / "a.txt").read_text() == "hello"

@@ -41,8 +41,8 @@ __all__ = ["MARKER", "check_output_dir", "check_output_file", "replace_dir", "re
 MARKER = ".quantmoo-result.json"
 MARKER_FORMAT = "quantmoo-dir/1"
 #: What results written before the marker existed may hold (``SearchResult.save`` and the demo).
-_LEGACY_FILES = {"results.json", "front.yaml", "front.csv", "evaluations.csv", "nondominated.npz",
-                 "accuracy_table.npz"}
+_LEGACY_FILES = {"results.json", "front.yaml", "front.csv", "evaluations.csv", "evaluations.npz",
+                 "nondominated.npz", "accuracy_table.npz"}
 _LEGACY_FIGURES = {"pareto", "pareto_latency", "objectives_matrix", "bit_heatmap", "convergence"}
 _PID_FILE = ".quantmoo-writer"
 _STALE_SECONDS = 3600.0
@@ -76,7 +76,7 @@ def _legacy_marker(d: Path) -> Optional[dict]:
         fmt = json.loads((d / "results.json").read_text(encoding="utf-8")).get("format")
     except (OSError, ValueError, AttributeError):
         return None
-    if fmt != "quantmoo-results/1":
+    if not isinstance(fmt, str) or not fmt.startswith("quantmoo-results/"):
         return None
     files = [e.name for e in d.iterdir() if e.is_file() and not e.is_symlink() and (
         e.name in _LEGACY_FILES or (e.stem in _LEGACY_FIGURES and e.suffix in (".png", ".pdf", ".svg")))]

@@ -20,7 +20,11 @@ import numpy as np
 from ..config import QuantConfig
 from ..errors import QuantmooError, brief
 
-RESULTS_FORMAT = "quantmoo-results/1"
+RESULTS_FORMAT = "quantmoo-results/2"
+#: Formats ``load_result`` reads: /1 stored a full config dict per point; /2 stores each point's
+#: per-layer choices as indices into one table of distinct layer choices (20-60x smaller on LLMs).
+READ_FORMATS = ("quantmoo-results/1", RESULTS_FORMAT)
+FRONT_FORMAT = "quantmoo-front/2"
 #: Where ``accuracy_loss`` comes from (DESIGN.md section 6; ``quantmoo.accuracy.tables.KINDS``).
 ACCURACY_KINDS = ("prior", "proxy", "measured")
 
@@ -74,8 +78,11 @@ class SearchResult:
     accuracy_kind: str
     feasible: bool = True
     message: str = ""
-    all_values: dict = field(default_factory=dict)
     nondominated: Optional[tuple] = None
+    #: every evaluated genome: columns ``generation``, each objective, ``feasible``, and (N, n_layers)
+    #: ``weight_bits`` / ``activation_bits`` (see :func:`quantmoo.search.front.evaluation_table`)
+    evaluations: dict = field(default_factory=dict)
+    layer_names: Optional[list] = None
 
     @property
     def F(self) -> np.ndarray:
@@ -141,9 +148,11 @@ class SearchResult:
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """The result with a full config dict per point (format /1, which ``from_dict`` reads);
+        ``results.json`` holds the compact form of :meth:`to_json`."""
         d = dict(self.meta)
         d.update({
-            "format": RESULTS_FORMAT,
+            "format": READ_FORMATS[0],
             "objectives": list(self.objectives),
             "accuracy_kind": self.accuracy_kind,
             "feasible": self.feasible,
@@ -180,16 +189,22 @@ class SearchResult:
             Files quantmoo wrote there earlier that this save keeps (``validate`` keeps the table).
         """
         extra_files = dict(extra_files or {})
+        from .export_csv import evaluations_csv, front_csv
         from .outdir import replace_dir
-        import yaml
-
-        d = self.to_dict()
-        front_yaml = yaml.safe_dump({"format": "quantmoo-front/1", "configs": [s.config.to_dict() for s in self.front]},
-                                    sort_keys=False)
+        results_json = self.to_json()
+        front_yaml = self.front_yaml()
+        table = front_csv(self)
+        evals = self.evaluations
 
         def write(tmp: Path):
-            (tmp / "results.json").write_text(json.dumps(_jsonable(d), indent=1))
+            (tmp / "results.json").write_text(results_json)
             (tmp / "front.yaml").write_text(front_yaml)
+            (tmp / "front.csv").write_text(table)
+            if evals:
+                (tmp / "evaluations.csv").write_text(evaluations_csv(evals, self.objectives))
+                np.savez_compressed(tmp / "evaluations.npz", weight_bits=evals["weight_bits"],
+                                    activation_bits=evals["activation_bits"], generation=evals["generation"],
+                                    layers=np.array(self._layer_order()))
             if self.nondominated is not None:
                 X, F = self.nondominated
                 np.savez_compressed(tmp / "nondominated.npz", X=X, F=F, objectives=np.array(self.objectives))
@@ -204,6 +219,112 @@ class SearchResult:
 
         return replace_dir(Path(directory), write, overwrite=overwrite, kind=kind, keep_own=keep_own)
 
+    def _layer_order(self) -> list:
+        if self.layer_names:
+            return list(self.layer_names)
+        return list(self.front[0].config.layers) if self.front else []
+
+    def _encoded(self):
+        """(layer names, distinct layer-choice dicts, front choice ids, baseline choice ids)."""
+        from ..config import LayerQuant
+        names = self._layer_order()
+        table = {}
+        front = [[table.setdefault(s.config.layers[n], len(table)) for n in names] for s in self.front]
+        base = []
+        for b in self.baselines:
+            cfg = b.get("config")
+            if cfg is None or set(cfg.get("layers", {})) != set(names):
+                base.append(None)
+                continue
+            lay = cfg["layers"]
+            base.append([table.setdefault(LayerQuant(**lay[n]), len(table)) for n in names])
+        return names, [lq.to_dict() for lq in table], front, base
+
+    def to_json(self) -> str:
+        """``results.json`` text: readable metadata, one compact line per front point, baseline and
+        generation, and each point's per-layer choices as indices into ``layer_choices``."""
+        names, choices, front_ids, base_ids = self._encoded()
+        head = dict(self.meta)
+        head.update({"format": RESULTS_FORMAT, "objectives": list(self.objectives),
+                     "accuracy_kind": self.accuracy_kind, "feasible": self.feasible, "message": self.message,
+                     "knee_index": self.knee_index() if self.front else None,
+                     "n_evaluations": int(len(self.evaluations.get("generation", ()))),
+                     "layers": names, "layer_choices": choices})
+        rows = {"front": [], "baselines": [], "history": [_jsonable(h) for h in self.history]}
+        for s, ids in zip(self.front, front_ids):
+            p = s.to_dict()
+            cfg = p.pop("config")
+            p.update({"calibration": cfg["calibration"], "choices": ids})
+            if cfg.get("meta"):
+                p["config_meta"] = cfg["meta"]
+            rows["front"].append(_jsonable(p))
+        for b, ids in zip(self.baselines, base_ids):
+            b = dict(b)
+            if ids is not None:
+                cfg = b.pop("config")
+                b.update({"calibration": cfg.get("calibration", "min_max"), "choices": ids})
+            rows["baselines"].append(_jsonable(b))
+        text = json.dumps(_jsonable(head), indent=1)[:-2]
+        for key, items in rows.items():
+            text += f',\n "{key}": [' + ",".join("\n  " + json.dumps(r, separators=(",", ":")) for r in items)
+            text += "\n ]" if items else "]"
+        return text + "\n}\n"
+
+    def front_yaml(self) -> str:
+        """``front.yaml``: the front's configs, readable and compact: the layer names once, the
+        distinct layer choices once, and per point its calibration and one choice index per layer
+        (``quantmoo export RUN --index i`` writes any point as a full config)."""
+        names, choices, front_ids, _ = self._encoded()
+        model = self.meta.get("model", {}).get("name") if isinstance(self.meta.get("model"), Mapping) else None
+        hw = self.meta.get("hardware", {}).get("name") if isinstance(self.meta.get("hardware"), Mapping) else None
+        lines = [f"format: {FRONT_FORMAT}", f"model: {json.dumps(model)}", f"hardware: {json.dumps(hw)}",
+                 "# layers: the column order of every 'choices' list below", "layers:"]
+        lines += [f"- {json.dumps(n)}" for n in names]
+        lines.append("# layer_choices: the distinct per-layer choices, referred to by index")
+        lines.append("layer_choices:")
+        lines += [f"- {json.dumps(c)}" for c in choices]
+        lines.append("configs:")
+        for s, ids in zip(self.front, front_ids):
+            objs = ", ".join(f"{k}: {v:.6g}" for k, v in s.objectives.items() if k in self.objectives)
+            lines.append(f"- # {objs}")
+            lines.append(f"  calibration: {s.config.calibration}")
+            lines.append(f"  choices: {json.dumps(ids)}")
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _decode(d: Mapping, source: str):
+        """Layer names and LayerQuant table of a /2 results.json, validated."""
+        from ..config import _layer_from_mapping
+        names, table = d.get("layers"), d.get("layer_choices")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
+                or len(set(names)) != len(names):
+            raise QuantmooError(f"{source}: field 'layers' must be a list of distinct layer names")
+        if not isinstance(table, list) or not all(isinstance(c, Mapping) for c in table):
+            raise QuantmooError(f"{source}: field 'layer_choices' must be a list of mappings of choices")
+        lqs = []
+        for j, c in enumerate(table):
+            try:
+                lqs.append(_layer_from_mapping(c, f"layer_choices[{j}]"))
+            except QuantmooError as e:
+                raise QuantmooError(f"{source}: {e}") from None
+        return names, lqs
+
+    @staticmethod
+    def _config_from_ids(p: Mapping, names, lqs, model, hardware, where: str, source: str) -> QuantConfig:
+        ids = p.get("choices")
+        if not isinstance(ids, list) or len(ids) != len(names) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(lqs) for i in ids):
+            raise QuantmooError(f"{source}: field '{where}.choices' must be a list of {len(names)} indices into "
+                                f"'layer_choices' (0..{len(lqs) - 1})")
+        meta = p.get("config_meta") or {}
+        if not isinstance(meta, Mapping):
+            raise QuantmooError(f"{source}: field '{where}.config_meta' must be a mapping")
+        try:
+            return QuantConfig({n: lqs[i] for n, i in zip(names, ids)}, calibration=p.get("calibration", "min_max"),
+                               model=model, hardware=hardware, meta=dict(meta))
+        except QuantmooError as e:
+            raise QuantmooError(f"{source}: {where}: {e}") from None
+
     @classmethod
     def from_dict(cls, d: Mapping, source: str = "results.json") -> "SearchResult":
         """Rebuild a result from its ``results.json`` content, validating every field it reads."""
@@ -213,8 +334,16 @@ class SearchResult:
         for k in ("format", "objectives", "front", "accuracy_kind"):
             if k not in d:
                 raise QuantmooError(f"{source}: missing field '{k}'")
-        if d["format"] != RESULTS_FORMAT:
-            raise QuantmooError(f"{source}: field 'format' must be {RESULTS_FORMAT!r}; got {brief(d['format'])}")
+        if d["format"] not in READ_FORMATS:
+            raise QuantmooError(f"{source}: field 'format' must be one of {{{', '.join(READ_FORMATS)}}}; "
+                                f"got {brief(d['format'])}")
+        compact = d["format"] == RESULTS_FORMAT
+        if compact:
+            names, lqs = cls._decode(d, source)
+            mname = d.get("model", {}).get("name") if isinstance(d.get("model"), Mapping) else None
+            hname = d.get("hardware", {}).get("name") if isinstance(d.get("hardware"), Mapping) else None
+            if mname is not None and not isinstance(mname, str) or hname is not None and not isinstance(hname, str):
+                raise QuantmooError(f"{source}: fields 'model.name' and 'hardware.name' must be strings")
         objectives = d["objectives"]
         if not isinstance(objectives, list) or not objectives or not all(
                 isinstance(o, str) and o in OBJECTIVES for o in objectives) or len(set(objectives)) != len(objectives):
@@ -229,9 +358,11 @@ class SearchResult:
         front = []
         for i, p in enumerate(d["front"]):
             where = f"front[{i}]"
-            if not isinstance(p, Mapping) or "config" not in p or "objectives" not in p:
-                raise QuantmooError(f"{source}: field '{where}' must be a mapping holding 'config' and 'objectives'")
-            cfg = QuantConfig.from_dict(p["config"], source=f"{source}: {where}.config")
+            need = "choices" if compact else "config"
+            if not isinstance(p, Mapping) or need not in p or "objectives" not in p:
+                raise QuantmooError(f"{source}: field '{where}' must be a mapping holding '{need}' and 'objectives'")
+            cfg = (cls._config_from_ids(p, names, lqs, mname, hname, where, source) if compact
+                   else QuantConfig.from_dict(p["config"], source=f"{source}: {where}.config"))
             objs = p["objectives"]
             if not isinstance(objs, Mapping) or any(o not in objs for o in objectives):
                 raise QuantmooError(f"{source}: field '{where}.objectives' must hold {objectives}")
@@ -262,7 +393,11 @@ class SearchResult:
                                     f"got {brief(b['objectives'])}")
             for k, v in b["objectives"].items():
                 _number(v, f"{where}.objectives.{k}", source)
-            if b.get("config") is not None:
+            if compact and b.get("choices") is not None:
+                b["config"] = cls._config_from_ids(b, names, lqs, mname, hname, where, source).to_dict()
+                b.pop("choices")
+                b.pop("calibration", None)
+            elif b.get("config") is not None:
                 QuantConfig.from_dict(b["config"], source=f"{source}: {where}.config")
         feasible = d.get("feasible", True)
         if not isinstance(feasible, bool):
@@ -272,12 +407,13 @@ class SearchResult:
             raise QuantmooError(f"{source}: field 'message' must be a string; got {brief(message)}")
         meta = {k: v for k, v in d.items() if k not in {
             "format", "objectives", "accuracy_kind", "feasible", "message", "baselines", "front", "history",
-            "knee_index"}}
+            "knee_index", "layers", "layer_choices"}}
         space = meta.get("space")
         if space is not None and not isinstance(space, Mapping):
             raise QuantmooError(f"{source}: field 'space' must be a mapping of SearchSpace fields; got {brief(space)}")
         return cls(front=front, objectives=tuple(objectives), history=history, baselines=baselines, meta=meta,
-                   accuracy_kind=kind, feasible=feasible, message=message or "")
+                   accuracy_kind=kind, feasible=feasible, message=message or "",
+                   layer_names=names if compact else None)
 
     def summary(self, max_rows: int = 30) -> str:
         """A compact table of the front sorted by size, knee marked with '*'."""

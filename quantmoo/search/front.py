@@ -60,8 +60,28 @@ def infeasibility_message(problem, sol) -> str:
             + ". Relax these bounds or widen the search space.")
 
 
+def evaluation_table(problem, evaluated) -> dict:
+    """Every evaluated genome as columns: generation, every objective, feasibility, per-layer bits.
+
+    ``evaluated`` is a list with one (N_g, n_var) genome array per generation (generation 1 is the
+    initial population). One vectorised evaluation; the per-layer bits are gathered, not decoded.
+    """
+    if not evaluated:
+        return {}
+    X = np.concatenate([np.asarray(e, dtype=np.int64) for e in evaluated])
+    gen = np.concatenate([np.full(len(e), g + 1, dtype=np.int32) for g, e in enumerate(evaluated)])
+    vals = problem.evaluate_all(X)
+    C = problem.encoding.choices(X)
+    cv = problem.encoding.choice_value
+    out = {"generation": gen, **{k: np.asarray(v, dtype=float) for k, v in vals.items()},
+           "feasible": problem.feasible_mask(vals),
+           "weight_bits": cv["weight_bits"][C].astype(np.int8),
+           "activation_bits": cv["activation_bits"][C].astype(np.int8)}
+    return out
+
+
 def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_ref, baselines=True,
-                 archive=None, max_front=None) -> SearchResult:
+                 archive=None, max_front=None, evaluated=None) -> SearchResult:
     from .archive import thin, thin_epsilon
     pop_X = algo.pop.get("X")
     if archive is not None and len(archive):
@@ -107,4 +127,6 @@ def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_re
     res = SearchResult(front=front, objectives=problem.objectives, history=history, baselines=base, meta=meta,
                        accuracy_kind=problem.accuracy_kind, feasible=feasible, message=message)
     res.nondominated = full   # (X, F) of every non-dominated point when the front was thinned
+    res.evaluations = evaluation_table(problem, evaluated)
+    res.layer_names = list(model.layer_names)
     return res

@@ -453,6 +453,8 @@ class SearchRun:
         self.exec_time = 0.0
         self.hv_ref = None
         self.checkpoint_every = 1
+        #: every genome pymoo evaluated, one array per generation (for ``evaluations.csv``)
+        self.evaluated = []
 
     def settings(self) -> dict:
         """The constructor arguments other than the problem's (what a checkpoint stores)."""
@@ -518,6 +520,7 @@ class SearchRun:
         t0 = time.perf_counter()
         algo = self.algorithm
         algo.next()
+        self.evaluated.append(_evaluated_genomes(algo))
         if self.archive is not None:
             _archive_update(self.archive, algo, self.problem)
         rec = _record(algo, self.problem, self.hv_ref, self.archive)
@@ -542,7 +545,7 @@ class SearchRun:
                                        "seed_baselines": self.seed_baselines,
                                        "selection": self.selection if self.algorithm_name == "ga" else None},
                             hv_ref=self.hv_ref, baselines=self.baselines if baselines is None else baselines,
-                            archive=self.archive, max_front=self.max_front)
+                            archive=self.archive, max_front=self.max_front, evaluated=self.evaluated)
 
 
 def _ga_weights(problem, weights) -> np.ndarray:
@@ -558,6 +561,14 @@ def _feasible_objectives(pop, problem):
     F = np.column_stack([vals[o] for o in problem.objectives])
     feas = problem.feasible_mask(vals)
     return X[feas], F[feas]
+
+
+def _evaluated_genomes(algo) -> np.ndarray:
+    """The genomes evaluated in the generation just run, in the smallest integer type that holds them."""
+    pop = algo.off if algo.off is not None and len(algo.off) else algo.pop
+    X = np.asarray(pop.get("X"))
+    hi = int(X.max()) if X.size else 0
+    return X.astype(np.int8 if hi < 128 else np.int16 if hi < 32768 else np.int64)
 
 
 def _archive_update(archive, algo, problem):
