@@ -308,6 +308,9 @@ def cmd_search(a):
             raise QuantmooError(f"the following arguments are required: {', '.join(missing)}")
         # Ctrl-C always leaves a resumable state: in --checkpoint, or next to --out (written only then)
         where = a.checkpoint or (f"{Path(a.out)}.checkpoint" if a.out else "quantmoo-search.checkpoint")
+        if a.checkpoint:        # before the model, the space and the accuracy model are loaded
+            from .search.checkpoint import check_writable
+            check_writable(a.checkpoint)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -253,8 +253,10 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         ILP sweep's time on LLM-sized problems.
     checkpoint : path, optional
         Save the whole search state to this directory every ``checkpoint_every`` generations
-        and at the end (see :mod:`quantmoo.search.checkpoint`); :func:`resume_search` continues
-        from it and reaches the same front as an uninterrupted run.
+        and at the end (``checkpoint.npz``, arrays and JSON with a checksum; see
+        :mod:`quantmoo.search.checkpoint`); :func:`resume_search` continues from it and reaches
+        the same front as an uninterrupted run. A location that cannot be written is reported
+        before the search starts.
     checkpoint_every : int
         Generations between checkpoints (default 1); 0 saves only when Ctrl-C stops the search.
 
@@ -279,6 +281,9 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
                     baselines=baselines, operators=operators, problem=problem, archive=archive,
                     max_front=max_front, seed_baselines=seed_baselines)
     run.checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 0)
+    if checkpoint is not None:      # an unwritable location is an error now, not after the first generation
+        from .checkpoint import check_writable
+        check_writable(checkpoint)
     run.setup()
     return drive(run, progress=progress, callback=callback, checkpoint=checkpoint)
 
@@ -298,12 +303,20 @@ def resume_search(checkpoint, progress: Optional[bool] = None, callback: Optiona
     evaluator : optional
         For measured accuracy with an evaluator object (not a zoo name), the evaluator again.
 
+    Raises
+    ------
+    QuantmooError
+        No checkpoint, an old pickled ``checkpoint.pkl`` (never unpickled), a damaged file
+        (its checksum fails), or another run's checkpoint file next to this run's summary.
+
     Examples
     --------
     >>> res = quantmoo.search("resnet18", "arm_dot", n_gen=50, checkpoint="ckpt")   # Ctrl-C here...
     >>> res = quantmoo.resume_search("ckpt")                                         # ...then go on
     """
+    from .checkpoint import check_writable
     run = SearchRun.resume(checkpoint, evaluator=evaluator)
+    check_writable(checkpoint)      # it goes on saving there
     return drive(run, progress=progress, callback=callback, checkpoint=checkpoint)
 
 
@@ -476,19 +489,23 @@ class SearchRun:
             self.problem = QuantizationProblem(**self._problem_args)
         problem = self.problem
         check_feasible_bounds(problem)
+        self.hv_ref = hv_reference(problem)
+        self._build_algorithm()
+        self.archive = ParetoArchive(problem.n_var, problem.n_obj) if self.use_archive else None
+        return self
+
+    def _build_algorithm(self) -> None:
+        """The pymoo algorithm at generation 0 (a checkpoint then sets its state)."""
+        problem = self.problem
         termination = make_termination(self.n_gen, self.n_evals, self.time_limit)
-        self.hv_ref = ref = hv_reference(problem)
         algo = make_algorithm(self.algorithm_name, problem, self.pop_size, strict=self.strict,
                               selection=self.selection, operators=self.operators,
                               seed_baselines=self.seed_baselines)
         run_problem = problem
         if self.algorithm_name == "ga":
-            w = _ga_weights(problem, self.weights)
-            run_problem = WeightedSumProblem(problem, w, ref)
+            run_problem = WeightedSumProblem(problem, _ga_weights(problem, self.weights), self.hv_ref)
         algo.setup(run_problem, termination=termination, seed=self.seed, verbose=False)
         self.algorithm = algo
-        self.archive = ParetoArchive(problem.n_var, problem.n_obj) if self.use_archive else None
-        return self
 
     def _check_setup(self):
         if self.algorithm is None:
