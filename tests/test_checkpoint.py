@@ -98,6 +98,7 @@ def test_every_single_bit_flip_is_refused(saved, tmp_path):
             SearchRun.resume(d)
         refused += 1
     assert refused == len(offsets) > 150
+    assert cli.main(["search", "--resume", str(d), "--no-progress"]) == 2     # the command line: exit 2
     for n in (0, 10, len(data) // 2, len(data) - 1):            # truncated by a full disk or a copy
         (d / ck.CHECKPOINT_FILE).write_bytes(data[:n])
         with pytest.raises(QuantmooError, match="damaged|truncated"):
@@ -115,14 +116,15 @@ def test_another_runs_checkpoint_is_refused_naming_the_difference(saved, tmp_pat
     (mixed / ck.CHECKPOINT_FILE).write_bytes((other / ck.CHECKPOINT_FILE).read_bytes())  # run B's state
     with pytest.raises(QuantmooError, match=r"hardware.*hexagon.*arm_dot") as e:
         resume_search(mixed)
-    assert "model" not in str(e.value).split("differ")[-1]      # only what differs is named
+    assert "model resnet18 on hexagon" in str(e.value) and "model resnet18 on arm_dot" in str(e.value)
+    assert str(e.value).split("different runs (")[1].split(")")[0] == "hardware hexagon vs arm_dot"
     assert cli.main(["search", "--resume", str(mixed), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hexagon" in err and "Traceback" not in err
     # another seed and algorithm
     seeded = _checkpointed(tmp_path / "seeded", seed=7, algorithm="ga")
     (mixed / ck.CHECKPOINT_FILE).write_bytes((seeded / ck.CHECKPOINT_FILE).read_bytes())
-    with pytest.raises(QuantmooError, match=r"algorithm ga vs nsga2.*seed 7 vs 0"):
+    with pytest.raises(QuantmooError, match=r"different runs \(algorithm ga vs nsga2; seed 7 vs 0\)"):
         resume_search(mixed)
     # without a summary the array file's header is the source of truth
     (mixed / ck.SUMMARY_FILE).unlink()

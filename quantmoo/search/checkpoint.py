@@ -306,7 +306,8 @@ def _binding(run) -> dict:
             "constraints": dict(p.constraints), "algorithm": run.algorithm_name, "seed": run.seed}
 
 
-def _describe(b: dict) -> str:
+def _describe(b) -> str:
+    b = b if isinstance(b, dict) else {}
     return f"model {b.get('model')} on {b.get('hardware')} ({b.get('algorithm')}, seed {b.get('seed')})"
 
 
@@ -422,12 +423,11 @@ def _read(d: Path) -> tuple:
                             f"this is {__version__}, whose cost model may differ: rerun the search")
     if (d / SUMMARY_FILE).exists():      # absent: the array file alone is the source of truth
         summary = load_json(d / SUMMARY_FILE)
-        diff = _differences(header["binding"], summary if isinstance(summary, dict) else {})
+        diff = _differences(header["binding"], summary if isinstance(summary, dict) else {})   # array file first
         if diff:
-            raise QuantmooError(f"The checkpoint '{d}' belongs to {_describe(header['binding'])} ({CHECKPOINT_FILE}), "
-                                f"but its {SUMMARY_FILE} to another run; they differ in {'; '.join(diff)} "
-                                f"({CHECKPOINT_FILE} vs {SUMMARY_FILE}). Resume a directory whose two files were "
-                                "written together")
+            raise QuantmooError(f"The checkpoint '{d}' belongs to {_describe(header['binding'])}, but its "
+                                f"{SUMMARY_FILE} to {_describe(summary)}: different runs ({'; '.join(diff)}). "
+                                f"Resume a directory whose {CHECKPOINT_FILE} and {SUMMARY_FILE} were written together")
     return header, arrays
 
 
