@@ -58,10 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", dest="progress", action="store_true", default=None)
     s.add_argument("--no-progress", dest="progress", action="store_false")
     s.add_argument("--checkpoint", metavar="DIR",
-                   help="save the search state here every --checkpoint-every generations (resume with --resume DIR)")
+                   help="save the search state here (checkpoint.npz: arrays + JSON, checksummed) every "
+                        "--checkpoint-every generations; resume with --resume DIR")
     s.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="generations between checkpoints")
     s.add_argument("--resume", metavar="DIR",
-                   help="continue the search checkpointed in DIR (its settings; no --model/--hardware)")
+                   help="continue the search checkpointed in DIR (its settings; no --model/--hardware); a "
+                        "damaged or foreign checkpoint is refused")
     s.add_argument("--accuracy-table", metavar="NPZ",
                    help="proxy accuracy table from 'quantmoo sensitivity' (same --space); kept in --out")
     s.add_argument("--seed-baselines", action="store_true",

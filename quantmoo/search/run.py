@@ -1,7 +1,7 @@
 """``quantmoo.search``: build the problem and algorithm, run pymoo, return a SearchResult.
 
-The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and (later)
-checkpoints are recorded per generation without pymoo's ``save_history`` (which deep-copies
+The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and
+checkpoints (:mod:`quantmoo.search.checkpoint`) are recorded per generation without pymoo's ``save_history`` (which deep-copies
 the whole algorithm every generation). :class:`SearchRun` holds that loop's state (``setup``,
 one ``step`` per generation, ``result``); :func:`search` drives it to the end, and the async
 facade :class:`quantmoo.brief.QuantizationEvolutionEngine` drives the same object from an
@@ -471,13 +471,18 @@ class SearchRun:
                 "seed_baselines": self.seed_baselines}
 
     def checkpoint(self, directory) -> "Path":
-        """Save the state reached so far to ``directory`` (see :mod:`quantmoo.search.checkpoint`)."""
+        """Save the state reached so far to ``directory``: ``checkpoint.npz`` (arrays and JSON, no pickle,
+        sealed by a sha256) and ``checkpoint.json`` (see :mod:`quantmoo.search.checkpoint`)."""
         from .checkpoint import save_checkpoint
         return save_checkpoint(self, directory)
 
     @classmethod
     def resume(cls, directory, evaluator=None) -> "SearchRun":
-        """A set-up run restored from a checkpoint directory; :meth:`step` goes on from there."""
+        """A set-up run restored from a checkpoint directory; :meth:`step` goes on from there.
+
+        A damaged file, another run's checkpoint or an old pickled ``checkpoint.pkl`` is refused
+        with a :class:`~quantmoo.errors.QuantmooError` that says what is wrong.
+        """
         from .checkpoint import load_checkpoint
         return load_checkpoint(directory, evaluator=evaluator)
 
