@@ -195,7 +195,8 @@ def checkpoint_damage(n_flips: int = 200, seed: int = 0) -> dict:
             cases.append(("truncated", {CHECKPOINT_FILE: good[:n]}))
         for kw in ({"hardware": "hexagon"}, {"model": "resnet50"}, {"seed": 1}, {"algorithm": "nsga3"},
                    {"objectives": ("accuracy_loss", "size_mb")}):
-            cases.append(("another run's checkpoint.npz", {CHECKPOINT_FILE: checkpointed(tmp / f"o{len(cases)}", **kw)}))
+            foreign = checkpointed(tmp / f"o{len(cases)}", **kw)
+            cases.append(("another run's checkpoint.npz", {CHECKPOINT_FILE: foreign}))
         cases.append(("pickle payload as checkpoint.pkl", {"checkpoint.pkl": pickle.dumps(_Payload(marker))}))
         cases.append(("pickle payload as checkpoint.npz", {CHECKPOINT_FILE: pickle.dumps(_Payload(marker))}))
         cases.append(("pickled object in a checksummed npz", {CHECKPOINT_FILE: ck._seal(zbuf.getvalue())}))

@@ -1,8 +1,8 @@
 """``quantmoo.search``: build the problem and algorithm, run pymoo, return a SearchResult.
 
-The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and
-checkpoints (:mod:`quantmoo.search.checkpoint`) are recorded per generation without pymoo's ``save_history`` (which deep-copies
-the whole algorithm every generation). :class:`SearchRun` holds that loop's state (``setup``,
+The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and checkpoints
+(:mod:`quantmoo.search.checkpoint`) are recorded per generation without pymoo's ``save_history``
+(which deep-copies the whole algorithm every generation). :class:`SearchRun` holds that loop's state (``setup``,
 one ``step`` per generation, ``result``); :func:`search` drives it to the end, and the async
 facade :class:`quantmoo.brief.QuantizationEvolutionEngine` drives the same object from an
 event loop.
