@@ -5,6 +5,11 @@
   again, ... until it finishes; its ``results.json`` front and history are compared with the
   uninterrupted run of the same seed. In-process, :class:`~quantmoo.search.run.SearchRun` is
   also checkpointed after a random generation and resumed, for every algorithm.
+* **Damaged checkpoints.** A checkpoint with single-bit flips all over the file, truncated
+  copies, another run's ``checkpoint.npz`` next to this run's summary, and pickle payloads (an
+  old ``checkpoint.pkl``, a pickled object inside a correctly checksummed npz): every case must
+  be refused with a :class:`~quantmoo.errors.QuantmooError`, never crash, never resume, and no
+  payload may run.
 * **Faults.** Searches with measured accuracy on ``digits`` through a
   :class:`~quantmoo.accuracy.faults.FaultInjector` (configs that raise, return NaN, or hang
   past ``eval_timeout``); a run is lost if the search raises. The evaluation cache is then
@@ -30,8 +35,9 @@ import numpy as np
 
 from benchmarks._common import md_table
 
+from quantmoo.search.checkpoint import CHECKPOINT_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT_FILE = "checkpoint.pkl"
 
 
 # -- child processes ------------------------------------------------------------------------------
@@ -142,6 +148,77 @@ def inprocess_cycles(points_per_algorithm: int, n_gen: int = 10, seed: int = 0) 
     return {"rows": rows, "total": total, "diffs": diffs}
 
 
+# -- damaged checkpoints ----------------------------------------------------------------------------
+class _Payload:
+    """Unpickling this writes a marker file (what a crafted checkpoint would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def checkpoint_damage(n_flips: int = 200, seed: int = 0) -> dict:
+    """Resume damaged or foreign checkpoints; count refused (QuantmooError), crashed, resumed per case."""
+    import io
+    import pickle
+    import zipfile
+    from quantmoo.errors import QuantmooError
+    from quantmoo.search import checkpoint as ck
+    from quantmoo.search.run import SearchRun
+
+    def checkpointed(d, **kw):
+        run = SearchRun(**{"model": "resnet18", "hardware": "arm_dot", "pop_size": 12, "n_gen": 6, "seed": 0, **kw})
+        run.setup()
+        for _ in range(2):
+            run.step()
+        run.checkpoint(d)
+        return (Path(d) / CHECKPOINT_FILE).read_bytes()
+
+    rng = np.random.default_rng(seed)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        good = checkpointed(tmp / "good")
+        summary = (tmp / "good" / ck.SUMMARY_FILE).read_bytes()
+        marker = tmp / "payload-ran"
+        zbuf = io.BytesIO()
+        with zipfile.ZipFile(zbuf, "w") as zf, zf.open("header.npy", "w") as f:
+            np.lib.format.write_array(f, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+        cases = []
+        for off in np.concatenate([rng.integers(0, len(good), n_flips), np.arange(len(good) - 100, len(good))]):
+            flipped = bytearray(good)
+            flipped[int(off)] ^= 1 << int(rng.integers(8))
+            cases.append(("single-bit flip", {CHECKPOINT_FILE: bytes(flipped)}))
+        for n in (0, 1, 100, len(good) // 3, len(good) // 2, len(good) - 65, len(good) - 1):
+            cases.append(("truncated", {CHECKPOINT_FILE: good[:n]}))
+        for kw in ({"hardware": "hexagon"}, {"model": "resnet50"}, {"seed": 1}, {"algorithm": "nsga3"},
+                   {"objectives": ("accuracy_loss", "size_mb")}):
+            foreign = checkpointed(tmp / f"o{len(cases)}", **kw)
+            cases.append(("another run's checkpoint.npz", {CHECKPOINT_FILE: foreign}))
+        cases.append(("pickle payload as checkpoint.pkl", {"checkpoint.pkl": pickle.dumps(_Payload(marker))}))
+        cases.append(("pickle payload as checkpoint.npz", {CHECKPOINT_FILE: pickle.dumps(_Payload(marker))}))
+        cases.append(("pickled object in a checksummed npz", {CHECKPOINT_FILE: ck._seal(zbuf.getvalue())}))
+        for i, (kind, files) in enumerate(cases):
+            d = tmp / f"case{i}"
+            d.mkdir()
+            (d / ck.SUMMARY_FILE).write_bytes(summary)
+            for name, data in files.items():
+                (d / name).write_bytes(data)
+            r = rows.setdefault(kind, {"tried": 0, "refused": 0, "crashed": 0, "resumed": 0})
+            r["tried"] += 1
+            try:
+                SearchRun.resume(d)
+                r["resumed"] += 1
+            except QuantmooError:
+                r["refused"] += 1
+            except Exception:
+                r["crashed"] += 1
+        payload_ran = marker.exists()
+    return {"rows": rows, "payload_ran": payload_ran, "size": len(good)}
+
+
 # -- faults ---------------------------------------------------------------------------------------
 def fault_runs(n_runs: int, pop_size: int = 16, n_gen: int = 6, eval_timeout: float = 1.0) -> dict:
     """Measured-accuracy searches on digits with injected faults; count faults and lost runs."""
@@ -243,7 +320,7 @@ def dies_once(marker):
 
 
 # -- report ---------------------------------------------------------------------------------------
-def report(proc, inproc, faults, cache, dask) -> str:
+def report(proc, inproc, faults, cache, dask, damage=None) -> str:
     k = proc["kills"]
     out = ["### Kill and resume", "",
            md_table(["what", "runs", "interruptions", "fronts different from the uninterrupted run"],
@@ -255,6 +332,7 @@ def report(proc, inproc, faults, cache, dask) -> str:
                      ["`SearchRun.checkpoint` after a random generation, `resume_search` (5 algorithms)",
                       len(inproc["rows"]), inproc["total"], f"**{inproc['diffs']}**"]]),
            "", md_table(["algorithm", "resume points", "generations", "different fronts"], inproc["rows"]), "",
+           *([] if damage is None else _damage_report(damage)),
            "### Injected evaluator faults", "",
            md_table(["searches (digits, measured accuracy)", "evaluations", "injected: raise", "injected: NaN",
                      f"injected: hang > {faults['eval_timeout']:g} s", "other timeouts",
@@ -276,11 +354,22 @@ def report(proc, inproc, faults, cache, dask) -> str:
     return "\n".join(out)
 
 
+def _damage_report(damage) -> list:
+    rows = [[kind, r["tried"], f"**{r['refused']}**", r["crashed"], r["resumed"]] for kind, r in damage["rows"].items()]
+    tot = {c: sum(r[c] for r in damage["rows"].values()) for c in ("tried", "refused", "crashed", "resumed")}
+    rows.append(["all", tot["tried"], f"**{tot['refused']}**", tot["crashed"], tot["resumed"]])
+    return ["### Damaged and foreign checkpoints", "",
+            f"A {damage['size']:,}-byte `checkpoint.npz` (resnet18, arm_dot, NSGA-II 12 x 2 generations), resumed "
+            "after each damage; refused = one `QuantmooError` line (exit 2 on the command line).", "",
+            md_table(["damage", "tried", "refused", "crashed (other exception)", "resumed"], rows), "",
+            f"Pickle payloads executed: **{'yes' if damage['payload_ran'] else 'none'}**.", ""]
+
+
 #: Settings per mode (``--tiny`` for the tests, ``--quick`` for RESULTS.md, ``--full``).
 SETTINGS = {
-    "tiny": {"n_runs": 1, "kills_per_run": 1, "points": 1, "fault_runs": 1, "dask": False},
-    "quick": {"n_runs": 3, "kills_per_run": 3, "points": 3, "fault_runs": 2, "dask": True},
-    "full": {"n_runs": 10, "kills_per_run": 5, "points": 10, "fault_runs": 10, "dask": True},
+    "tiny": {"n_runs": 1, "kills_per_run": 1, "points": 1, "fault_runs": 1, "dask": False, "flips": 20},
+    "quick": {"n_runs": 3, "kills_per_run": 3, "points": 3, "fault_runs": 2, "dask": True, "flips": 200},
+    "full": {"n_runs": 10, "kills_per_run": 5, "points": 10, "fault_runs": 10, "dask": True, "flips": 1000},
 }
 
 
@@ -290,10 +379,11 @@ def main(argv=None) -> str:
     s = SETTINGS[mode]
     proc = process_cycles(n_runs=s["n_runs"], kills_per_run=s["kills_per_run"])
     inproc = inprocess_cycles(points_per_algorithm=s["points"])
+    damage = checkpoint_damage(n_flips=s["flips"])
     faults = fault_runs(n_runs=s["fault_runs"])
     cache = cache_damage()
     dask = dask_worker_loss() if s["dask"] else None
-    text = report(proc, inproc, faults, cache, dask)
+    text = report(proc, inproc, faults, cache, dask, damage)
     print(text)
     return text
 

@@ -61,10 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", dest="progress", action="store_true", default=None)
     s.add_argument("--no-progress", dest="progress", action="store_false")
     s.add_argument("--checkpoint", metavar="DIR",
-                   help="save the search state here every --checkpoint-every generations (resume with --resume DIR)")
+                   help="save the search state here (checkpoint.npz: arrays + JSON, checksummed) every "
+                        "--checkpoint-every generations; resume with --resume DIR")
     s.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="generations between checkpoints")
     s.add_argument("--resume", metavar="DIR",
-                   help="continue the search checkpointed in DIR (its settings; no --model/--hardware)")
+                   help="continue the search checkpointed in DIR (its settings; no --model/--hardware); a "
+                        "damaged or foreign checkpoint is refused")
     s.add_argument("--accuracy-table", metavar="NPZ",
                    help="proxy accuracy table from 'quantmoo sensitivity' (same --space); kept in --out")
     s.add_argument("--seed-baselines", action="store_true",
@@ -318,6 +320,9 @@ def cmd_search(a):
         # Ctrl-C always leaves a resumable state: in --checkpoint, or next to --out; with --out the
         # finished state is kept there too until the result is written (a failed write loses nothing)
         where = a.checkpoint or (f"{Path(out)}.checkpoint" if out is not None else "quantmoo-search.checkpoint")
+        if a.checkpoint:        # before the model, the space and the accuracy model are loaded
+            from .search.checkpoint import check_writable
+            check_writable(a.checkpoint)
     auto_checkpoint = not (a.resume or a.checkpoint)
     try:
         with warnings.catch_warnings():

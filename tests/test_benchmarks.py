@@ -105,6 +105,10 @@ def test_reliability_and_fuzz_benches_tiny():
     text = bench_reliability.main(["--tiny"])
     assert "fronts different from the uninterrupted run" in text and "| **0** |" in text
     assert "lost runs" in text
+    import re
+    tried, refused, crashed, resumed = map(int, re.search(r"\| all \| (\d+) \| \*\*(\d+)\*\* \| (\d+) \| (\d+) \|",
+                                                           text).groups())
+    assert tried == refused >= 30 and crashed == resumed == 0 and "Pickle payloads executed: **none**" in text
     text = bench_fuzz.main(["--tiny"])
     assert "| **total** | 60 |" in text and text.count("| 0 |") >= 6
 

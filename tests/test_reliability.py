@@ -33,7 +33,7 @@ def _same_result(a, b):
 
 
 # -- resume in Python ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "smsemoa", "ga"])
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "unsga3", "smsemoa", "ga"])
 def test_resume_from_any_generation_gives_identical_front(tmp_path, algorithm):
     kw = dict(algorithm=algorithm, pop_size=16, n_gen=9, seed=5, progress=False)
     ref = quantmoo.search("resnet18", "arm_dot", **kw)
@@ -75,10 +75,10 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     p = run.checkpoint(tmp_path)
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(QuantmooError, match="truncated or corrupt"):
+    with pytest.raises(QuantmooError, match="truncated or damaged"):
         resume_search(tmp_path)
     p.write_bytes(b"")
-    with pytest.raises(QuantmooError, match="truncated or corrupt"):
+    with pytest.raises(QuantmooError, match="truncated or damaged"):
         resume_search(tmp_path)
 
 

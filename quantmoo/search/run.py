@@ -1,8 +1,8 @@
 """``quantmoo.search``: build the problem and algorithm, run pymoo, return a SearchResult.
 
-The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and (later)
-checkpoints are recorded per generation without pymoo's ``save_history`` (which deep-copies
-the whole algorithm every generation). :class:`SearchRun` holds that loop's state (``setup``,
+The loop is pymoo's ask-and-tell (``algorithm.next()``) so progress, history and checkpoints
+(:mod:`quantmoo.search.checkpoint`) are recorded per generation without pymoo's ``save_history``
+(which deep-copies the whole algorithm every generation). :class:`SearchRun` holds that loop's state (``setup``,
 one ``step`` per generation, ``result``); :func:`search` drives it to the end, and the async
 facade :class:`quantmoo.brief.QuantizationEvolutionEngine` drives the same object from an
 event loop.
@@ -253,8 +253,10 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         ILP sweep's time on LLM-sized problems.
     checkpoint : path, optional
         Save the whole search state to this directory every ``checkpoint_every`` generations
-        and at the end (see :mod:`quantmoo.search.checkpoint`); :func:`resume_search` continues
-        from it and reaches the same front as an uninterrupted run.
+        and at the end (``checkpoint.npz``, arrays and JSON with a checksum; see
+        :mod:`quantmoo.search.checkpoint`); :func:`resume_search` continues from it and reaches
+        the same front as an uninterrupted run. A location that cannot be written is reported
+        before the search starts.
     checkpoint_every : int
         Generations between checkpoints (default 1); 0 saves only when Ctrl-C stops the search
         and, with ``checkpoint_final``, at the end.
@@ -283,6 +285,10 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
                     baselines=baselines, operators=operators, problem=problem, archive=archive,
                     max_front=max_front, seed_baselines=seed_baselines)
     run.checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 0)
+    if checkpoint is not None and (run.checkpoint_every or checkpoint_final):
+        # an unwritable location is an error now, not after the first generation
+        from .checkpoint import check_writable
+        check_writable(checkpoint)
     run.setup()
     return drive(run, progress=progress, callback=callback, checkpoint=checkpoint, final=checkpoint_final)
 
@@ -303,12 +309,20 @@ def resume_search(checkpoint, progress: Optional[bool] = None, callback: Optiona
     evaluator : optional
         For measured accuracy with an evaluator object (not a zoo name), the evaluator again.
 
+    Raises
+    ------
+    QuantmooError
+        No checkpoint, an old pickled ``checkpoint.pkl`` (never unpickled), a damaged file
+        (its checksum fails), or another run's checkpoint file next to this run's summary.
+
     Examples
     --------
     >>> res = quantmoo.search("resnet18", "arm_dot", n_gen=50, checkpoint="ckpt")   # Ctrl-C here...
     >>> res = quantmoo.resume_search("ckpt")                                         # ...then go on
     """
+    from .checkpoint import check_writable
     run = SearchRun.resume(checkpoint, evaluator=evaluator)
+    check_writable(checkpoint)      # it goes on saving there
     return drive(run, progress=progress, callback=callback, checkpoint=checkpoint, final=checkpoint_final)
 
 
@@ -465,13 +479,18 @@ class SearchRun:
                 "seed_baselines": self.seed_baselines}
 
     def checkpoint(self, directory) -> "Path":
-        """Save the state reached so far to ``directory`` (see :mod:`quantmoo.search.checkpoint`)."""
+        """Save the state reached so far to ``directory``: ``checkpoint.npz`` (arrays and JSON, no pickle,
+        sealed by a sha256) and ``checkpoint.json`` (see :mod:`quantmoo.search.checkpoint`)."""
         from .checkpoint import save_checkpoint
         return save_checkpoint(self, directory)
 
     @classmethod
     def resume(cls, directory, evaluator=None) -> "SearchRun":
-        """A set-up run restored from a checkpoint directory; :meth:`step` goes on from there."""
+        """A set-up run restored from a checkpoint directory; :meth:`step` goes on from there.
+
+        A damaged file, another run's checkpoint or an old pickled ``checkpoint.pkl`` is refused
+        with a :class:`~quantmoo.errors.QuantmooError` that says what is wrong.
+        """
         from .checkpoint import load_checkpoint
         return load_checkpoint(directory, evaluator=evaluator)
 
@@ -483,19 +502,23 @@ class SearchRun:
             self.problem = QuantizationProblem(**self._problem_args)
         problem = self.problem
         check_feasible_bounds(problem)
+        self.hv_ref = hv_reference(problem)
+        self._build_algorithm()
+        self.archive = ParetoArchive(problem.n_var, problem.n_obj) if self.use_archive else None
+        return self
+
+    def _build_algorithm(self) -> None:
+        """The pymoo algorithm at generation 0 (a checkpoint then sets its state)."""
+        problem = self.problem
         termination = make_termination(self.n_gen, self.n_evals, self.time_limit)
-        self.hv_ref = ref = hv_reference(problem)
         algo = make_algorithm(self.algorithm_name, problem, self.pop_size, strict=self.strict,
                               selection=self.selection, operators=self.operators,
                               seed_baselines=self.seed_baselines)
         run_problem = problem
         if self.algorithm_name == "ga":
-            w = _ga_weights(problem, self.weights)
-            run_problem = WeightedSumProblem(problem, w, ref)
+            run_problem = WeightedSumProblem(problem, _ga_weights(problem, self.weights), self.hv_ref)
         algo.setup(run_problem, termination=termination, seed=self.seed, verbose=False)
         self.algorithm = algo
-        self.archive = ParetoArchive(problem.n_var, problem.n_obj) if self.use_archive else None
-        return self
 
     def _check_setup(self):
         if self.algorithm is None:
