@@ -362,8 +362,12 @@ def cmd_search(a):
             _remove_checkpoint(where)
     if a.json:
         k = res.knee_index()
-        return _print({"out": str(written) if written else None, "n_front": len(res.front), "knee_index": k,
-                       "front": [s.to_dict()["objectives"] for s in res.front]}, True)
+        return _print({"out": str(written) if written else None,
+                       "results": str(written / "results.json") if written else None, "n_front": len(res.front),
+                       "knee_index": k, "accuracy_kind": res.accuracy_kind,
+                       "front": [{"objectives": d["objectives"], "measured": d["measured"],
+                                  "compression_ratio": d["compression_ratio"], "config": d["config"]}
+                                 for d in (s.to_dict() for s in res.front)]}, True)
     print(res.summary())
     if written:
         print(f"results written to {written}/ (results.json, front.yaml"

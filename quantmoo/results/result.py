@@ -415,30 +415,80 @@ class SearchResult:
                    accuracy_kind=kind, feasible=feasible, message=message or "",
                    layer_names=names if compact else None)
 
-    def summary(self, max_rows: int = 30) -> str:
-        """A compact table of the front sorted by size, knee marked with '*'."""
+    def summary(self, max_rows: int = 30, baselines: bool = True) -> str:
+        """The front as a table sorted by size: at most ``max_rows`` rows spread evenly over it,
+        always with the knee (marked '*') and both ends, a measured column when validated, and the
+        baselines below it.
+        """
         if not self.front:
             return "(empty front)"
         k = self.knee_index()
         cols = list(self.objectives)
         order = sorted(range(len(self.front)), key=lambda i: self.front[i].objectives.get("size_mb", 0.0))
-        head = ["#", *cols, "x_fp32", "avg_wbits"]
-        rows = []
-        for i in order[:max_rows]:
-            s = self.front[i]
-            rows.append([f"{i}{'*' if i == k else ''}", *[f"{s.objectives[c]:.4g}" for c in cols],
-                         f"{s.compression_ratio:.2f}", f"{s.avg_weight_bits:.2f}"])
-        widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
-        lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
-        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+        shown = order
         if len(order) > max_rows:
-            lines.append(f"... {len(order) - max_rows} more")
-        lines.append(f"* knee point; accuracy_loss kind: {self.accuracy_kind}")
+            pos = {i: r for r, i in enumerate(order)}
+            picks = set(np.linspace(0, len(order) - 1, max(max_rows - 1, 2)).round().astype(int).tolist())
+            picks.add(pos[k])
+            shown = [order[r] for r in sorted(picks)]
+        measured = any(s.measured and "accuracy_loss" in s.measured for s in self.front)
+        head = ["#", *cols, *(["measured_loss"] if measured else []), "x_fp32", "avg_wbits"]
+
+        ceiling = self.loss_ceiling
+        clipped = []
+
+        def cell(c, v):
+            if not isinstance(v, (int, float)):
+                return "-"
+            if c == "accuracy_loss" and ceiling is not None and v > ceiling:
+                clipped.append(v)
+                return f">{ceiling:g}!"
+            return f"{v:.4g}"
+
+        def row(label, objs, meas, cr, ab):
+            m = [f"{meas:.4g}" if isinstance(meas, (int, float)) else "-"] if measured else []
+            return [label, *[cell(c, objs.get(c)) for c in cols], *m,
+                    f"{cr:.2f}" if isinstance(cr, (int, float)) else "-", f"{ab:.2f}" if isinstance(ab, (int, float))
+                    else "-"]
+
+        rows = [row(f"{i}{'*' if i == k else ''}", s.objectives, (s.measured or {}).get("accuracy_loss"),
+                    s.compression_ratio, s.avg_weight_bits) for i in (self.front[j] and j for j in shown)
+                for s in (self.front[i],)]
+        base_rows = []
+        if baselines:
+            for b in self.baselines:
+                meas = (b.get("measured") or {}).get("accuracy_loss") if isinstance(b.get("measured"), Mapping) \
+                    else None
+                base_rows.append(row(_short(b["name"]), b.get("objectives", {}), meas, b.get("compression_ratio"),
+                                     None))
+        widths = [max(len(h), *(len(r[j]) for r in rows + base_rows)) for j, h in enumerate(head)]
+        fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))   # noqa: E731
+        lines = [fmt(head)] + [fmt(r) for r in rows]
+        if len(shown) < len(order):
+            lines.append(f"({len(shown)} of {len(order)} front points, spread evenly by size; all are in front.csv)")
+        if base_rows:
+            lines.append("baselines:")
+            lines += [fmt(r) for r in base_rows]
+        if clipped:
+            lines.append(f"! the {self.accuracy_kind} model predicts more than {ceiling:g} pp here (up to "
+                         f"{max(clipped):.4g}), beyond what accuracy can lose: read it as 'destroyed'")
+        lines.append(f"* knee point; accuracy_loss kind: {self.accuracy_kind}"
+                     + ("; measured_loss: re-evaluated with the real model" if measured else ""))
         return "\n".join(lines)
+
+    @property
+    def loss_ceiling(self) -> Optional[float]:
+        """The largest ``accuracy_loss`` the metric allows (100 pp for the prior, whose loss is in
+        percentage points of accuracy), or None where the metric is unbounded (e.g. KL divergence)."""
+        return 100.0 if self.accuracy_kind == "prior" else None
 
     def __repr__(self) -> str:
         return (f"SearchResult(n_front={len(self.front)}, objectives={self.objectives}, "
                 f"accuracy_kind={self.accuracy_kind!r}, feasible={self.feasible})")
+
+
+def _short(name: str, n: int = 28) -> str:
+    return name if len(name) <= n else name[:n - 1] + "~"
 
 
 def _number(v, field: str, source: str, finite: bool = False, allow_null: bool = True) -> float:

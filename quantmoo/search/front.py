@@ -43,6 +43,10 @@ def front_genomes(problem, X: np.ndarray):
     X, F = X[feas], F[feas]
     nd = NonDominatedSorting().do(F, only_non_dominated_front=True)
     X, F = X[nd], F[nd]
+    # genomes that differ only where no objective looks (e.g. the scheme of a 16-bit layer) give the
+    # same objective vector: keep one per vector (the smallest genome, so the choice is reproducible)
+    _, first = np.unique(F, axis=0, return_index=True)
+    X, F = X[np.sort(first)], F[np.sort(first)]
     key = problem.objectives.index("size_mb") if "size_mb" in problem.objectives else 0
     order = np.lexsort(F.T[::-1]) if key == 0 else np.argsort(F[:, key], kind="stable")
     return X[order], True
