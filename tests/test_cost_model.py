@@ -190,11 +190,12 @@ def test_arm_dot_vs_neon_compute_bound_ratio_equals_mac_rates():
         bd = QuantizationProblem(one, hw).breakdown(cfg)[0]
         assert bd["mode"] == "native" and bd["precision"] == "int8"
         t[hw.name] = bd["latency_ms"] * 1e-3 - hw.main.layer_overhead_s
-        # compute-bound: the compute time is the roofline maximum
-        assert t[hw.name] == pytest.approx(layer.macs / hw.main.peak_macs_per_s["int8"], rel=1e-9)
+        # compute-bound: the compute time is the roofline maximum, at the achievable fraction of the peak
+        assert t[hw.name] == pytest.approx(
+            layer.macs / (hw.main.peak_macs_per_s["int8"] * hw.main.compute_fraction), rel=1e-9)
     rate = {h.name: h.raw["devices"][h.raw["main_device"]] for h in (neon, dot)}
     r = {n: d["macs_per_cycle_per_core"]["int8"]["value"] * d["clock_ghz"]["value"] * d["cores"]["value"]
-         for n, d in rate.items()}
+         * d["achievable"]["compute_fraction"]["value"] for n, d in rate.items()}
     assert t["arm_dot"] / t["arm_neon"] == pytest.approx(r["arm_neon"] / r["arm_dot"], rel=1e-9)
 
 
@@ -301,3 +302,19 @@ def test_vectorised_equals_reference_on_a_decoder():
             ref = reference_costs(model, prob.hardware, prob.encoding.decode(x), kv_bits=8)
             for k, v in ref.items():
                 assert vals[k][i] == pytest.approx(v, rel=1e-9), (hw_name, k)
+
+
+def test_prefill_is_compute_bound_so_latency_and_size_disagree():
+    """W4A16 is smaller than W8A8 everywhere, but its fp16 MACs run at half the int8 rate (arm_dot: 16 vs
+    32 MAC/cycle): faster in memory-bound decode, slower in compute-bound prefill."""
+    space = SearchSpace(weight_bits=(4, 8), activation_bits=(8, 16), granularities=("per_group",), group_size=32)
+    out = {}
+    for mode, over in (("decode", {}), ("prefill", {"mode": "prefill", "prefill_tokens": 512})):
+        model = quantmoo.zoo.load("tinyllama-1.1b", **over)
+        for w, a in ((4, 16), (8, 8)):
+            cfg = QuantConfig.uniform(model, w, a, granularity="per_group", group_size=32)
+            out[mode, w] = quantmoo.evaluate(model, "arm_dot", cfg, space=space)
+    for mode in ("decode", "prefill"):
+        assert out[mode, 4]["size_mb"] < 0.6 * out[mode, 8]["size_mb"]
+    assert out["decode", 4]["latency_ms"] < out["decode", 8]["latency_ms"]
+    assert out["prefill", 4]["latency_ms"] > 1.5 * out["prefill", 8]["latency_ms"]
