@@ -25,6 +25,10 @@ from benchmarks._common import header, md_table, parse_mode
 FINDINGS: list = []
 SETTINGS = {"tiny": {}, "quick": {}, "full": {}}
 
+#: Qwen3-4B's text decoder (Hugging Face Qwen/Qwen3-4B config.json: 36 layers, hidden 2560, 32 query
+#: / 8 KV heads of 128, SwiGLU 9728, vocab 151,936, tied embeddings; model card: 4.0B parameters).
+QWEN3_4B = dict(name="qwen3-4b", hidden_size=2560, n_layers=36, n_heads=32, n_kv_heads=8, head_dim=128,
+                ffn_size=9728, vocab_size=151936, tied_embeddings=True, naming="llama")
 #: Published decode speeds. ``context`` is the cache length the prediction uses (llama-bench's
 #: tg128 starts from an empty cache: 64 on average; for chat logs with a short prompt, 128).
 PUBLISHED = (
@@ -45,6 +49,14 @@ PUBLISHED = (
          url="https://github.com/nvidia-holoscan/holohub/issues/170",
          note="the profile models TensorRT-class kernels; llama.cpp's CUDA backend is a different runtime "
               "(and the 4-bit GGML type is not stated; Q4_0 assumed)"),
+    dict(device="Jetson AGX Orin 64GB (Ampere iGPU, 204.8 GB/s)", hardware="tensorrt", model=QWEN3_4B,
+         uniform=(4, 16, 128), context=1024, tokens_per_s=52.2,
+         what="Qwen3-4B-VL W4A16 (int4 weights, group 128 assumed), TensorRT-Edge-LLM, JetPack 6.2 / TensorRT 10.7",
+         url="https://github.com/NVIDIA/TensorRT-Edge-LLM/issues/60",
+         note="NOT independent: the same report's W16A16 speed (~20.2 tok/s) set tensorrt.yaml's bandwidth "
+              "fraction; this row checks how the model scales from 16- to 4-bit weights on the runtime the profile "
+              "describes. LM head (tied embedding) kept fp16, as AWQ-style int4 recipes do; context not stated "
+              "(1,024 assumed for a prompt with image tokens)"),
 )
 
 
@@ -54,11 +66,11 @@ def _peak_only(hw):
     return dataclasses.replace(hw, main=full(hw.main), fallback=full(hw.fallback))
 
 
-def _problem(model, hw, a_bits, kv_bits=16):
+def _problem(model, hw, a_bits, kv_bits=16, group_size=32):
     from quantmoo import SearchSpace
     from quantmoo.search.problem import QuantizationProblem
     space = SearchSpace(weight_bits=(4, 6, 8, 16), activation_bits=(a_bits,), weight_schemes=("symmetric",),
-                        activation_schemes=("symmetric",), granularities=("per_group",), group_size=32,
+                        activation_schemes=("symmetric",), granularities=("per_group",), group_size=group_size,
                         calibrations=("min_max",), kv_cache_bits=kv_bits)
     return QuantizationProblem(model, hw, space=space)
 
@@ -66,11 +78,26 @@ def _problem(model, hw, a_bits, kv_bits=16):
 def predict(row: dict, peak_only: bool = False) -> dict:
     """Predicted decode speed of one published setting."""
     import quantmoo
+    from quantmoo import QuantConfig
     from quantmoo.baselines.rules import rule_presets
-    model = quantmoo.zoo.load(row["model"], context=row["context"])
+    from quantmoo.models.transformer import transformer
     hw = quantmoo.hardware.load(row["hardware"])
-    prob = _problem(model, _peak_only(hw) if peak_only else hw, row["a_bits"])
-    names, X = rule_presets(prob, presets=(row["preset"],))
+    hw = _peak_only(hw) if peak_only else hw
+    if isinstance(row["model"], dict):
+        model = transformer(**row["model"], context=row["context"])
+    else:
+        model = quantmoo.zoo.load(row["model"], context=row["context"])
+    if "preset" in row:
+        prob = _problem(model, hw, row["a_bits"])
+        _, X = rule_presets(prob, presets=(row["preset"],))
+    else:
+        w, a, g = row["uniform"]
+        prob = _problem(model, hw, a, group_size=g)
+        cfg = QuantConfig.uniform(model, w, a, weight_scheme="symmetric", activation_scheme="symmetric",
+                                  granularity="per_group", group_size=g)
+        head = model.layer_names[-1]     # tied embedding / LM head kept at fp16
+        cfg = QuantConfig({**cfg.layers, head: QuantConfig.uniform(model, 16, a, activation_scheme="symmetric").layers[head]})
+        X = prob.encoding.encode(cfg)[None]
     v = prob.evaluate_all(X)
     ms = float(v["latency_ms"][0])
     return {"latency_ms": ms, "tokens_per_s": 1e3 / ms, "size_mb": float(v["size_mb"][0]),
@@ -108,7 +135,7 @@ def run(mode: str = "quick") -> dict:
 
 def report(r: dict) -> str:
     lines = header("Cost model vs published decode speeds (issue 16)", "bench_published", r["mode"])
-    rows = [[x["device"], f"`{x['hardware']}`", f"{x['what']}", f"{x['size_mb']:,.0f}",
+    rows = [[x["device"], f"`{x['hardware']}`", x["what"], f"{x['size_mb']:,.0f}",
              f"{x['peak_only']:.2f}", f"{x['predicted']:.2f}", f"{x['tokens_per_s']:.2f}",
              f"**{x['ratio']:.2f}**", f"[source]({x['url']})"] for x in r["rows"]]
     lines += [md_table(["device", "profile", "setting", "model MB", "peak-only pred. tok/s", "predicted tok/s",
