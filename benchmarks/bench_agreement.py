@@ -92,6 +92,11 @@ def report(r: dict) -> str:
                      f"prefill (compute-bound): median rho {med['decode']:+.2f} vs {med['prefill']:+.2f}. Where rho is "
                      "well below 1, latency adds information beyond size (e.g. sub-byte weights unpacked to a wider "
                      "compute type are small but not fast).")
+    le = np.array([x["latency_ms|energy_mj"] for x in r["rows"]], dtype=float)
+    if np.isfinite(le).any():
+        lines.append(f"- rho(latency, energy): median {np.nanmedian(le):+.2f}, min {np.nanmin(le):+.2f} over the "
+                     f"{len(le)} fronts: energy orders a front like latency wherever the static power x latency "
+                     "term dominates the per-op energies; the rows well below 1 are where energy adds information.")
     return "\n".join(lines)
 
 

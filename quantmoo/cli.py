@@ -277,7 +277,8 @@ def cmd_hardware(a):
         print(f"{hw.name}: {hw.title}\nreference device: {hw.reference_device}")
         for d in [hw.main] + ([hw.fallback] if hw.fallback is not None else []):
             rates = ", ".join(f"{k} {v / 1e12:.3g} TMAC/s" for k, v in d.peak_macs_per_s.items())
-            print(f"  device {d.name}: {d.title}; {rates}; {d.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+            print(f"  device {d.name}: {d.title}; {rates}; {d.bandwidth_bytes_per_s / 1e9:.4g} GB/s; achievable: "
+                  f"{d.bandwidth_fraction:.2f} of the bandwidth, {d.compute_fraction:.2f} of the MAC rates")
         print("support (weight bits x activation bits -> device/mode/precision):")
         for (w, x), (dev, mode, prec) in mat.items():
             print(f"  W{w:<2}A{x:<2}  {dev:<8} {mode:<9} {prec}")
