@@ -50,7 +50,6 @@ from ..config import LAYER_ATTRS
 
 PRECISION_BITS = {"int4": 4, "int8": 8, "int16": 16, "fp8": 8, "fp16": 16, "fp32": 32}
 MODE_CODES = {"native": 0, "unpacked": 1, "fallback": 2}
-#: Order of the columns of the stacked per-layer table.
 #: Bytes per cached K/V element per KV precision. Quantized caches carry one fp16 scale per block
 #: of 32 elements, as llama.cpp's ``q8_0`` (2 + 32 B) and ``q4_0`` (2 + 16 B) cache types
 #: (ggml/src/ggml-common.h, ``block_q8_0`` / ``block_q4_0``); fp16 has no scale.
@@ -58,6 +57,7 @@ KV_BYTES_PER_ELEMENT = {16: 2.0, 8: 34 / 32, 4: 18 / 32}
 #: Bytes per attention score element: softmax runs in fp32 (llama.cpp ``soft_max`` and PyTorch SDPA
 #: math path both keep the scores in fp32).
 SCORE_BYTES = 4.0
+#: Order of the columns of the stacked per-layer table.
 COLUMNS = ("weight_bytes", "latency_s", "energy_pj", "live_act_bytes", "partition_s", "partition_pj",
            "activation_bits", "device")
 
