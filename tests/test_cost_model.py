@@ -35,7 +35,7 @@ def reference_costs(model, hw, cfg, kv_bits=16):
         t = max(layer.macs / (dev.peak_macs_per_s[prec] * dev.compute_fraction),
                 moved / (dev.bandwidth_bytes_per_s * dev.bandwidth_fraction)) + dev.layer_overhead_s
         if mode == "unpacked":
-            t += layer.n_params * dev.unpack_s_per_weight
+            t += layer.n_params * rows * dev.unpack_s_per_weight
         e = (layer.macs * dev.e_mac_pj[prec] + moved * dev.e_dram_pj_per_byte + 2 * moved * dev.e_sram_pj_per_byte
              + dev.static_power_w * t * 1e12)
         if prev is not None:
@@ -278,6 +278,11 @@ def test_embedding_lookup_reads_one_row_per_token():
     moved = 4 * 128 + 4 * 2 + 256 * 2
     assert out["latency_ms"] == pytest.approx((moved / 10e9 + 10e-6) * 1e3, rel=1e-12)
     assert out["size_mb"] == pytest.approx(128000 / 1e6)
+    # 4-bit weights unpacked to fp16 (toy rule W<=6 x A16): only the 4 rows read are unpacked, at 1 ps per weight
+    w4 = quantmoo.evaluate(model, hw, QuantConfig.uniform(model, 4, 16, granularity="per_channel"))
+    packed = 1000 * 64 / 2 + 1000 * 2                   # 4-bit table + one fp16 scale per row
+    moved = packed * 4 / 1000 + 4 * 2 + 256 * 2
+    assert w4["latency_ms"] == pytest.approx((moved / 10e9 + 10e-6 + 4 * 64 * 1e-12) * 1e3, rel=1e-12)
 
 
 def test_tied_lm_head_still_reads_the_whole_matrix():

@@ -172,7 +172,8 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     macs = cols["macs"][:, None]
     t_compute = macs / peak[None, :]
     t_memory = moved / bw[None, :]
-    latency = np.maximum(t_compute, t_memory) + overhead[None, :] + n * unpack[None, :]
+    # only the weights read are unpacked (one row per id for a lookup)
+    latency = np.maximum(t_compute, t_memory) + overhead[None, :] + (n * read[:, None]) * unpack[None, :]
     energy = (macs * e_mac[None, :] + moved * e_dram[None, :] + 2.0 * moved * e_sram[None, :]
               + static[None, :] * latency * 1e12)
     # Partition boundary *into* layer l: sync + its input tensor over the partition link.
