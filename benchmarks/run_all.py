@@ -47,6 +47,8 @@ SECTIONS = [
     ("bench_real", "Real models: validation and dominance over baselines (issue 5)"),
     ("bench_reliability", "Reliability: kill/resume and injected faults (issue 8)"),
     ("bench_fuzz", "Reliability: loader fuzzing (issue 8)"),
+    ("bench_published", "Cost model vs published decode speeds, decode breakdown (issue 16)"),
+    ("bench_agreement", "Objective agreement: size vs latency vs energy over the front (issue 16)"),
 ]
 
 

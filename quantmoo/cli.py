@@ -20,7 +20,8 @@ EXAMPLES = {
     "plot": "quantmoo plot runs/llama --kind front --x size_mb --y accuracy_loss",
     "export": "quantmoo export runs/llama --pick knee --format yaml --out knee.yaml",
     "models": "quantmoo models",
-    "hardware": "quantmoo hardware --show hexagon\n  quantmoo hardware --measure-host host.yaml --seconds 5",
+    "hardware": "quantmoo hardware --show hexagon\n  quantmoo hardware --measure-host host.yaml --seconds 5\n"
+                "  quantmoo hardware --measure-host ort.yaml --runtime onnxruntime",
     "demo": "quantmoo demo --out quantmoo-demo",
 }
 
@@ -99,10 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     h = cmd("hardware", "List hardware profiles, show one, or measure this machine as a profile.")
     h.add_argument("--show", help="profile name or YAML path")
     h.add_argument("--measure-host", metavar="OUT.yaml",
-                   help="measure this machine with NumPy (GEMM per dtype, memory bandwidth) and write a "
+                   help="measure this machine (GEMM per dtype, memory bandwidth; see --runtime) and write a "
                         "'host' profile usable as --hardware OUT.yaml")
     h.add_argument("--seconds", metavar="S", help="with --measure-host: time budget in seconds (default 5)")
     h.add_argument("--overwrite", action="store_true", help="with --measure-host: replace an existing file")
+    h.add_argument("--runtime", metavar="R",
+                   help="with --measure-host: whose kernels to time, numpy (default) or onnxruntime (CPU, 1 thread: "
+                        "MatMul fp32/fp16, MatMulInteger int8, MatMulNBits 4-bit, GEMV bandwidth)")
     h.add_argument("--json", action="store_true")
 
     for name, help_ in (("sensitivity", "Per-layer sensitivity tables from real weights."),
@@ -254,9 +258,12 @@ def cmd_measure_host(a):
     seconds = _parse_seconds(a.seconds)
     if not a.measure_host.strip():
         raise QuantmooError("The '--measure-host' needs an output file path, e.g. host.yaml")
+    runtime = "numpy" if a.runtime is None else a.runtime
+    if runtime not in hardware.RUNTIMES:
+        raise QuantmooError(f"The '--runtime' must be one of {{{', '.join(hardware.RUNTIMES)}}}; got {runtime!r}")
     _check_out_file(a.measure_host, "--measure-host", a.overwrite)
     try:
-        path = hardware.write_host_profile(a.measure_host, seconds=seconds)
+        path = hardware.write_host_profile(a.measure_host, seconds=seconds, runtime=runtime)
     except QuantmooError as e:
         raise QuantmooError(f"The '--measure-host' file could not be written ({e})") from None
     hw = hardware.load(path)
@@ -274,8 +281,9 @@ def cmd_hardware(a):
     from . import hardware
     if a.measure_host is not None:
         return cmd_measure_host(a)
-    if a.seconds is not None:
-        raise QuantmooError("The '--seconds' option only applies with '--measure-host OUT.yaml'")
+    for opt, v in (("--seconds", a.seconds), ("--runtime", a.runtime)):
+        if v is not None:
+            raise QuantmooError(f"The '{opt}' option only applies with '--measure-host OUT.yaml'")
     if a.show:
         hw = hardware.load(a.show)
         mat = hw.support_matrix()
@@ -284,7 +292,8 @@ def cmd_hardware(a):
         print(f"{hw.name}: {hw.title}\nreference device: {hw.reference_device}")
         for d in [hw.main] + ([hw.fallback] if hw.fallback is not None else []):
             rates = ", ".join(f"{k} {v / 1e12:.3g} TMAC/s" for k, v in d.peak_macs_per_s.items())
-            print(f"  device {d.name}: {d.title}; {rates}; {d.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+            print(f"  device {d.name}: {d.title}; {rates}; {d.bandwidth_bytes_per_s / 1e9:.4g} GB/s; achievable: "
+                  f"{d.bandwidth_fraction:.2f} of the bandwidth, {d.compute_fraction:.2f} of the MAC rates")
         print("support (weight bits x activation bits -> device/mode/precision):")
         for (w, x), (dev, mode, prec) in mat.items():
             print(f"  W{w:<2}A{x:<2}  {dev:<8} {mode:<9} {prec}")

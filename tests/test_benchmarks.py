@@ -120,3 +120,20 @@ def test_run_all_only_replaces_sections_in_place():
     assert "old one" in out and "new two" in out and "old two" not in out
     assert "old note" in out and "new note" not in out and "regenerated alone on 2026-01-01" in out
     assert out.startswith("# head\n")
+
+
+def test_published_bench_cites_and_predicts():
+    from benchmarks import bench_published
+    r = bench_published.run("tiny")
+    text = bench_published.report(r)
+    for x in r["rows"]:
+        assert x["url"] in text and 0 < x["predicted"] < x["peak_only"]   # achievable < peak
+    # llama2-7b at 4,096 tokens: the fp16 cache is 2 * 32 * 32 * 128 * 4096 * 2 B = 2,147.5 MB
+    assert "| 4096 | fp16 | 3,823.5 | 2,147.5 |" in text
+
+
+def test_agreement_bench_prefill_disagrees_more_than_decode():
+    from benchmarks import bench_agreement
+    rows = {w: bench_agreement.agreement(bench_agreement.quantmoo_model("gpt2", o), "arm_dot", 16, 4)
+            for w, o in (("decode", {}), ("prefill", {"mode": "prefill", "prefill_tokens": 512}))}
+    assert rows["prefill"]["size_mb|latency_ms"] < rows["decode"]["size_mb|latency_ms"]

@@ -164,6 +164,7 @@ def run(*args):
     (["AFILE/x.yaml"], "'--measure-host' file cannot be created"),
     (["ADIR"], "'--measure-host' path is a directory"),
     (["--show", "arm_dot"], "either '--show' or '--measure-host'"),
+    (["--runtime", "tvm"], "The '--runtime' must be one of {numpy, onnxruntime}; got 'tvm'"),
 ])
 def test_cli_bad_input_is_one_line_without_traceback(args, needle, tmp_path):
     (tmp_path / "afile").write_text("x")
@@ -184,6 +185,26 @@ def test_cli_seconds_without_measure_host(capsys):
     assert main(["hardware", "--seconds", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'--seconds'" in err[0] and "--measure-host" in err[0]
+    assert main(["hardware", "--runtime", "onnxruntime"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'--runtime'" in err[0] and "--measure-host" in err[0]
+
+
+@pytest.mark.slow       # ~4 s: onnxruntime's first session and its own measurement budget
+def test_onnxruntime_host_profile_measures_its_kernels(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "ort.yaml"
+    assert main(["hardware", "--measure-host", str(out), "--runtime", "onnxruntime", "--seconds", "0.3"]) == 0
+    hw = load(out)
+    src = hw.sources()
+    assert "MatMulInteger" in src["devices.cpu.peak_tops.int8"]
+    assert "MatMul float32" in src["devices.cpu.peak_tops.fp32"] and "1 thread" in src["devices.cpu.peak_tops.fp32"]
+    assert "MatMulNBits" in src["devices.cpu.unpack_ns_per_weight"]
+    assert "GEMV" in src["devices.cpu.memory_bandwidth_gbs"] and "QuantizeLinear" in src["convert_op.ns_per_element"]
+    assert all(0 < v < 1e15 for v in hw.main.peak_macs_per_s.values()) and hw.main.bandwidth_bytes_per_s > 0
+    assert "--runtime onnxruntime" in out.read_text().splitlines()[2]
+    with pytest.raises(QuantmooError, match="'runtime' of measure_host must be one of"):
+        measure_host(seconds=0.1, runtime="tvm")
 
 
 # --------------------------------------------------------------------------------------------

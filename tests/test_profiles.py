@@ -312,6 +312,27 @@ def test_zero_bandwidth_clock_or_cores(tmp_path, field):
     assert f"field 'devices.cpu.{field}' must be > 0; got 0" in load_error(tmp_path, raw)
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_device_has_achievable_fractions_with_provenance(name):
+    raw = load(name).raw
+    for dev_name, dev in raw["devices"].items():
+        for k in ("bandwidth_fraction", "compute_fraction"):
+            entry = dev["achievable"][k]
+            assert 0 < entry["value"] <= 1 and (entry.get("source") or entry.get("estimate")), (dev_name, k)
+        d = load(name).devices[dev_name]
+        assert d.bandwidth_fraction == dev["achievable"]["bandwidth_fraction"]["value"]
+
+
+def test_achievable_fraction_above_one_and_default(tmp_path):
+    raw = raw_copy("arm_dot")
+    raw["devices"]["cpu"]["achievable"]["compute_fraction"]["value"] = 1.5
+    assert ("field 'devices.cpu.achievable.compute_fraction' must be in (0, 1] (a fraction of the peak); got 1.5"
+            in load_error(tmp_path, raw))
+    raw = raw_copy("arm_dot")
+    del raw["devices"]["cpu"]["achievable"]
+    assert load(write(tmp_path, raw)).main.bandwidth_fraction == 1.0   # optional: pure peak roofline
+
+
 def test_negative_overhead(tmp_path):
     raw = raw_copy("arm_dot")
     raw["devices"]["cpu"]["layer_overhead_us"]["value"] = -3

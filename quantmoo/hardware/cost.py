@@ -13,8 +13,11 @@ Model, per layer ``l`` running choice ``c`` (DESIGN.md section 5):
 * Activations are stored at the layer's activation bits when it runs ``native``; otherwise at
   the width of the precision it executes in (hardware cannot keep e.g. 4-bit activations it
   does not compute in). Input and output activations both count.
-* Latency (roofline) = max(MACs / peak_rate(precision), bytes moved / bandwidth)
-  + per-layer overhead + (unpacked only) n_params * unpack cost per weight.
+* Latency (roofline) = max(MACs / achievable rate(precision), bytes moved / achievable bandwidth)
+  + per-layer overhead + (unpacked only) n_params * unpack cost per weight. Achievable = peak *
+  the device's ``compute_fraction`` / ``bandwidth_fraction`` (1.0 when a profile gives none).
+* An ``embedding`` row is a lookup: it reads one row per token (``act_in`` ids), not the whole
+  table; the table is still resident (size, memory). A tied LM head reads the whole matrix.
 * Energy = MACs * e_mac(precision) + DRAM bytes * e_dram + on-chip bytes * e_sram
   + static power * latency. Every byte moved is read from DRAM once and written to and
   read back from on-chip SRAM once (on-chip bytes = 2 * bytes moved): a documented estimate.
@@ -27,8 +30,14 @@ Non-separable terms, per individual:
 * a partition boundary wherever consecutive layers run on different devices: a fixed sync
   cost plus the boundary tensor (input of the second layer, at its storage width) over the
   partition link;
-* peak memory = all resident parameters + the largest live activation set (one layer's input
-  plus output).
+* peak memory = all resident parameters + the KV cache + the largest live activation set (one
+  layer's input plus output, or the attention's score tensor).
+
+Decoder LLMs (``model.meta["family"] == "decoder"``) add the attention of every block, which has
+no weights and no gene, so it is one constant per (model, profile, space) (:func:`decoder_attention`):
+the score (q.K) and value (p.V) matmuls against a KV cache of ``context`` entries, the cache
+read at the space's ``kv_cache_bits``, the new tokens' K/V written, and the fp32 score tensor
+written and read once.
 """
 from __future__ import annotations
 
@@ -41,6 +50,13 @@ from ..config import LAYER_ATTRS
 
 PRECISION_BITS = {"int4": 4, "int8": 8, "int16": 16, "fp8": 8, "fp16": 16, "fp32": 32}
 MODE_CODES = {"native": 0, "unpacked": 1, "fallback": 2}
+#: Bytes per cached K/V element per KV precision. Quantized caches carry one fp16 scale per block
+#: of 32 elements, as llama.cpp's ``q8_0`` (2 + 32 B) and ``q4_0`` (2 + 16 B) cache types
+#: (ggml/src/ggml-common.h, ``block_q8_0`` / ``block_q4_0``); fp16 has no scale.
+KV_BYTES_PER_ELEMENT = {16: 2.0, 8: 34 / 32, 4: 18 / 32}
+#: Bytes per attention score element: softmax runs in fp32 (llama.cpp ``soft_max`` and PyTorch SDPA
+#: math path both keep the scores in fp32).
+SCORE_BYTES = 4.0
 #: Order of the columns of the stacked per-layer table.
 COLUMNS = ("weight_bytes", "latency_s", "energy_pj", "live_act_bytes", "partition_s", "partition_pj",
            "activation_bits", "device")
@@ -83,6 +99,12 @@ class CostTables:
     partition_sync_s: float = 0.0
     partition_s_per_bit: np.ndarray = None
     partition_pj_per_bit: np.ndarray = None
+    #: decoder attention + KV cache (constant per individual; zeros for other models)
+    fixed_latency_s: float = 0.0
+    fixed_energy_pj: float = 0.0
+    kv_cache_bytes: float = 0.0
+    fixed_live_bytes: float = 0.0
+    attention: Optional[dict] = None
 
     def __post_init__(self):
         # flat, contiguous copies of each column for the population gathers
@@ -122,9 +144,9 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     mode = per_choice(lambda d, m, p: MODE_CODES[m], np.int8)
     prec_bits = per_choice(lambda d, m, p: PRECISION_BITS[p])
     dev_of = lambda d: devices[dev_names.index(d)]
-    peak = per_choice(lambda d, m, p: dev_of(d).peak_macs_per_s[p])
+    peak = per_choice(lambda d, m, p: dev_of(d).peak_macs_per_s[p] * dev_of(d).compute_fraction)
     e_mac = per_choice(lambda d, m, p: dev_of(d).e_mac_pj[p])
-    bw = per_choice(lambda d, m, p: dev_of(d).bandwidth_bytes_per_s)
+    bw = per_choice(lambda d, m, p: dev_of(d).bandwidth_bytes_per_s * dev_of(d).bandwidth_fraction)
     overhead = per_choice(lambda d, m, p: dev_of(d).layer_overhead_s)
     unpack = per_choice(lambda d, m, p: dev_of(d).unpack_s_per_weight if m == "unpacked" else 0.0)
     e_dram = per_choice(lambda d, m, p: dev_of(d).e_dram_pj_per_byte)
@@ -143,11 +165,15 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     wbytes = wbytes + 2.0 * cols["extra_params"][:, None]  # biases stay fp16
     act_in_b = cols["act_in"][:, None] * act_bits[None, :] / 8.0
     act_out_b = cols["act_out"][:, None] * act_bits[None, :] / 8.0
-    moved = wbytes + act_in_b + act_out_b
+    # an embedding lookup reads one row per id, not the table
+    read = np.array([min(l.act_in, l.out_channels) / l.out_channels if l.kind == "embedding" else 1.0
+                     for l in model.layers])
+    moved = wbytes * read[:, None] + act_in_b + act_out_b
     macs = cols["macs"][:, None]
     t_compute = macs / peak[None, :]
     t_memory = moved / bw[None, :]
-    latency = np.maximum(t_compute, t_memory) + overhead[None, :] + n * unpack[None, :]
+    # only the weights read are unpacked (one row per id for a lookup)
+    latency = np.maximum(t_compute, t_memory) + overhead[None, :] + (n * read[:, None]) * unpack[None, :]
     energy = (macs * e_mac[None, :] + moved * e_dram[None, :] + 2.0 * moved * e_sram[None, :]
               + static[None, :] * latency * 1e12)
     # Partition boundary *into* layer l: sync + its input tensor over the partition link.
@@ -163,7 +189,11 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     conv_s = cols["act_in"] * profile.convert_s_per_element
     conv_pj = cols["act_in"] * profile.convert_pj_per_element + profile.main.static_power_w * conv_s * 1e12
     device = np.broadcast_to(dev_idx[None, :], (L, C)).copy()
-    return CostTables(n_layers=L, n_choices=C, stacked=np.ascontiguousarray(stacked), abits=ab,
+    att = decoder_attention(model, profile, getattr(sp, "kv_cache_bits", 16))
+    fixed = {} if att is None else dict(
+        fixed_latency_s=att["latency_s"], fixed_energy_pj=att["energy_pj"],
+        kv_cache_bytes=att["kv_cache_bytes"], fixed_live_bytes=att["live_bytes"], attention=att)
+    return CostTables(**fixed, n_layers=L, n_choices=C, stacked=np.ascontiguousarray(stacked), abits=ab,
                       device=device, mode=np.broadcast_to(mode[None, :], (L, C)).copy(),
                       precision=np.broadcast_to(precision[None, :], (L, C)).copy(),
                       convert_s=conv_s, convert_pj=conv_pj,
@@ -201,9 +231,9 @@ def evaluate_costs(tables: CostTables, C: np.ndarray, rows: np.ndarray = None) -
     if rows is None:
         rows = C + tables.row_offsets[:L][None, :]
     wbytes = tables.flat["weight_bytes"][rows].sum(axis=1)
-    latency = tables.flat["latency_s"][rows].sum(axis=1)
-    energy = tables.flat["energy_pj"][rows].sum(axis=1)
-    peak_act = tables.flat["live_act_bytes"][rows].max(axis=1)
+    latency = tables.flat["latency_s"][rows].sum(axis=1) + tables.fixed_latency_s
+    energy = tables.flat["energy_pj"][rows].sum(axis=1) + tables.fixed_energy_pj
+    peak_act = np.maximum(tables.flat["live_act_bytes"][rows].max(axis=1), tables.fixed_live_bytes)
 
     if L > 1:
         # convert ops where consecutive activation bits differ
@@ -228,8 +258,75 @@ def evaluate_costs(tables: CostTables, C: np.ndarray, rows: np.ndarray = None) -
         "size_mb": resident / 1e6,
         "latency_ms": latency * 1e3,
         "energy_mj": energy * 1e-9,
-        "memory_mb": (resident + peak_act) / 1e6,
+        "memory_mb": (resident + tables.kv_cache_bytes + peak_act) / 1e6,
     }
+
+
+def kv_cache_bytes(n_layers: int, n_kv_heads: int, head_dim: int, context: int, batch: int = 1,
+                   kv_bits: int = 16) -> float:
+    """Bytes of a KV cache: ``2 * n_layers * n_kv_heads * head_dim * context * batch`` elements
+    (K and V) at ``KV_BYTES_PER_ELEMENT[kv_bits]``.
+
+    >>> kv_cache_bytes(32, 32, 128, 4096)  # llama2-7b, fp16, 4,096 tokens
+    2147483648.0
+    """
+    return 2.0 * n_layers * n_kv_heads * head_dim * context * batch * KV_BYTES_PER_ELEMENT[kv_bits]
+
+
+def decoder_attention(model, profile, kv_bits: int = 16) -> Optional[dict]:
+    """Cost of every block's attention of a decoder LLM (None for other models).
+
+    Per block, for ``tokens`` new tokens (``batch`` when decoding) attending to ``context`` keys:
+
+    * MACs ``tokens * context * head_dim * n_heads * 2`` (scores q.K and values p.V; the full
+      rectangle, also in prefill, as ``meta["attention_macs_per_layer"]``);
+    * bytes: the cache read (``2 * batch * context * n_kv_heads * head_dim`` elements at the KV
+      precision), the new tokens' K/V written (``2 * tokens * n_kv_heads * head_dim``), the fp32
+      score tensor (``tokens * n_heads * context``) written and read once, and q in / output out
+      at the compute precision's width;
+    * time: the roofline of those MACs and bytes on the device the profile resolves
+      ``(kv_bits, 16 if kv_bits == 16 else 8)`` to (a quantized cache is read by an integer dot
+      product with 8-bit queries, as llama.cpp does; an fp16 cache by an fp16 one), + two op
+      overheads (the two matmuls; softmax taken as fused), + the unpack cost of every cached
+      element read when the device widens it (int4).
+
+    Returns
+    -------
+    dict or None
+        ``latency_s``, ``energy_pj`` (all blocks), ``kv_cache_bytes`` (resident cache of
+        ``context`` entries), ``live_bytes`` (one block's score tensor + q + output), ``macs``,
+        ``bytes_moved``, ``kv_read_bytes``, ``device``, ``mode``, ``precision``, ``kv_bits``.
+    """
+    meta = getattr(model, "meta", None) or {}
+    if meta.get("family") != "decoder" or "architecture" not in meta or "context" not in model.workload:
+        return None
+    if kv_bits not in KV_BYTES_PER_ELEMENT:
+        from ..errors import QuantmooError
+        raise QuantmooError(f"The 'kv_cache_bits' must be in {{4, 8, 16}}; got {kv_bits!r}")
+    arch = meta["architecture"]
+    L, nh, nkv, hd = (int(arch[k]) for k in ("n_layers", "n_heads", "n_kv_heads", "head_dim"))
+    batch, keys = int(model.workload.get("batch", 1)), int(model.workload["context"])
+    tokens = int(meta.get("tokens", batch))
+    bpe = KV_BYTES_PER_ELEMENT[kv_bits]
+    dev_name, mode, prec = profile.resolve(kv_bits, 16 if kv_bits == 16 else 8)
+    dev = profile.devices[dev_name]
+    act_b = PRECISION_BITS[prec] / 8.0
+    macs = float(tokens) * keys * hd * nh * 2
+    kv_read = 2.0 * batch * keys * nkv * hd
+    kv_write = 2.0 * tokens * nkv * hd
+    scores = float(tokens) * nh * keys * SCORE_BYTES
+    q_out = 2.0 * tokens * nh * hd * act_b
+    moved = (kv_read + kv_write) * bpe + 2.0 * scores + q_out
+    t = (max(macs / (dev.peak_macs_per_s[prec] * dev.compute_fraction),
+             moved / (dev.bandwidth_bytes_per_s * dev.bandwidth_fraction))
+         + 2.0 * dev.layer_overhead_s + (kv_read * dev.unpack_s_per_weight if mode == "unpacked" else 0.0))
+    e = (macs * dev.e_mac_pj[prec] + moved * dev.e_dram_pj_per_byte + 2.0 * moved * dev.e_sram_pj_per_byte
+         + dev.static_power_w * t * 1e12)
+    return {"latency_s": L * t, "energy_pj": L * e,
+            "kv_cache_bytes": kv_cache_bytes(L, nkv, hd, keys, batch, kv_bits),
+            "live_bytes": scores + q_out, "macs": L * macs, "bytes_moved": L * moved,
+            "kv_read_bytes": L * kv_read * bpe, "device": dev_name, "mode": mode, "precision": prec,
+            "kv_bits": kv_bits}
 
 
 def layer_breakdown(tables: CostTables, model, c: np.ndarray) -> list:

@@ -1,4 +1,4 @@
-"""The ``host`` hardware profile: this machine, measured with NumPy.
+"""The ``host`` hardware profile: this machine, measured with NumPy or onnxruntime.
 
 :func:`measure_host` times a few NumPy operations on this machine (a calibration, not a
 benchmark suite) and returns a hardware profile mapping in the schema
@@ -26,6 +26,14 @@ NumPy's int8 GEMM is at least as fast as float32, else it is dequantized to floa
 ``unpacked``) as a NumPy runtime would do; likewise for float16. NumPy can compute every
 combination in float32, so nothing falls back (``fallback_device: null``).
 
+With ``runtime="onnxruntime"`` the same quantities are measured on onnxruntime's CPU execution
+provider with one thread (the kernels a QDQ / MatMulNBits ONNX model runs): ``MatMul`` float32
+and float16, ``MatMulInteger`` (uint8 x int8 -> int32, the int8 GEMM of dynamically quantized
+models), ``MatMulNBits`` (4-bit block-quantized weights, block 32; its time beyond the roofline
+of a matrix-vector product is the unpack cost per weight), a float32 matrix-vector ``MatMul``
+on a weight larger than the cache (bandwidth), a chain of 64 tiny ``MatMul`` nodes (per-op overhead) and ``QuantizeLinear``
+(requantize cost per element).
+
 Examples
 --------
 >>> from quantmoo.hardware import load, measure_host
@@ -47,7 +55,7 @@ import yaml
 from ..errors import QuantmooError, check_positive
 from .profile import SCHEMA_VERSION, _Parser
 
-__all__ = ["measure_host", "write_host_profile", "HOST_NAME"]
+__all__ = ["measure_host", "write_host_profile", "HOST_NAME", "RUNTIMES"]
 
 #: The ``name`` of a measured profile.
 HOST_NAME = "host"
@@ -139,9 +147,8 @@ def _median_time(fn: Callable[[], Any], budget: float) -> Tuple[float, int]:
     return max(float(np.median(times)), 1e-9), len(times)
 
 
-def _gemm(kind: str, budget: float, rng: np.random.Generator) -> Dict[str, Any]:
-    """MAC/s of an n x n x n ``numpy.matmul`` of ``kind``; n doubles while a run fits
-    budget / 7 (so the final size gets about 7 runs)."""
+def _numpy_gemm(kind: str, rng: np.random.Generator) -> Callable[[int], Callable[[], Any]]:
+    """``n -> fn``: an n x n x n ``numpy.matmul`` of ``kind``."""
     def operands(n):
         if kind == "int8":
             a = rng.integers(-128, 128, size=(n, n), dtype=np.int8)
@@ -151,7 +158,13 @@ def _gemm(kind: str, budget: float, rng: np.random.Generator) -> Dict[str, Any]:
         a = rng.standard_normal((n, n)).astype(dtype)
         b = rng.standard_normal((n, n)).astype(dtype)
         return lambda: np.matmul(a, b)
+    return operands
 
+
+def _gemm(kind: str, budget: float, rng: np.random.Generator, operands=None) -> Dict[str, Any]:
+    """MAC/s of an n x n x n GEMM of ``kind`` (``operands(n) -> fn``, NumPy by default); n
+    doubles while a run fits budget / 7 (so the final size gets about 7 runs)."""
+    operands = operands or _numpy_gemm(kind, rng)
     n = _GEMM_SIZES[0]
     fn = operands(n)
     fn()                                   # warm-up (threads, caches)
@@ -216,6 +229,111 @@ def _small_ops(budget: float, rng: np.random.Generator, int_dtype) -> Dict[str, 
 
 
 # --------------------------------------------------------------------------------------------
+# onnxruntime
+# --------------------------------------------------------------------------------------------
+
+#: ``MatMulNBits`` block size (the llama.cpp / GPTQ-style 32-weight blocks).
+_NBITS_BLOCK = 32
+#: Length of the chain of tiny ``MatMul`` nodes whose time per node is the per-op overhead.
+_CHAIN = 64
+
+
+def _ort_session(nodes, inputs, outputs, inits, contrib: bool = False):
+    """A one-thread CPU session of a small graph built in memory."""
+    from ..errors import require
+    ort = require("onnxruntime", "onnx", "measuring this machine with onnxruntime")
+    helper = require("onnx.helper", "onnx", "measuring this machine with onnxruntime")
+    graph = helper.make_graph(nodes, "quantmoo_host", inputs, outputs, inits)
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _vi(name, elem, shape):
+    from onnx import helper
+    return helper.make_tensor_value_info(name, elem, list(shape))
+
+
+def _ort_gemm(kind: str, rng: np.random.Generator) -> Callable[[int], Callable[[], Any]]:
+    """``n -> fn``: an n x n x n MatMul (float) or MatMulInteger (int8) session run."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def operands(n):
+        if kind == "int8":
+            x = rng.integers(0, 256, size=(n, n), dtype=np.uint8)
+            w = numpy_helper.from_array(rng.integers(-128, 128, size=(n, n), dtype=np.int8), "w")
+            node, ti, to = helper.make_node("MatMulInteger", ["x", "w"], ["y"]), TensorProto.UINT8, TensorProto.INT32
+        else:
+            dtype, elem = (np.float32, TensorProto.FLOAT) if kind == "fp32" else (np.float16, TensorProto.FLOAT16)
+            x = rng.standard_normal((n, n)).astype(dtype)
+            w = numpy_helper.from_array(rng.standard_normal((n, n)).astype(dtype), "w")
+            node, ti, to = helper.make_node("MatMul", ["x", "w"], ["y"]), elem, elem
+        sess = _ort_session([node], [_vi("x", ti, (n, n))], [_vi("y", to, (n, n))], [w])
+        feed = {"x": x}
+        return lambda: sess.run(None, feed)
+    return operands
+
+
+def _ort_bandwidth(budget: float, rng: np.random.Generator) -> Dict[str, Any]:
+    """Bytes read / s of a float32 matrix-vector MatMul (1 x k @ k x n, a memory-bound GEMV)
+    whose weight is 4x the L3 cache (32-64 MiB): the rate a memory-bound layer sees."""
+    from onnx import TensorProto, helper
+    l3 = _l3_bytes() or 32 * 2 ** 20
+    k = 4096
+    n = int(min(max(4 * l3, 32 * 2 ** 20), 64 * 2 ** 20)) // 4 // k
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    # the weight is fed as an input (no copy into a serialized model; CPU inputs are not copied)
+    sess = _ort_session([helper.make_node("MatMul", ["x", "w"], ["y"])],
+                        [_vi("x", TensorProto.FLOAT, (1, k)), _vi("w", TensorProto.FLOAT, (k, n))],
+                        [_vi("y", TensorProto.FLOAT, (1, n))], [])
+    feed = {"x": rng.standard_normal((1, k)).astype(np.float32), "w": w}
+    t, reps = _median_time(lambda: sess.run(None, feed), budget)
+    return {"read": w.nbytes / t, "mib": w.nbytes / 2 ** 20, "reps": reps, "shape": (k, n)}
+
+
+def _ort_small_ops(budget: float, rng: np.random.Generator, bandwidth: float, fp32_rate: float) -> Dict[str, Any]:
+    """Per-op overhead (a chain of tiny MatMuls), the 4-bit unpack cost (MatMulNBits time beyond
+    the roofline of its matrix-vector product) and the QuantizeLinear cost per element."""
+    from onnx import TensorProto, helper, numpy_helper
+    F = TensorProto.FLOAT
+    ws = [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), f"w{i}") for i in range(_CHAIN)]
+    names = ["x"] + [f"h{i}" for i in range(_CHAIN - 1)] + ["y"]
+    chain = _ort_session([helper.make_node("MatMul", [names[i], f"w{i}"], [names[i + 1]]) for i in range(_CHAIN)],
+                         [_vi("x", F, (8, 8))], [_vi("y", F, (8, 8))], ws)
+    x8 = rng.standard_normal((8, 8)).astype(np.float32)
+    t_chain, r_chain = _median_time(lambda: chain.run(None, {"x": x8}), budget / 4)
+
+    # a matrix-vector product on 4-bit block-quantized weights, larger than the last-level cache
+    l3 = _l3_bytes() or 32 * 2 ** 20
+    k = 4096
+    n = max(1024, int(min(max(2 * l3, 8 * 2 ** 20), 16 * 2 ** 20) * 2 // k) // 64 * 64)
+    blocks = k // _NBITS_BLOCK
+    packed = numpy_helper.from_array(rng.integers(0, 256, size=(n, blocks, _NBITS_BLOCK // 2), dtype=np.uint8), "b")
+    scales = numpy_helper.from_array((rng.random(n * blocks) * 0.01).astype(np.float32), "s")
+    nbits = _ort_session([helper.make_node("MatMulNBits", ["x", "b", "s"], ["y"], domain="com.microsoft", K=k, N=n,
+                                           bits=4, block_size=_NBITS_BLOCK)],
+                         [_vi("x", F, (1, k))], [_vi("y", F, (1, n))], [packed, scales], contrib=True)
+    xv = rng.standard_normal((1, k)).astype(np.float32)
+    t_nbits, r_nbits = _median_time(lambda: nbits.run(None, {"x": xv}), budget * 3 / 8)
+    nbytes = n * k / 2 + n * blocks * 4
+    roof = max(n * k / fp32_rate, nbytes / bandwidth)
+
+    m = 2 ** 21
+    xq = rng.standard_normal(m).astype(np.float32)
+    quant = _ort_session([helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["y"])],
+                         [_vi("x", F, (m,))], [_vi("y", TensorProto.UINT8, (m,))],
+                         [numpy_helper.from_array(np.array(0.05, np.float32), "sc"),
+                          numpy_helper.from_array(np.array(128, np.uint8), "zp")])
+    t_q, r_q = _median_time(lambda: quant.run(None, {"x": xq}), budget * 3 / 8)
+    return {"layer_s": t_chain / _CHAIN, "reps_layer": r_chain, "unpack_s_per_weight": max(t_nbits - roof, 0.0) / (n * k),
+            "reps_unpack": r_nbits, "unpack_weights": n * k, "nbits_s": t_nbits, "nbits_roof_s": roof,
+            "nbits_shape": (n, k), "convert_s_per_element": t_q / m, "reps_convert": r_q, "convert_elements": m}
+
+
+# --------------------------------------------------------------------------------------------
 # The profile
 # --------------------------------------------------------------------------------------------
 
@@ -234,8 +352,12 @@ def _estimate(value: float, text: str) -> Dict[str, Any]:
     return {"value": _sig(value), "estimate": text}
 
 
-def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
-    """Measure this machine with NumPy and return a ``host`` hardware profile mapping.
+#: Runtimes :func:`measure_host` can measure.
+RUNTIMES = ("numpy", "onnxruntime")
+
+
+def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[str, Any]:
+    """Measure this machine with NumPy or onnxruntime and return a ``host`` hardware profile mapping.
 
     Parameters
     ----------
@@ -244,6 +366,9 @@ def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
         very small budget takes somewhat longer and measures smaller matrices).
     seed : int, default 0
         Seed of the random operands.
+    runtime : {"numpy", "onnxruntime"}
+        Whose kernels are timed: NumPy's (default) or onnxruntime's CPU execution provider on
+        one thread (needs the ``onnxruntime`` package).
 
     Returns
     -------
@@ -255,56 +380,92 @@ def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
     Raises
     ------
     QuantmooError
-        ``seconds`` is not a finite number > 0.
+        ``seconds`` is not a finite number > 0, or ``runtime`` is unknown.
     """
     seconds = check_positive("seconds", seconds, owner="measure_host")
+    if runtime not in RUNTIMES:
+        raise QuantmooError(f"The 'runtime' of measure_host must be one of {{{', '.join(RUNTIMES)}}}; "
+                            f"got {runtime!r}")
     rng = np.random.default_rng(seed)
     t_start = time.perf_counter()
     date = datetime.date.today().isoformat()
     cpu, n_cpus = _cpu_model(), _n_cpus()
     where = f"measured {date} on {cpu}, {n_cpus} logical CPU{'s' if n_cpus != 1 else ''}"
-    numpy_id = f"NumPy {np.__version__}"
-
-    gemm = {k: _gemm(k, seconds * _BUDGET[k], rng) for k in ("fp32", "fp16", "int8")}
-    bw = _bandwidth(seconds * _BUDGET["bandwidth"])
-    rate = {k: g["macs_per_s"] for k, g in gemm.items()}
-    int_prec = "int8" if rate["int8"] >= rate["fp32"] else "fp32"
-    half_prec = "fp16" if rate["fp16"] >= rate["fp32"] else "fp32"
-    small = _small_ops(seconds * _BUDGET["small"], rng, np.int8 if int_prec == "int8" else np.float32)
-
-    what = {"fp32": f"numpy.matmul float32 x float32 -> float32 ({_blas_name()} sgemm, its default threads)",
-            "fp16": "numpy.matmul float16 x float16 -> float16 (NumPy's generic loop: it has no float16 BLAS "
-                    "kernel; one thread)",
-            "int8": "numpy.matmul(a, b, dtype=int32) on int8 x int8 operands -> int32 (NumPy has no int8 GEMM "
-                    "kernel: the operands are widened and its int32 loop runs, one thread)"}
+    if runtime == "numpy":
+        rt_id = f"NumPy {np.__version__}"
+        rt_desc = f"{rt_id} with {_blas_name()}"
+        gemm = {k: _gemm(k, seconds * _BUDGET[k], rng) for k in ("fp32", "fp16", "int8")}
+        bw = _bandwidth(seconds * _BUDGET["bandwidth"])
+        rate = {k: g["macs_per_s"] for k, g in gemm.items()}
+        int_prec = "int8" if rate["int8"] >= rate["fp32"] else "fp32"
+        half_prec = "fp16" if rate["fp16"] >= rate["fp32"] else "fp32"
+        small = _small_ops(seconds * _BUDGET["small"], rng, np.int8 if int_prec == "int8" else np.float32)
+        what = {"fp32": f"numpy.matmul float32 x float32 -> float32 ({_blas_name()} sgemm, its default threads)",
+                "fp16": "numpy.matmul float16 x float16 -> float16 (NumPy's generic loop: it has no float16 BLAS "
+                        "kernel; one thread)",
+                "int8": "numpy.matmul(a, b, dtype=int32) on int8 x int8 operands -> int32 (NumPy has no int8 GEMM "
+                        "kernel: the operands are widened and its int32 loop runs, one thread)"}
+        bandwidth, link_bw = max(bw["copy"], bw["sum"]), bw["copy"]
+        mib = f"{bw['mib']:.0f} MiB float64 array"
+        bw_text = (f"the larger of two medians: numpy.copyto of a {mib} ({bw['copy'] / 1e9:.4g} GB/s, bytes "
+                   f"read + written / time, median of {bw['reps_copy']}) and numpy.add.reduce of it "
+                   f"({bw['sum'] / 1e9:.4g} GB/s, bytes read / time, median of {bw['reps_sum']}); one thread, {where}")
+        unpack_to = "float32" if int_prec == "fp32" else "int8"
+        layer_text = f"one tiny NumPy layer (8x8 float32 matmul + bias add), median of {small['reps_layer']}"
+        unpack_text = (f"unpacking {small['unpack_weights']} 4-bit weights (two per byte: mask, shift, zero point"
+                       f"{', scale' if unpack_to == 'float32' else ''}) to {unpack_to} with NumPy, median of "
+                       f"{small['reps_unpack']}, per weight")
+        conv_text = (f"float32 -> int8 requantize (multiply, rint, clip, astype) of {small['convert_elements']} "
+                     f"elements with NumPy, median of {small['reps_convert']}, per element")
+    else:
+        import onnxruntime
+        rt_id = f"onnxruntime {onnxruntime.__version__}"
+        rt_desc = f"{rt_id} (CPUExecutionProvider, 1 thread)"
+        gemm = {k: _gemm(k, seconds * _BUDGET[k], rng, _ort_gemm(k, rng)) for k in ("fp32", "fp16", "int8")}
+        bw = _ort_bandwidth(seconds * _BUDGET["bandwidth"], rng)
+        rate = {k: g["macs_per_s"] for k, g in gemm.items()}
+        int_prec = "int8" if rate["int8"] >= rate["fp32"] else "fp32"
+        half_prec = "fp16" if rate["fp16"] >= rate["fp32"] else "fp32"
+        bandwidth = link_bw = bw["read"]
+        small = _ort_small_ops(seconds * _BUDGET["small"], rng, bandwidth, rate["fp32"])
+        what = {"fp32": f"{rt_desc} MatMul float32 x float32 initializer -> float32",
+                "fp16": f"{rt_desc} MatMul float16 x float16 initializer -> float16",
+                "int8": f"{rt_desc} MatMulInteger uint8 x int8 initializer -> int32 (the int8 GEMM of "
+                        "dynamically quantized models)"}
+        bw_text = (f"{rt_desc} MatMul 1x{bw['shape'][0]} @ {bw['shape'][0]}x{bw['shape'][1]} float32 (a memory-bound "
+                   f"GEMV on a {bw['mib']:.0f} MiB weight), weight bytes read / time, median of {bw['reps']}, {where}")
+        unpack_to = "float32"
+        layer_text = (f"a chain of {_CHAIN} 8x8 float32 MatMul nodes in one {rt_desc} session, time / {_CHAIN}, "
+                      f"median of {small['reps_layer']}")
+        nn, kk = small["nbits_shape"]
+        unpack_text = (f"{rt_desc} MatMulNBits (4-bit, block {_NBITS_BLOCK}, fp32 scales) 1x{kk} @ {kk}x{nn}: "
+                       f"median {small['nbits_s'] * 1e3:.4g} ms (of {small['reps_unpack']}) minus its roofline "
+                       f"{small['nbits_roof_s'] * 1e3:.4g} ms (the float32 MAC rate and the bandwidth measured "
+                       f"here), per weight")
+        conv_text = (f"{rt_desc} QuantizeLinear float32 -> uint8 of {small['convert_elements']} elements, median "
+                     f"of {small['reps_convert']}, per element")
     peak_tops = {k: _measured(2 * rate[k] / 1e12,
                               f"{what[k]}, {g['n']}x{g['n']}x{g['n']}, median of {g['reps']}, {where}, "
-                              f"{numpy_id}; TOPS = 2 x MAC/s / 1e12 ({rate[k] / 1e9:.4g} GMAC/s)")
+                              f"{rt_id}; TOPS = 2 x MAC/s / 1e12 ({rate[k] / 1e9:.4g} GMAC/s)")
                  for k, g in gemm.items()}
-    bandwidth = max(bw["copy"], bw["sum"])
-    mib = f"{bw['mib']:.0f} MiB float64 array"
-    bw_entry = _measured(bandwidth / 1e9,
-                         f"the larger of two medians: numpy.copyto of a {mib} ({bw['copy'] / 1e9:.4g} GB/s, bytes "
-                         f"read + written / time, median of {bw['reps_copy']}) and numpy.add.reduce of it "
-                         f"({bw['sum'] / 1e9:.4g} GB/s, bytes read / time, median of {bw['reps_sum']}); "
-                         f"one thread, {where}")
+    bw_entry = _measured(bandwidth / 1e9, bw_text)
 
     f = _SCALE_FACTOR
     e_mac = {k: {"value": _sig(pj * f),
                  "source": f"Horowitz, 'Computing's energy problem', ISSCC 2014 (45 nm): {text}; "
                            f"x energy_scaling.factor {f}",
-                 "estimate": f"the energy of the arithmetic, not of NumPy's {'BLAS' if k == 'fp32' else 'loop'} "
-                             f"around it (not measurable from NumPy)"}
+                 "estimate": f"the energy of the arithmetic, not of the {rt_id} kernel around it (not "
+                             f"measurable from timings)"}
              for k, (pj, text) in _HOROWITZ_MAC.items()}
     sram = _sig(_HOROWITZ_SRAM_BYTE * f)
     conv_pj = 3 * sram + _sig(_HOROWITZ_MAC["fp32"][0] * f)
 
-    int_note = ("int8 x int8 -> int32 numpy.matmul is at least as fast as float32 here"
+    int_note = (f"{rt_id}'s int8 GEMM is at least as fast as its float32 one here"
                 if int_prec == "int8" else
-                f"NumPy's int8 path ({rate['int8'] / 1e9:.3g} GMAC/s) is slower than float32 BLAS "
+                f"{rt_id}'s int8 path ({rate['int8'] / 1e9:.3g} GMAC/s) is slower than its float32 GEMM "
                 f"({rate['fp32'] / 1e9:.3g} GMAC/s) here, so integer tensors are dequantized to float32")
-    half_note = ("float16 numpy.matmul is at least as fast as float32 here" if half_prec == "fp16" else
-                 f"NumPy's float16 matmul ({rate['fp16'] / 1e9:.3g} GMAC/s) is slower than float32 BLAS "
+    half_note = (f"{rt_id}'s float16 GEMM is at least as fast as its float32 one here" if half_prec == "fp16" else
+                 f"{rt_id}'s float16 GEMM ({rate['fp16'] / 1e9:.3g} GMAC/s) is slower than its float32 one "
                  f"({rate['fp32'] / 1e9:.3g} GMAC/s) here, so float16 tensors are computed in float32")
     sub, sub8 = [2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 8]
     support = [
@@ -313,7 +474,7 @@ def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
         {"weight_bits": sub, "activation_bits": [8], "mode": "unpacked", "precision": int_prec,
          "note": f"sub-byte weights unpacked, then the {int_prec} GEMM"},
         {"weight_bits": sub8, "activation_bits": sub, "mode": "unpacked", "precision": int_prec,
-         "note": f"sub-byte activations widened (NumPy has no sub-byte arithmetic), then the {int_prec} GEMM"},
+         "note": f"sub-byte activations widened (no sub-byte arithmetic in {rt_id}), then the {int_prec} GEMM"},
         {"weight_bits": [16], "activation_bits": [16],
          "mode": "native" if half_prec == "fp16" else "unpacked", "precision": half_prec, "note": half_note},
         {"weight_bits": sub8, "activation_bits": [16], "mode": "unpacked", "precision": half_prec,
@@ -331,33 +492,28 @@ def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
                                                "memory (os.sysconf), leaving the rest to the OS")
     mem_total = _meminfo_mb("MemTotal")
     ram = f", {mem_total / 1e3:.0f} GB RAM" if mem_total else ""
-    unpack_to = "float32" if int_prec == "fp32" else "int8"
-
     profile = {
         "schema_version": SCHEMA_VERSION,
         "name": HOST_NAME,
-        "title": f"This machine measured with NumPy ({cpu}, {n_cpus} logical CPUs)",
+        "title": f"This machine measured with {rt_id} ({cpu}, {n_cpus} logical CPUs)",
         "reference_device": f"{cpu}, {n_cpus} logical CPUs{ram}, {platform.system()} {platform.machine()}, "
-                            f"Python {platform.python_version()}, {numpy_id} with {_blas_name()}; "
-                            f"measured {date} (quantmoo.hardware.measure_host, budget {seconds:g} s)",
+                            f"Python {platform.python_version()}, {rt_desc}; measured {date} "
+                            f"(quantmoo.hardware.measure_host, runtime {runtime}, budget {seconds:g} s)",
         "main_device": "cpu",
         "fallback_device": None,
         "memory_budget_mb": budget_entry,
         "convert_op": {
-            "ns_per_element": _measured(
-                small["convert_s_per_element"] * 1e9,
-                f"float32 -> int8 requantize (multiply, rint, clip, astype) of {small['convert_elements']} "
-                f"elements with NumPy, median of {small['reps_convert']}, per element, {where}"),
+            "ns_per_element": _measured(small["convert_s_per_element"] * 1e9, f"{conv_text}, {where}"),
             "pj_per_element": _estimate(
                 conv_pj, f"3 bytes through on-chip SRAM (3 x {sram} pJ) + one fp32 multiply-add for the scale "
                          f"({_sig(_HOROWITZ_MAC['fp32'][0] * f)} pJ), Horowitz ISSCC 2014 x {f}; not measurable "
-                         f"from NumPy"),
+                         f"from timings"),
         },
         "partition": {
             "sync_us": _estimate(small["layer_s"] * 1e6,
-                                 "unused: the host profile has no fallback device (NumPy computes every "
-                                 "combination on this CPU); set to the measured per-layer NumPy dispatch cost"),
-            "transfer_gbs": _estimate(bw["copy"] / 1e9,
+                                 f"unused: the host profile has no fallback device ({rt_id} computes every "
+                                 "combination on this CPU); set to the measured per-layer dispatch cost"),
+            "transfer_gbs": _estimate(link_bw / 1e9,
                                       "unused: no fallback device; set to the measured copy bandwidth"),
         },
         "energy_scaling": {
@@ -371,21 +527,15 @@ def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
         },
         "devices": {
             "cpu": {
-                "title": f"{cpu}, {n_cpus} logical CPUs, running NumPy ({numpy_id}, {_blas_name()})",
+                "title": f"{cpu}, {n_cpus} logical CPUs, running {rt_desc}",
                 "peak_tops": peak_tops,
                 "memory_bandwidth_gbs": bw_entry,
-                "layer_overhead_us": _measured(
-                    small["layer_s"] * 1e6,
-                    f"one tiny NumPy layer (8x8 float32 matmul + bias add), median of {small['reps_layer']}: "
-                    f"the per-call dispatch cost, {where}"),
-                "unpack_ns_per_weight": _measured(
-                    small["unpack_s_per_weight"] * 1e9,
-                    f"unpacking {small['unpack_weights']} 4-bit weights (two per byte: mask, shift, zero point"
-                    f"{', scale' if unpack_to == 'float32' else ''}) to {unpack_to} with NumPy, median of "
-                    f"{small['reps_unpack']}, per weight, {where}"),
+                "layer_overhead_us": _measured(small["layer_s"] * 1e6, f"{layer_text}: the per-op dispatch cost, "
+                                                                       f"{where}"),
+                "unpack_ns_per_weight": _measured(small["unpack_s_per_weight"] * 1e9, f"{unpack_text}, {where}"),
                 "static_power_w": _estimate(
                     _STATIC_W_PER_CPU * n_cpus,
-                    f"not measurable from NumPy (no power counters read): ~{_STATIC_W_PER_CPU:g} W per busy "
+                    f"not measurable from timings (no power counters read): ~{_STATIC_W_PER_CPU:g} W per busy "
                     f"logical CPU of a desktop/server core (clocks, caches, uncore share, leakage) x {n_cpus}"),
                 "energy_pj": {
                     "mac": e_mac,
@@ -393,7 +543,7 @@ def measure_host(seconds: float = 5.0, seed=0) -> Dict[str, Any]:
                         _DRAM_PJ_PER_BYTE,
                         "DDR-class DIMM interface assumed (~12 pJ/bit, as intel_vnni.yaml; Horowitz ISSCC 2014 "
                         "gives 1300-2600 pJ per 64-bit DDR3 access); the memory type is not measurable from "
-                        "NumPy"),
+                        "timings"),
                     "sram_byte": {"value": sram,
                                   "source": f"Horowitz ISSCC 2014: 10 pJ per 64-bit read of an 8 KB SRAM = "
                                             f"1.25 pJ/B at 45 nm; x energy_scaling.factor {f}"},
@@ -419,17 +569,17 @@ _Dumper.add_representer(list, lambda d, v: d.represent_sequence(
 
 
 _HEADER = """\
-# quantmoo hardware profile: this machine, measured with NumPy (quantmoo.hardware.measure_host).
+# quantmoo hardware profile: this machine, measured with {runtime} (quantmoo.hardware.measure_host).
 #
-# Regenerate with: quantmoo hardware --measure-host {name} [--seconds S]
+# Regenerate with: quantmoo hardware --measure-host {name} --runtime {runtime} [--seconds S]
 # Numbers with 'source:' were measured here (the text says what exactly); numbers with
-# 'estimate:' could not be measured from NumPy and say why. Peaks are what NumPy achieves
-# (float32 via BLAS; float16 and int8 via NumPy's own loops), not the CPU's datasheet peaks.
+# 'estimate:' could not be measured from timings and say why. Peaks are what the runtime's
+# kernels achieve on this machine, not the CPU's datasheet peaks.
 # Units: TOPS (2 x MAC/s / 1e12), GB/s (1e9 B/s), us, ns, pJ, W, MB (1e6 B).
 """
 
 
-def write_host_profile(path: Union[str, os.PathLike], seconds: float = 5.0, seed=0) -> Path:
+def write_host_profile(path: Union[str, os.PathLike], seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Path:
     """Measure this machine (:func:`measure_host`) and write the profile YAML to ``path``.
 
     The file is written atomically (temp file + rename): an interrupted or failed write never
@@ -449,8 +599,8 @@ def write_host_profile(path: Union[str, os.PathLike], seconds: float = 5.0, seed
     path = Path(path)
     if path.is_dir():
         raise QuantmooError(f"The host profile path is a directory, not a file: {path}")
-    profile = measure_host(seconds=seconds, seed=seed)
-    text = _HEADER.format(name=path.name) + yaml.dump(profile, Dumper=_Dumper, sort_keys=False,
+    profile = measure_host(seconds=seconds, seed=seed, runtime=runtime)
+    text = _HEADER.format(name=path.name, runtime=runtime) + yaml.dump(profile, Dumper=_Dumper, sort_keys=False,
                                                       allow_unicode=True, width=100)
     try:
         atomic_write_text(path, text)

@@ -75,7 +75,8 @@ _TOP_KEYS = ("schema_version", "name", "title", "reference_device", "main_device
              "energy_scaling", "devices")
 _DEVICE_KEYS = ("title", "clock_ghz", "cores", "macs_per_cycle_per_core", "peak_tops",
                 "memory_bandwidth_gbs", "layer_overhead_us", "unpack_ns_per_weight",
-                "static_power_w", "energy_pj", "support")
+                "static_power_w", "energy_pj", "support", "achievable")
+_ACHIEVABLE_KEYS = ("bandwidth_fraction", "compute_fraction")
 _ENERGY_KEYS = ("mac", "dram_byte", "sram_byte")
 _RULE_KEYS = ("weight_bits", "activation_bits", "mode", "precision", "note")
 _NUMBER_KEYS = ("value", "source", "estimate")
@@ -133,6 +134,11 @@ class Device:
         Energy per byte moved from DRAM / on-chip SRAM, pJ.
     rules : tuple of SupportRule
         Ordered support rules; the first match wins.
+    bandwidth_fraction, compute_fraction : float
+        Achievable fractions of the peak bandwidth and of the peak MAC rates that real kernels
+        sustain (optional ``achievable`` block of the YAML; 1.0, the pure peak roofline, when
+        absent). The cost model uses ``peak * fraction``; ``peak_macs_per_s`` and
+        ``bandwidth_bytes_per_s`` stay the datasheet peaks.
     """
 
     name: str
@@ -146,6 +152,8 @@ class Device:
     e_dram_pj_per_byte: float
     e_sram_pj_per_byte: float
     rules: Tuple[SupportRule, ...]
+    bandwidth_fraction: float = 1.0
+    compute_fraction: float = 1.0
 
     def rule_for(self, w_bits: int, a_bits: int) -> SupportRule:
         """The first support rule matching ``(w_bits, a_bits)``."""
@@ -485,7 +493,19 @@ class _Parser:
         e_dram = self.number(energy, "dram_byte", epath, positive=False)
         e_sram = self.number(energy, "sram_byte", epath, positive=False)
         rules = self.rules(self.get(node, "support", path), f"{path}.support", name, peak, e_mac)
-        return Device(name=name, title=title, peak_macs_per_s=MappingProxyType(peak),
+        fractions = {k: 1.0 for k in _ACHIEVABLE_KEYS}
+        if "achievable" in node:
+            apath = f"{path}.achievable"
+            ach = self.mapping(node["achievable"], apath)
+            self.keys(ach, _ACHIEVABLE_KEYS, apath)
+            for k in _ACHIEVABLE_KEYS:
+                v = self.number(ach, k, apath)
+                if v > 1:
+                    raise self.fail(f"field '{apath}.{k}' must be in (0, 1] (a fraction of the peak); got {v:g}")
+                fractions[k] = v
+        return Device(bandwidth_fraction=fractions["bandwidth_fraction"],
+                      compute_fraction=fractions["compute_fraction"],
+                      name=name, title=title, peak_macs_per_s=MappingProxyType(peak),
                       bandwidth_bytes_per_s=bandwidth, layer_overhead_s=overhead,
                       unpack_s_per_weight=unpack, static_power_w=static,
                       e_mac_pj=MappingProxyType(e_mac), e_dram_pj_per_byte=e_dram,

@@ -11,7 +11,9 @@ What is not a row
     counted in ``ModelSpec.other_params``; ``meta["other_params_breakdown"]`` splits that number.
     Attention score and value matmuls have no weights and are not rows either; their MACs are
     recorded in ``meta["attention_macs"]`` (all blocks) and ``meta["attention_macs_per_layer"]``,
-    ``tokens * keys * head_dim * n_heads * 2`` per block, for information.
+    ``tokens * keys * head_dim * n_heads * 2`` per block. For decoders the cost model adds them,
+    with the KV-cache traffic, as one constant per model
+    (:func:`quantmoo.hardware.cost.decoder_attention`); encoders' attention is not costed yet.
 
 Tied embeddings (GPT-2, small Qwen2)
     The shared matrix is one tensor, so it is one row: ``lm_head`` (kind ``"lm_head"``, shape

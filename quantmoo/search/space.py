@@ -24,6 +24,8 @@ from ..errors import QuantmooError, brief
 #: Bit genes are ordinal (mutation steps to a neighbour, crossover may average);
 #: the others are nominal.
 ORDINAL_ATTRS = ("weight_bits", "activation_bits")
+#: KV-cache precisions (fp16, int8, int4) a space may set.
+KV_CACHE_BITS = (4, 8, 16)
 
 _UNIVERSE = {
     "weight_bits": WEIGHT_BITS,
@@ -67,6 +69,10 @@ class SearchSpace:
     ties : list of list of str, optional
         Groups of layers that must share activation bits (in addition to the model's
         ``LayerSpec.tie_group``).
+    kv_cache_bits : int
+        Precision of a decoder LLM's KV cache: 16 (fp16, the default), 8 or 4 (int8 / int4 with
+        an fp16 scale per 32 elements, llama.cpp's q8_0 / q4_0 cache types). A space option, not
+        a gene: it sets the attention's cost and the cache's memory (ignored for other models).
     """
 
     weight_bits: Sequence[int] = (2, 3, 4, 6, 8, 16)
@@ -78,6 +84,7 @@ class SearchSpace:
     calibrations: Sequence[str] = ("min_max", "percentile", "mse", "entropy")
     pinned: Optional[dict] = None
     ties: Optional[list] = None
+    kv_cache_bits: int = 16
 
     def __post_init__(self):
         for attr, fname in _SPACE_FIELD.items():
@@ -130,6 +137,10 @@ class SearchSpace:
                 isinstance(t, (list, tuple)) and all(isinstance(n, str) for n in t) for t in ties)):
             raise QuantmooError(f"The 'ties' of SearchSpace must be a list of lists of layer names; got {brief(ties)}")
         self.ties = [list(t) for t in (ties or [])]
+        if isinstance(self.kv_cache_bits, bool) or self.kv_cache_bits not in KV_CACHE_BITS:
+            raise QuantmooError(f"The 'kv_cache_bits' of SearchSpace must be in {{{_fmt(KV_CACHE_BITS)}}}; "
+                                f"got {brief(self.kv_cache_bits)}")
+        self.kv_cache_bits = int(self.kv_cache_bits)
 
     # -- attributes --------------------------------------------------------------------------
     def values(self, attr: str) -> tuple:
@@ -148,13 +159,15 @@ class SearchSpace:
             d["pinned"] = {k: dict(v) for k, v in self.pinned.items()}
         if self.ties:
             d["ties"] = [list(t) for t in self.ties]
+        if self.kv_cache_bits != 16:  # written only when set, so older spaces keep their form
+            d["kv_cache_bits"] = self.kv_cache_bits
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping, source: str = "search space") -> "SearchSpace":
         if not isinstance(d, Mapping):
             raise QuantmooError(f"{source}: a search space must be a mapping")
-        allowed = set(_SPACE_FIELD.values()) | {"group_size", "pinned", "ties"}
+        allowed = set(_SPACE_FIELD.values()) | {"group_size", "pinned", "ties", "kv_cache_bits"}
         unknown = set(d) - allowed
         if unknown:
             raise QuantmooError(f"{source}: unknown field(s) {sorted(map(str, unknown))}; allowed fields are "
