@@ -150,18 +150,18 @@ def check_output_file(path, *, overwrite: bool = False, option: str = "--out") -
         raise QuantmooError(f"The '{option}' path is a directory, not a file: {path}")
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise QuantmooError(f"The '{option}' file {path} exists; pass --overwrite to replace it")
-    _check_writable(p, option, path)
+    _check_writable(p, option, path, what="file")
     if p.exists() and not os.access(p, os.W_OK):
         raise QuantmooError(f"The '{option}' file is not writable: {path}")
     return p
 
 
-def _check_writable(final: Path, option: str, shown) -> None:
+def _check_writable(final: Path, option: str, shown, what: str = "directory") -> None:
     parent = final if final.is_dir() else final.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise QuantmooError(f"The '{option}' path cannot be created: {parent} is not a directory: {shown}")
+        raise QuantmooError(f"The '{option}' {what} cannot be created: {parent} is not a directory: {shown}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise QuantmooError(f"The '{option}' location is not writable: {shown}")
     if final.is_dir() and not os.access(final.parent, os.W_OK | os.X_OK):

@@ -601,12 +601,17 @@ def _archive_update(archive, algo, problem):
     archive.add(X, F)
 
 
+def _n_distinct(F: np.ndarray) -> int:
+    """Distinct objective vectors: the front reports one point per vector."""
+    return int(len(np.unique(F, axis=0))) if len(F) else 0
+
+
 def _record(algo, problem, ref, archive=None) -> dict:
     """One history row: evaluations, hypervolume of the feasible non-dominated set, front size."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
     if archive is not None:
         return {"n_gen": int(algo.n_gen) - 1, "n_eval": int(algo.evaluator.n_eval),
-                "hypervolume": hypervolume(archive.F, ref), "n_front": len(archive)}
+                "hypervolume": hypervolume(archive.F, ref), "n_front": _n_distinct(archive.F)}
     pop = algo.pop
     X = pop.get("X")
     vals = problem.evaluate_all(X)
@@ -619,4 +624,4 @@ def _record(algo, problem, ref, archive=None) -> dict:
         Ff = Ff[nd]
     # pymoo increments n_gen after each step; the initial population is generation 1
     return {"n_gen": int(algo.n_gen) - 1, "n_eval": int(algo.evaluator.n_eval),
-            "hypervolume": hypervolume(Ff, ref), "n_front": int(len(Ff))}
+            "hypervolume": hypervolume(Ff, ref), "n_front": _n_distinct(Ff)}
