@@ -14,7 +14,7 @@ from .errors import QuantmooError
 
 EXAMPLES = {
     "search": "quantmoo search --model llama2-7b --hardware arm_dot --pop-size 100 --n-gen 200 --out runs/llama",
-    "evaluate": "quantmoo evaluate --model llama2-7b --hardware arm_dot --config runs/llama/config_knee.yaml",
+    "evaluate": "quantmoo evaluate --model llama2-7b --hardware arm_dot --config knee.yaml --run runs/llama",
     "sensitivity": "quantmoo sensitivity --model digits --out digits_sens.npz",
     "validate": "quantmoo validate runs/digits",
     "plot": "quantmoo plot runs/llama --kind front --x size_mb --y accuracy_loss",
@@ -82,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--hardware", required=True)
     e.add_argument("--config", required=True, help="config YAML/JSON (QuantConfig)")
-    e.add_argument("--run", help="run directory whose search space and accuracy model to use")
+    e.add_argument("--run", help="run directory whose search space and accuracy model to use (default: the run "
+                   "the config was exported from, if it still exists)")
+    e.add_argument("--measured", action="store_true",
+                   help="also measure accuracy_loss with the model's real evaluator (digits, minilm-l6, ...)")
     e.add_argument("--json", action="store_true")
 
     x = cmd("export", "Export one solution of a saved run as a config file.")
@@ -119,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sensitivity_args(c):
-    c.add_argument("--model", required=True, help="a model with real weights: digits or minilm-l6")
+    c.add_argument("--model", required=True,
+                   help="a model with real weights: a zoo model that has them (see 'quantmoo models') or a "
+                        "weights file such as model.onnx")
     c.add_argument("--out", required=True, help="output .npz file")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     c.add_argument("--space", help="search-space YAML")
@@ -431,17 +436,37 @@ def _run_space_and_accuracy(run_dir, model):
 
 
 def cmd_evaluate(a):
+    import os
+    from . import zoo
     from .config import QuantConfig
     from .search.evaluate import evaluate_config
     cfg = QuantConfig.load(a.config)
+    model = zoo.load(a.model)
+    if cfg.model is not None and cfg.model != model.name:
+        raise QuantmooError(f"The config {a.config} was made for model '{cfg.model}', not '{model.name}': the layer "
+                            f"names may match but the weights and sensitivities differ; search '{model.name}' itself")
+    run = a.run
+    source = cfg.meta.get("source") if isinstance(cfg.meta.get("source"), dict) else {}
+    if run is None and isinstance(source.get("run"), str) and os.path.isdir(source["run"]):
+        run = source["run"]     # the run the config was exported from: its space and accuracy table
+        print(f"note: using the run this config was exported from: {run} (pass --run to choose another)",
+              file=sys.stderr)
     space = acc = None
-    if a.run:
-        _, space, acc = _run_space_and_accuracy(a.run, a.model)
-    out = evaluate_config(a.model, a.hardware, cfg, space=space, accuracy=acc)
+    if run:
+        _, space, acc = _run_space_and_accuracy(run, model)
+    out = evaluate_config(model, a.hardware, cfg, space=space, accuracy=acc)
+    if a.measured:
+        if model.evaluator is None:
+            raise QuantmooError(f"The '--measured' option needs a model with a real evaluator; '{model.name}' has "
+                                f"none (see 'quantmoo models')")
+        out["accuracy_loss_measured"] = float(model.evaluator.loss(cfg))
+    elif out["accuracy_kind"] == "prior" and (model.evaluator is not None or model.weights is not None):
+        print(f"warning: accuracy_loss is the prior noise model, not a prediction for {model.name}'s real weights: "
+              f"pass --run RUN (the search's proxy) or --measured (the real model)", file=sys.stderr)
     if a.json:
         return _print(out, True)
     for k, v in out.items():
-        print(f"{k:<14} {v:.10g}" if isinstance(v, float) else f"{k:<14} {v}")
+        print(f"{k:<22} {v:.10g}" if isinstance(v, float) else f"{k:<22} {v}")
 
 
 def cmd_export(a):
@@ -461,7 +486,15 @@ def cmd_export(a):
         raise QuantmooError(f"The '--pick' value must be one of {{knee, best}}; got {a.pick!r}")
     if a.format not in ("yaml", "json"):
         raise QuantmooError(f"The '--format' value must be one of {{yaml, json}}; got {a.format!r}")
-    text = sol.config.to_yaml() if a.format == "yaml" else sol.config.to_json()
+    import os
+    cfg = sol.config
+    # provenance: 'quantmoo evaluate' finds the run (its space and proxy table) from the config alone
+    cfg = type(cfg)(cfg.layers, calibration=cfg.calibration, model=cfg.model, hardware=cfg.hardware,
+                    meta={**cfg.meta, "source": {"run": os.path.abspath(a.run), "index": res.front.index(sol),
+                                                 "accuracy_kind": res.accuracy_kind,
+                                                 "objectives": {k: float(v) for k, v in sol.objectives.items()},
+                                                 "measured": sol.measured}})
+    text = cfg.to_yaml() if a.format == "yaml" else cfg.to_json()
     if a.out is not None:
         from .io import atomic_write_text
         _check_out_file(a.out, "--out", a.overwrite)

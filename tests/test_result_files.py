@@ -106,3 +106,54 @@ def test_search_json_includes_each_points_config(tmp_path, capsys):
     p = out["front"][0]
     assert set(p) >= {"objectives", "config"} and p["config"]["layers"]
     assert quantmoo.QuantConfig.from_dict(p["config"]).layers
+
+
+# -- evaluate is honest about where its accuracy number comes from -----------------------------------
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("digits")
+    assert main(["sensitivity", "--model", "digits", "--out", str(d / "sens.npz")]) == 0
+    assert main(["search", "--model", "digits", "--hardware", "arm_dot", "--pop-size", "12", "--n-gen", "3",
+                 "--accuracy-table", str(d / "sens.npz"), "--out", str(d / "run"), "--no-plot",
+                 "--no-progress"]) == 0
+    assert main(["export", str(d / "run"), "--out", str(d / "knee.yaml")]) == 0
+    return d
+
+
+def test_evaluate_without_run_uses_the_run_the_config_came_from(digits_run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "digits", "--hardware", "arm_dot", "--config",
+                 str(digits_run / "knee.yaml"), "--json"]) == 0
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)
+    knee = load_result(digits_run / "run").knee()
+    assert out["accuracy_kind"] == "proxy"
+    assert out["accuracy_loss"] == pytest.approx(knee.objectives["accuracy_loss"], rel=1e-9)
+    assert "exported from" in cap.err
+
+
+def test_evaluate_measured_and_the_prior_warning(digits_run, tmp_path, capsys):
+    cfg = quantmoo.QuantConfig.load(digits_run / "knee.yaml")
+    bare = tmp_path / "bare.yaml"
+    quantmoo.QuantConfig(cfg.layers, calibration=cfg.calibration, model="digits").save(bare)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "digits", "--hardware", "arm_dot", "--config", str(bare), "--json"]) == 0
+    cap = capsys.readouterr()
+    if json.loads(cap.out)["accuracy_kind"] == "prior":
+        assert "warning: accuracy_loss is the prior noise model" in cap.err
+    assert main(["evaluate", "--model", "digits", "--hardware", "arm_dot", "--config", str(bare), "--measured",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    digits = quantmoo.zoo.load("digits")
+    assert out["accuracy_loss_measured"] == pytest.approx(digits.evaluator.loss(cfg))
+
+
+def test_evaluate_refuses_a_config_of_another_model(tmp_path, capsys):
+    llama = quantmoo.zoo.load("llama2-7b")
+    cfg = quantmoo.QuantConfig.uniform(llama, 4, 8)
+    cfg.save(tmp_path / "c.yaml")
+    assert main(["evaluate", "--model", "llama2-7b", "--hardware", "arm_dot", "--config", str(tmp_path / "c.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "mistral-7b", "--hardware", "arm_dot", "--config",
+                 str(tmp_path / "c.yaml")]) == 2
+    assert "made for model 'llama2-7b', not 'mistral-7b'" in capsys.readouterr().err
