@@ -19,6 +19,17 @@ def timeit(fn, repeat: int = 5, number: int = 1):
     return statistics.median(times), times
 
 
+_T0 = time.perf_counter()
+
+
+def progress(msg: str) -> None:
+    """One line of progress on stderr (elapsed time first) when stderr is a terminal; quiet otherwise,
+    so logs and RESULTS.md captures stay clean."""
+    import sys
+    if sys.stderr.isatty():
+        print(f"[{time.perf_counter() - _T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
 def machine() -> str:
     try:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")

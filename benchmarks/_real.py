@@ -15,11 +15,14 @@ measurement with an on-disk evaluation cache, and the cold/warm timings table 5 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ._common import progress
 
 _MODELS = {}
 _TABLES = {}
@@ -105,7 +108,10 @@ def measure(name: str, configs, tag: str = "", cache=None) -> list:
     ec = cache if cache is not None else _eval_cache()
     h0, m0 = ec.hits, ec.misses
     t0 = time.perf_counter()
-    out = evaluate_many(model(name), list(configs), workers=1, cache=ec)
+    configs = list(configs)
+    progress(f"{tag or 'measure'}: {len(configs)} configs on {name} ...")
+    out = evaluate_many(model(name), configs, workers=1, cache=ec, progress=sys.stderr.isatty())
+    progress(f"{tag or 'measure'}: done in {time.perf_counter() - t0:.1f} s ({ec.hits - h0} cached)")
     LOG.append({"model": name, "n": len(configs), "seconds": time.perf_counter() - t0,
                 "hits": ec.hits - h0, "misses": ec.misses - m0, "tag": tag})
     bad = [d["error"] for d in out if "error" in d]

@@ -33,7 +33,7 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks._common import MODES, machine, stamp
+from benchmarks._common import MODES, machine, progress, stamp
 
 HERE = Path(__file__).resolve().parent
 
@@ -72,6 +72,7 @@ def run(mode: str = "quick", only=None) -> str:
     for mod_name, title in SECTIONS:
         if only and mod_name not in only:
             continue
+        progress(f"section {mod_name}: {title}")
         try:
             mod = importlib.import_module(f"benchmarks.{mod_name}")
         except ModuleNotFoundError as e:

@@ -598,16 +598,25 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100, ov
 
     t0 = time.perf_counter()
     _check_out_dir(out, overwrite, kind="demo")
+    show = progress if progress is not None else sys.stderr.isatty()
+
+    def stage(msg):
+        if show:
+            print(f"[quantmoo demo {time.perf_counter() - t0:5.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    stage("1/4 sensitivity: one-layer measurements of the digits MLP")
     model = zoo.load("digits")
     space = SearchSpace()
-    table = sensitivity(model, space, model.evaluator)
+    table = sensitivity(model, space, model.evaluator, progress=show)
     t_sens = time.perf_counter() - t0
+    stage(f"2/4 NSGA-II search, {pop_size} x {n_gen} generations, then the baselines")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = search(model, "arm_dot", space=space, accuracy=table, pop_size=pop_size, n_gen=n_gen, seed=seed,
-                     progress=progress, max_front=60)
+                     progress=show, max_front=60)
     t_search = time.perf_counter() - t0 - t_sens
-    validate(res, model=model, workers=1)
+    stage(f"3/4 measured validation of {len(res.front)} front points and {len(res.baselines)} baselines")
+    validate(res, model=model, workers=1, progress=show)
     t_val = time.perf_counter() - t0 - t_sens - t_search
 
     figs = {}
@@ -623,6 +632,7 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100, ov
             plt.close(fig)
             figs[name] = f"{name}.png"
 
+    stage(f"4/4 writing {out}/ (results, CSV tables, figures)")
     where = res.save(out, extra_files={"accuracy_table.npz": table.to_bytes()}, after_write=extra_figures,
                      overwrite=overwrite, kind="demo")
     measured = [(s.compression_ratio, s.measured.get("accuracy_loss")) for s in res.front

@@ -403,6 +403,8 @@ def drive(run: "SearchRun", progress: Optional[bool] = None, callback: Optional[
             if bar is not None:
                 bar.close()
                 bar = None
+                if run.baselines:   # the ILP sweep takes seconds on LLM-sized models: say what runs
+                    print("computing the baselines (uniform, greedy, ILP) ...", file=sys.stderr, flush=True)
             result = run.result()
             # Ctrl-C after the last generation (while the baselines and the front are computed):
             # the search is complete and saved, so say so rather than losing it
