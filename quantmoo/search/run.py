@@ -395,6 +395,7 @@ def drive(run: "SearchRun", progress: Optional[bool] = None, callback: Optional[
     finally:
         if bar is not None:
             bar.close()
+        run.close()
     return result
 
 
@@ -489,6 +490,16 @@ class SearchRun:
         self.algorithm = algo
         self.archive = ParetoArchive(problem.n_var, problem.n_obj) if self.use_archive else None
         return self
+
+    def close(self) -> None:
+        """Stop what the run keeps between generations (a measured evaluator's worker processes).
+
+        :func:`search` calls it at the end, also after an error or Ctrl-C; a later :meth:`step`
+        or :meth:`result` starts them again.
+        """
+        close = getattr(getattr(self.problem, "accuracy", None), "close", None)
+        if close is not None:
+            close()
 
     def _check_setup(self):
         if self.algorithm is None:
