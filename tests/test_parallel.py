@@ -72,19 +72,23 @@ def test_eval_timeout_is_enforced_on_every_backend(backend, digits):
     assert time.perf_counter() - t0 < 2.9 or backend == "dask"   # dask: cluster start-up is included
 
 
+@pytest.mark.slow
 def test_timed_out_dask_evaluation_is_a_failed_evaluation_in_the_search(digits):
-    """Through MeasuredAccuracy on Dask, a hung genome is infeasible, as it is locally."""
+    """Through MeasuredAccuracy on Dask, a hung genome is infeasible and the front is the local one."""
     distributed = pytest.importorskip("dask.distributed")
     inj = functools.partial(_faulty_digits, 3.0)
+    kw = dict(pop_size=8, n_gen=2, seed=0, progress=False, baselines=False)
     with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=4,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        acc = MeasuredAccuracy(inj, eval_timeout=0.5, dask_address=client)
-        res = quantmoo.search(digits, "arm_dot", accuracy=acc, pop_size=8, n_gen=2, seed=0, progress=False,
-                              baselines=False)
+        res = quantmoo.search(digits, "arm_dot", accuracy=MeasuredAccuracy(inj, eval_timeout=0.5, dask_address=client),
+                              **kw)
     reasons = [f["reason"] for f in res.meta["failed_evaluations"]]
     assert reasons and all(r == "timed out after 0.5 s" for r in reasons)
     failed = {f["config_hash"] for f in res.meta["failed_evaluations"]}
     assert not failed & {s.config.config_hash() for s in res.front}
+    local = quantmoo.search(digits, "arm_dot", accuracy=MeasuredAccuracy(inj(), eval_timeout=0.5), **kw)
+    assert res.F.tolist() == local.F.tolist()
+    assert res.meta["failed_evaluations"] == local.meta["failed_evaluations"]
 
 
 def _faulty_digits(hang_s):
