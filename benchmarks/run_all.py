@@ -46,6 +46,7 @@ SECTIONS = [
     ("bench_speed", "Table 5: speed and memory"),
     ("bench_real", "Real models: validation and dominance over baselines (issue 5)"),
     ("bench_reliability", "Reliability: kill/resume and injected faults (issue 8)"),
+    ("bench_parallel", "Reliability: Dask worker kills, one process pool per search (issue 17)"),
     ("bench_fuzz", "Reliability: loader fuzzing (issue 8)"),
     ("bench_published", "Cost model vs published decode speeds, decode breakdown (issue 16)"),
     ("bench_agreement", "Objective agreement: size vs latency vs energy over the front (issue 16)"),

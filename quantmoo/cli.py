@@ -76,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure accuracy_loss with the model's real evaluator for every genome (digits, minilm-l6)")
     s.add_argument("--eval-timeout", type=float, metavar="SECONDS",
                    help="with --measured: an evaluation taking longer counts as failed (infeasible)")
-    s.add_argument("--workers", type=int, default=1, help="with --measured: local processes for evaluations")
+    s.add_argument("--workers", type=int, default=1,
+                   help="with --measured: local processes for evaluations, started once for the whole search "
+                        "(default 1: in-process)")
+    _cache_args(s, "with --measured: ")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True)
@@ -121,6 +124,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cache_args(c, prefix=""):
+    c.add_argument("--cache-dir", metavar="DIR",
+                   help=f"{prefix}reuse and store measured evaluations in DIR (default: $QUANTMOO_CACHE if set, "
+                        "else ~/.cache/quantmoo/evals)")
+    c.add_argument("--no-cache", action="store_true", help=f"{prefix}measure everything again, store nothing")
+
+
+def _cache(a):
+    """The evaluation cache of --cache-dir / --no-cache: False, True (the default directory) or a path."""
+    if a.no_cache and a.cache_dir:
+        raise QuantmooError("Use either '--cache-dir' or '--no-cache', not both")
+    return False if a.no_cache else (a.cache_dir or True)
+
+
 def _sensitivity_args(c):
     c.add_argument("--model", required=True,
                    help="a model with real weights: a zoo model that has them (see 'quantmoo models') or a "
@@ -134,6 +151,7 @@ def _validate_args(c):
     c.add_argument("run", help="run directory")
     c.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
     c.add_argument("--dask-address", help="run on a Dask cluster at this address")
+    _cache_args(c)
     c.add_argument("--refine", type=int, default=0, metavar="K",
                    help="also measure, for every baseline, the K proxy-best non-dominated points no larger than it")
     c.add_argument("--refine-on", default="size_mb", metavar="OBJ[,OBJ]",
@@ -402,6 +420,9 @@ def _accuracy(a):
     """The search's accuracy model from --measured / --accuracy-table (None: the model's default)."""
     if a.measured and a.accuracy_table:
         raise QuantmooError("Use either '--measured' or '--accuracy-table', not both")
+    for flag, given in (("--cache-dir", a.cache_dir), ("--no-cache", a.no_cache)):
+        if given and not a.measured:
+            raise QuantmooError(f"'{flag}' only applies with '--measured'")
     if a.accuracy_table:
         from .accuracy.tables import AccuracyTable
         return AccuracyTable.load(a.accuracy_table)
@@ -417,8 +438,13 @@ def _measured_accuracy(a):
                             f"model '{model.name}' has none")
     if a.workers is not None and a.workers < 1:
         raise QuantmooError(f"The '--workers' must be an integer >= 1; got {a.workers}")
-    # by zoo name: workers and a resumed run rebuild the evaluator from it
-    return MeasuredAccuracy(model.name, eval_timeout=a.eval_timeout, workers=a.workers)
+    cache = _cache(a)
+    if cache is True:
+        from .accuracy.cache import default_cache_dir
+        cache = default_cache_dir()
+    # by zoo name: workers and a resumed run rebuild the evaluator from it; the cache as a path (it travels too)
+    return MeasuredAccuracy(model.name, eval_timeout=a.eval_timeout, workers=a.workers,
+                            cache=str(cache) if cache else None)
 
 
 def _run_space_and_accuracy(run_dir, model):
@@ -574,7 +600,7 @@ def cmd_validate(a):
     from .accuracy.validate import validate
     refine_on = tuple(v.strip() for v in a.refine_on.split(",") if v.strip())
     report = validate(a.run, workers=a.workers, dask_address=a.dask_address, progress=True, refine=a.refine,
-                      refine_on=refine_on)
+                      refine_on=refine_on, cache=_cache(a))
     info = report if isinstance(report, dict) else getattr(report, "__dict__", {})
     if a.json:
         return _print(info, True)

@@ -8,16 +8,27 @@ Where the work runs
 -------------------
 * **in-process** (``workers=1``, or an evaluator object / ModelSpec that cannot be rebuilt
   elsewhere);
-* **local processes** (the default for a recipe): a ``concurrent.futures.ProcessPoolExecutor``
-  with the ``spawn`` start method. Workers never receive an evaluator; they rebuild it from a
-  picklable *recipe*, a zoo name such as ``"digits"`` or ``"minilm-l6"``
-  (``quantmoo.zoo.load(name).evaluator``) or a module-level factory function, once per worker
-  process, and keep it for every later task. Each task runs with one BLAS thread, so ``n``
-  workers use ``n`` cores;
+* **local processes** (the default for a recipe): a :class:`ProcessPool`, i.e. a
+  ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn`` start method. Workers never
+  receive an evaluator; they rebuild it from a picklable *recipe*, a zoo name such as
+  ``"digits"`` or ``"minilm-l6"`` (``quantmoo.zoo.load(name).evaluator``) or a module-level
+  factory function, once per worker process, and keep it for every later task. Each task runs
+  with one BLAS thread, so ``n`` workers use ``n`` cores. Pass ``pool=`` to keep the same
+  processes for many batches (a measured search keeps one pool for its whole run). Workers that
+  die before running anything (typically: a script without ``if __name__ == "__main__":``,
+  which every spawned worker re-runs) raise a :class:`~quantmoo.errors.QuantmooError` that
+  says so;
 * **Dask** (``dask_address``): ``dask.distributed.Client(address)`` (an existing ``Client``
   is accepted too), tasks submitted with ``retries=2`` so a lost worker's tasks are rerun. An
   unreachable scheduler raises a :class:`~quantmoo.errors.QuantmooError` naming the address
-  after ``connect_timeout`` seconds.
+  after ``connect_timeout`` seconds. A batch never waits forever: when the cluster has had no
+  workers for ``NO_WORKER_GRACE`` seconds, or (with ``eval_timeout``) no task has finished for
+  ``3 * eval_timeout + STALL_SLACK`` seconds, the tasks still waiting become failed evaluations
+  and one ``RuntimeWarning`` says why.
+
+``eval_timeout`` holds on every backend: with ``SIGALRM`` in a process's main thread (in-process
+and local workers), otherwise (Dask worker threads, any other thread) by running the evaluation
+in a helper thread that is abandoned at the deadline (see :func:`call_with_timeout`).
 
 The same function evaluates every config in every mode, so results are identical (bitwise)
 whether they come from a local process, a Dask worker or the cache.
@@ -48,12 +59,22 @@ from ..config import QuantConfig
 from ..errors import QuantmooError, check_positive, require
 from .cache import EvalCache, jsonable_details, model_key
 
-__all__ = ["evaluate_many", "evaluate_one", "time_limit", "EvaluationTimeout", "resolve_cache", "INPROCESS_SECONDS", "CONNECT_TIMEOUT"]
+__all__ = ["evaluate_many", "evaluate_one", "time_limit", "call_with_timeout", "EvaluationTimeout", "ProcessPool",
+           "resolve_cache", "INPROCESS_SECONDS", "CONNECT_TIMEOUT", "NO_WORKER_GRACE", "STALL_SLACK"]
 
 #: ``workers=None`` stays in-process when the whole batch would take less than this (seconds).
 INPROCESS_SECONDS = 5.0
 #: Seconds to wait for a Dask scheduler before giving up.
 CONNECT_TIMEOUT = 5.0
+#: Seconds a Dask cluster may have no workers while tasks wait (a nanny restarting a killed worker,
+#: an adaptive cluster scaling up) before the waiting tasks are failed.
+NO_WORKER_GRACE = 30.0
+#: With ``eval_timeout``: extra seconds (worker restarts, evaluator start-up) a Dask batch may go
+#: without any task finishing, on top of ``(1 + retries) * eval_timeout``.
+STALL_SLACK = 60.0
+#: Seconds between two looks at a Dask batch's futures (the scheduler is asked for workers once a second).
+_DASK_POLL = 0.05
+_DASK_RETRIES = 2
 
 # Evaluators built from recipes, per process (workers keep theirs between tasks).
 _EVALUATORS: Dict[Any, Any] = {}
@@ -119,13 +140,11 @@ def time_limit(seconds: Optional[float]):
     """Interrupt the enclosed code with :class:`EvaluationTimeout` after ``seconds``.
 
     Uses ``SIGALRM`` (an interval timer), so it only works in the main thread of a process on a
-    POSIX system: that is where in-process evaluations and local worker processes run them.
-    Elsewhere (Dask worker threads, Windows) it does nothing and only the batch ``timeout``
-    applies. A timer interrupts Python code and NumPy between operations, not one long C call.
+    POSIX system (see :func:`_alarm_usable`); elsewhere it does nothing, and
+    :func:`call_with_timeout` is the way to limit a call. A timer interrupts Python code and
+    NumPy between operations, not one long C call.
     """
-    usable = (seconds is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
+    if seconds is None or not _alarm_usable():
         yield
         return
 
@@ -141,15 +160,52 @@ def time_limit(seconds: Optional[float]):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _alarm_usable() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def call_with_timeout(fn, seconds: Optional[float]):
+    """``fn()``, or :class:`EvaluationTimeout` once it has run ``seconds`` (None: no limit).
+
+    In a process's main thread (POSIX) :func:`time_limit` interrupts ``fn`` itself. Elsewhere
+    (Dask worker threads, a server's threads, Windows) ``fn`` runs in a daemon helper thread;
+    at the deadline the caller gets the timeout at once and the helper is asked to stop with
+    the same exception at its next Python instruction (like the timer: a long C call finishes
+    first, in the background).
+    """
+    if seconds is None:
+        return fn()
+    if _alarm_usable():
+        with time_limit(seconds):
+            return fn()
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller (an EvaluationTimeout sent below ends here)
+            box["error"] = e
+    t = threading.Thread(target=run, name="quantmoo-evaluation", daemon=True)
+    t.start()
+    t.join(float(seconds))
+    if t.is_alive():
+        import ctypes
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(EvaluationTimeout))
+        raise EvaluationTimeout(f"timed out after {seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def evaluate_one(evaluator, config, eval_timeout: Optional[float] = None) -> dict:
     """``evaluator.details(config)`` as plain JSON values, or ``{"error": ...}`` (never raises).
 
-    ``eval_timeout`` (seconds) turns an evaluation that hangs into ``{"error": "timed out ..."}``
-    (see :func:`time_limit` for where it can be enforced).
+    ``eval_timeout`` (seconds) turns an evaluation that hangs into ``{"error": "timed out ..."}``,
+    in any thread (see :func:`call_with_timeout`).
     """
     try:
-        with time_limit(eval_timeout):
-            d = evaluator.details(_as_config(config))
+        cfg = _as_config(config)
+        d = call_with_timeout(lambda: evaluator.details(cfg), eval_timeout)
         if not isinstance(d, dict) or "loss" not in d:
             return {"error": "the evaluator returned no 'loss'"}
         loss = float(d["loss"])
@@ -205,10 +261,91 @@ def _check_workers(workers):
     return workers
 
 
+# -- local worker processes -----------------------------------------------------------------------
+def _worker_init(started) -> None:
+    """First thing a pool worker runs (after importing the parent's main module)."""
+    # Ctrl-C reaches the whole process group: the parent decides, workers must not die mid-task
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    started.set()
+
+
+def _no_pool_while_bootstrapping() -> None:
+    """Inside a spawned worker that is still importing the parent's main module, stop quietly.
+
+    That happens when the user's script starts workers at top level (no ``__main__`` guard):
+    each worker re-runs the script and would start workers of its own. The parent, whose pool
+    then breaks before any worker ran, explains it once (:meth:`ProcessPool.check_started`).
+    """
+    import multiprocessing
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(1)
+
+
+class ProcessPool:
+    """``workers`` local ``spawn`` processes, kept for many :func:`evaluate_many` batches.
+
+    The processes start at the first batch that needs them and are kept until :meth:`close`
+    (also on leaving a ``with`` block); a pool that broke (a worker died) or timed out is
+    started again by the next batch. ``n_started`` counts the starts.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Processes (default: the number of CPUs).
+    """
+
+    def __init__(self, workers: Optional[int] = None):
+        self.workers = _check_workers(workers) or (os.cpu_count() or 1)
+        self.n_started = 0
+        self._ex = None
+        self._started = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        """The running executor (started if needed)."""
+        if self._ex is None:
+            import multiprocessing
+            _no_pool_while_bootstrapping()
+            ctx = multiprocessing.get_context("spawn")
+            self._started = ctx.Event()
+            self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
+                                           initargs=(self._started,))
+            self.n_started += 1
+        return self._ex
+
+    def check_started(self) -> None:
+        """After the pool broke: raise a clear error if no worker ever started."""
+        if self._started is None or self._started.is_set():
+            return
+        main = sys.modules.get("__main__")
+        script = getattr(main, "__file__", None)    # None in a notebook or the interactive prompt
+        if script:
+            raise QuantmooError(
+                f"The {self.workers} worker processes died while starting: each one re-runs your script "
+                f"'{script}' (Python's 'spawn' start method), and its top-level code starts the evaluations "
+                'again. Put that code under `if __name__ == "__main__":`, or use workers=1') from None
+        raise QuantmooError(f"The {self.workers} worker processes died while starting, before any evaluation (their "
+                            "error is on stderr); use workers=1 to evaluate in-process") from None
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the processes (a later batch starts new ones)."""
+        ex, self._ex = self._ex, None
+        if ex is not None:
+            if not wait:
+                _terminate(ex)
+            ex.shutdown(wait=wait, cancel_futures=True)
+
+    def __enter__(self) -> "ProcessPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 # -- main entry ------------------------------------------------------------------------------------
 def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: Optional[int] = None,
                   dask_address=None, cache=None, timeout: Optional[float] = None, progress: bool = False,
-                  connect_timeout: float = CONNECT_TIMEOUT, eval_timeout: Optional[float] = None) -> List[dict]:
+                  connect_timeout: float = CONNECT_TIMEOUT, eval_timeout: Optional[float] = None,
+                  pool: Optional[ProcessPool] = None) -> List[dict]:
     """Measured details of many configs (see the module docstring).
 
     Parameters
@@ -228,12 +365,14 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
         Seconds for the whole batch; configs not done by then get ``{"error": "timed out ..."}``.
     eval_timeout : float, optional
         Seconds for one evaluation; one that runs longer gets ``{"error": "timed out ..."}`` and
-        the batch goes on (enforced in-process and in local worker processes; see
-        :func:`time_limit`).
+        the batch goes on (on every backend; see :func:`call_with_timeout`).
     progress : bool
         Show a tqdm progress bar.
     connect_timeout : float
         Seconds to wait for the Dask scheduler.
+    pool : ProcessPool, optional
+        Local processes to use (and leave running) when the batch goes to processes; its size
+        wins over ``workers``. Default: a pool for this call only.
 
     Returns
     -------
@@ -354,8 +493,13 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
                                 continue
                             done(h, idx, evaluate_one(ev, cfgs[idx[0]], eval_timeout))
                     else:
-                        _run_processes(min(n_proc, len(pending)), recipe, cfgs, pending, done, deadline, timeout,
-                                       eval_timeout)
+                        own = pool is None
+                        use = ProcessPool(min(n_proc, len(pending))) if own else pool
+                        try:
+                            _run_processes(use, recipe, cfgs, pending, done, deadline, timeout, eval_timeout)
+                        finally:
+                            if own:
+                                use.close(wait=deadline is None)
     finally:
         if bar is not None:
             bar.close()
@@ -371,15 +515,12 @@ def _payload(cfg: QuantConfig) -> dict:
     return cfg.to_dict()
 
 
-def _run_processes(n, recipe, cfgs, pending, done, deadline, timeout, eval_timeout=None):
-    import multiprocessing
-    ctx = multiprocessing.get_context("spawn")
-    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
-    futs = {}
+def _run_processes(pool: ProcessPool, recipe, cfgs, pending, done, deadline, timeout, eval_timeout=None):
+    from concurrent.futures.process import BrokenProcessPool
+    ex = pool.executor()
+    futs = {ex.submit(_task, recipe, _payload(cfgs[idx[0]]), eval_timeout): (h, idx) for h, idx in pending}
+    left = set(futs)
     try:
-        for h, idx in pending:
-            futs[ex.submit(_task, recipe, _payload(cfgs[idx[0]]), eval_timeout)] = (h, idx)
-        left = set(futs)
         while left:
             wait_for = None if deadline is None else max(0.0, deadline - time.perf_counter())
             finished, left = wait(left, timeout=wait_for, return_when=FIRST_COMPLETED)
@@ -387,18 +528,24 @@ def _run_processes(n, recipe, cfgs, pending, done, deadline, timeout, eval_timeo
                 h, idx = futs[f]
                 try:
                     d = f.result()
-                except Exception as e:  # e.g. BrokenProcessPool: a worker died
+                except BrokenProcessPool as e:  # a worker died: this pool is done for
+                    pool.check_started()
+                    d = {"error": f"worker failed: {type(e).__name__}: {e}"}
+                except Exception as e:
                     d = {"error": f"worker failed: {type(e).__name__}: {e}"}
                 done(h, idx, d)
             if not finished and left:  # deadline passed
                 for f in left:
                     h, idx = futs[f]
                     done(h, idx, {"error": f"timed out after {timeout:g} s"})
-                    f.cancel()
                 left = set()
-                _terminate(ex)
+                pool.close(wait=False)
+    except BaseException:   # Ctrl-C, or the start-up error: stop the workers, do not wait for them
+        pool.close(wait=False)
+        raise
     finally:
-        ex.shutdown(wait=deadline is None, cancel_futures=True)
+        if pool._ex is not None and getattr(pool._ex, "_broken", False):
+            pool.close(wait=False)      # the next batch starts a fresh pool
 
 
 def _terminate(ex) -> None:
@@ -425,33 +572,69 @@ def _connect(address, connect_timeout: float):
     return client, True
 
 
+def _n_workers(client) -> int:
+    """Workers the scheduler knows now (0 if it cannot be asked)."""
+    try:
+        return len(client.nthreads(callback_timeout=CONNECT_TIMEOUT))
+    except Exception:
+        return 0
+
+
 def _run_dask(address, recipe, cfgs, pending, done, deadline, connect_timeout, eval_timeout=None):
-    distributed = require("dask.distributed", "dask", "evaluating on a Dask cluster")
+    """Submit every pending config, collect as they finish; never wait on a dead or stuck cluster."""
     client, owned = _connect(address, connect_timeout)
+    where = address if isinstance(address, str) else "the Dask cluster"
+    stall = None if eval_timeout is None else (1 + _DASK_RETRIES) * float(eval_timeout) + STALL_SLACK
     try:
         payloads = [_payload(cfgs[idx[0]]) for _, idx in pending]
         futures = client.map(_task, [recipe] * len(payloads), payloads, [eval_timeout] * len(payloads),
-                             retries=2, pure=False)
-        index = {f.key: k for k, f in enumerate(futures)}
-        remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
-        seen = set()
-        try:
-            for f in distributed.as_completed(futures, timeout=remaining, loop=client.loop):
-                k = index[f.key]
+                             retries=_DASK_RETRIES, pure=False)
+        left = {f.key: (k, f) for k, f in enumerate(futures)}
+        reason = None
+        last_progress = time.perf_counter()
+        no_workers_since = None
+        next_look = 0.0         # when to ask the scheduler for its workers again
+        while left:
+            now = time.perf_counter()
+            if deadline is not None and now >= deadline:
+                reason = "timed out waiting for the Dask cluster"
+                break
+            # poll (the client need not be the default one that distributed.wait would use)
+            finished = [f for _, f in left.values() if f.done()]
+            if not finished:
+                time.sleep(_DASK_POLL if deadline is None else max(0.0, min(_DASK_POLL, deadline - now)))
+            for f in finished:
+                k, _ = left.pop(f.key)
                 h, idx = pending[k]
                 try:
                     d = f.result()
                 except Exception as e:  # KilledWorker after the retries, cancelled, ...
                     d = {"error": f"dask task failed: {type(e).__name__}: {e}"}
                 done(h, idx, d)
-                seen.add(k)
-        except TimeoutError:  # distributed raises the builtin (or a subclass) when the deadline passes
-            pass
-        for k, f in enumerate(futures):
-            if k not in seen:
+            now = time.perf_counter()
+            if finished:
+                last_progress = now
+            if not left:
+                break
+            if now >= next_look:
+                next_look = now + 1.0
+                if _n_workers(client):
+                    no_workers_since = None
+                elif no_workers_since is None:
+                    no_workers_since = now
+            if no_workers_since is not None and now - no_workers_since >= NO_WORKER_GRACE:
+                reason = f"{where} has had no workers for {NO_WORKER_GRACE:g} s"
+            elif stall is not None and now - last_progress >= stall:
+                reason = f"no Dask task finished in {stall:g} s (eval_timeout {eval_timeout:g} s)"
+            if reason:
+                warnings.warn(f"{reason}; the {len(left)} evaluations still waiting count as failed (start workers, "
+                              "or check why they die, e.g. memory)", RuntimeWarning, stacklevel=4)
+                break
+        if left:
+            client.cancel([f for _, f in left.values()])
+            for k, _ in sorted(left.values(), key=lambda kf: kf[0]):
                 h, idx = pending[k]
-                done(h, idx, {"error": "timed out waiting for the Dask cluster"})
-                f.cancel()
+                done(h, idx, {"error": reason})
     finally:
         if owned:
             client.close()

@@ -46,7 +46,9 @@ class MeasuredAccuracy:
         Seconds one evaluation may take before it counts as failed.
     workers, dask_address, cache :
         Where evaluations run and whether they are cached on disk (see ``evaluate_many``).
-        The default, ``workers=1``, measures in-process.
+        The default, ``workers=1``, measures in-process. Local worker processes are started
+        once, at the first generation that needs them, and kept until :meth:`close` (a search
+        closes them when it ends, also on an error or Ctrl-C).
 
     Attributes
     ----------
@@ -75,6 +77,7 @@ class MeasuredAccuracy:
         self.hardware_name = None
         self._memo = {}           # genome bytes -> loss (nan when failed)
         self.failures = {}        # genome bytes -> reason
+        self._pool = None         # local worker processes, one set for the whole search
 
     # -- the AccuracyTable interface the problem and operators use ------------------------------
     def check(self, encoding, model=None, hardware_name: Optional[str] = None) -> "MeasuredAccuracy":
@@ -124,8 +127,12 @@ class MeasuredAccuracy:
                                     "pass the evaluator again (e.g. SearchRun.resume(dir, evaluator=...))")
             G = np.stack([np.frombuffer(k, dtype=np.int64) for k in new])
             configs = [self.encoding.decode(g, hardware=self.hardware_name) for g in G]
+            if self.workers != 1 and getattr(self, "_pool", None) is None:
+                from ..accuracy.parallel import ProcessPool
+                self._pool = ProcessPool(self.workers)      # started only if evaluate_many needs it
             details = evaluate_many(self.source, configs, workers=self.workers, dask_address=self.dask_address,
-                                    cache=self.cache, eval_timeout=self.eval_timeout)
+                                    cache=self.cache, eval_timeout=self.eval_timeout,
+                                    pool=getattr(self, "_pool", None))
             for k, d in zip(new, details):
                 if "error" in d:
                     self._memo[k] = float("nan")
@@ -134,6 +141,12 @@ class MeasuredAccuracy:
                     self._memo[k] = float(d["loss"])
         loss = np.fromiter((self._memo[k] for k in keys), dtype=float, count=len(keys))
         return loss, np.isnan(loss)
+
+    def close(self) -> None:
+        """Stop the local worker processes, if any (a later :meth:`measure` starts them again)."""
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
 
     def failed_records(self) -> list:
         """The failed evaluations: ``{config_hash, genome, reason, config}`` each, in order of failure."""
@@ -157,6 +170,7 @@ class MeasuredAccuracy:
     def __getstate__(self):
         d = dict(self.__dict__)
         d["encoding"] = None         # rebound by the problem that is rebuilt on resume
+        d["_pool"] = None            # processes do not travel; the resumed run starts its own
         if not isinstance(d["source"], str):
             d["source"] = None       # re-attached on resume (SearchRun.resume(..., evaluator=...))
         d["dask_address"] = d["dask_address"] if isinstance(d["dask_address"], (str, type(None))) else None

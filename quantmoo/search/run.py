@@ -416,6 +416,7 @@ def drive(run: "SearchRun", progress: Optional[bool] = None, callback: Optional[
     finally:
         if bar is not None:
             bar.close()
+        run.close()
     return result
 
 
@@ -521,6 +522,16 @@ class SearchRun:
             run_problem = WeightedSumProblem(problem, _ga_weights(problem, self.weights), self.hv_ref)
         algo.setup(run_problem, termination=termination, seed=self.seed, verbose=False)
         self.algorithm = algo
+
+    def close(self) -> None:
+        """Stop what the run keeps between generations (a measured evaluator's worker processes).
+
+        :func:`search` calls it at the end, also after an error or Ctrl-C; a later :meth:`step`
+        or :meth:`result` starts them again.
+        """
+        close = getattr(getattr(self.problem, "accuracy", None), "close", None)
+        if close is not None:
+            close()
 
     def _check_setup(self):
         if self.algorithm is None:
