@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .errors import QuantmooError, brief, check_choice
+from .quant.ggml import TYPES as GGML_TYPES
 
 #: Every weight bit-width quantmoo's kernels and cost model know; 16 means fp16 (no scale).
 WEIGHT_BITS = (2, 3, 4, 5, 6, 8, 16)
@@ -28,14 +29,25 @@ ACTIVATION_BITS = (2, 3, 4, 5, 6, 8, 16)
 SCHEMES = ("symmetric", "asymmetric", "power_of_two")
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")
 CALIBRATIONS = ("min_max", "percentile", "mse", "entropy")
+#: Weight storage formats: ``"int"`` is quantmoo's own integer grids (bits x scheme x granularity);
+#: the others are llama.cpp's ggml types (:mod:`quantmoo.quant.ggml`), each a fixed block layout.
+WEIGHT_FORMATS = ("int",) + tuple(GGML_TYPES)
 #: The per-layer attributes, in genome order.
-LAYER_ATTRS = ("weight_bits", "activation_bits", "weight_scheme", "activation_scheme", "granularity")
+LAYER_ATTRS = ("weight_bits", "activation_bits", "weight_scheme", "activation_scheme", "granularity",
+               "weight_format")
 CONFIG_FORMAT = "quantmoo-config/1"
 #: Largest per-group length: any group longer than a layer's rows acts as per-channel, and the
 #: bound keeps the size arithmetic in float64 range.
 MAX_GROUP_SIZE = 2 ** 31
 
 _SCHEME_ALIASES = {"affine": "asymmetric"}
+
+
+def normalize_format(name):
+    """Canonical weight format: ``"int"``, or a ggml type name in upper case (``q4_k`` -> ``Q4_K``)."""
+    if isinstance(name, str) and name != "int" and name.upper() in GGML_TYPES:
+        return name.upper()
+    return name
 
 
 def normalize_scheme(name: str) -> str:
@@ -48,7 +60,10 @@ class LayerQuant:
     """The quantization of one layer.
 
     ``group_size`` only matters for ``granularity='per_group'``; 16-bit weights are fp16 and
-    ignore scheme and granularity.
+    ignore scheme and granularity. ``weight_format`` other than ``"int"`` is a llama.cpp type
+    (``"Q4_K"``, ...): the type fixes the grid and block layout, ``weight_bits`` is set to its
+    nominal bits (what the hardware cost model maps), and scheme, granularity and group size are
+    ignored.
     """
 
     weight_bits: int = 8
@@ -57,8 +72,13 @@ class LayerQuant:
     activation_scheme: str = "asymmetric"
     granularity: str = "per_channel"
     group_size: int = 128
+    weight_format: str = "int"
 
     def __post_init__(self):
+        object.__setattr__(self, "weight_format", normalize_format(self.weight_format))
+        check_choice("weight_format", self.weight_format, WEIGHT_FORMATS, "LayerQuant")
+        if self.weight_format != "int":
+            object.__setattr__(self, "weight_bits", GGML_TYPES[self.weight_format].bits)
         object.__setattr__(self, "weight_scheme", normalize_scheme(self.weight_scheme))
         object.__setattr__(self, "activation_scheme", normalize_scheme(self.activation_scheme))
         check_choice("weight_bits", self.weight_bits, WEIGHT_BITS, "LayerQuant")
@@ -74,7 +94,10 @@ class LayerQuant:
         object.__setattr__(self, "activation_bits", int(self.activation_bits))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["weight_format"] == "int":   # quantmoo's own grids: the format is implied (older files)
+            del d["weight_format"]
+        return d
 
 
 @dataclass
@@ -240,6 +263,10 @@ def _layer_from_mapping(ld: Mapping, where: str) -> LayerQuant:
     if unknown:
         raise QuantmooError(f"unknown field(s) {sorted(map(str, unknown))} in '{where}'; allowed fields are "
                             f"{{{', '.join(sorted(fields))}}}")
+    fmt = normalize_format(ld.get("weight_format", "int"))
+    if fmt in GGML_TYPES and "weight_bits" in ld and ld["weight_bits"] != GGML_TYPES[fmt].bits:
+        raise QuantmooError(f"The 'weight_bits' in '{where}' must be {GGML_TYPES[fmt].bits} for weight_format "
+                            f"{fmt} (or be left out); got {brief(ld['weight_bits'])}")
     try:
         return LayerQuant(**dict(ld))
     except QuantmooError as e:

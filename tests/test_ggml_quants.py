@@ -166,3 +166,161 @@ def test_fallback_for_rows_not_a_multiple_of_256():
 def test_bad_type_is_one_clear_error():
     with pytest.raises(QuantmooError, match="'weight_format'.*Q4_K.*got 'Q4_9'"):
         ggml.fake_quantize(np.ones((2, 32)), "Q4_9")
+
+
+# -- a plain per-block transcription of ggml-quants.c's reference quantizers (scalar float32), to check
+# -- the vectorised kernels decision by decision ---------------------------------------------------------
+F = np.float32
+
+
+def _ni(v):
+    return int(np.rint(F(v)))
+
+
+def _ref_qkx2(x, w, nmax, rmin, rdelta, nstep, use_mad):
+    n = len(x)
+    mn, mx, sw, sx = x[0], x[0], w[0], w[0] * x[0]
+    for i in range(1, n):
+        mn, mx = min(mn, x[i]), max(mx, x[i])
+        sw, sx = sw + w[i], sx + w[i] * x[i]
+    mn = min(mn, F(0))
+    if mx == mn:
+        return F(0), -mn
+    iscale = F(nmax) / (mx - mn)
+    scale = F(1) / iscale
+    best = F(0)
+    for i in range(n):
+        l = min(max(_ni(iscale * (x[i] - mn)), 0), nmax)
+        d = scale * F(l) + mn - x[i]
+        best += w[i] * (abs(d) if use_mad else d * d)
+    for s in range(nstep + 1):
+        iscale = (F(rmin) + F(rdelta) * F(s) + F(nmax)) / (mx - mn)
+        La = [min(max(_ni(iscale * (x[i] - mn)), 0), nmax) for i in range(n)]
+        sl = sl2 = sxl = F(0)
+        for i in range(n):
+            sl += w[i] * F(La[i]); sl2 += w[i] * F(La[i]) * F(La[i]); sxl += w[i] * F(La[i]) * x[i]
+        D = sw * sl2 - sl * sl
+        if D > 0:
+            ts, tm = (sw * sxl - sx * sl) / D, (sl2 * sx - sl * sxl) / D
+            if tm > 0:
+                tm, ts = F(0), sxl / sl2
+            cur = F(0)
+            for i in range(n):
+                d = ts * F(La[i]) + tm - x[i]
+                cur += w[i] * (abs(d) if use_mad else d * d)
+            if cur < best:
+                best, scale, mn = cur, ts, tm
+    return scale, -mn
+
+
+def _ref_k_min(xb, name):
+    """Q2_K / Q4_K / Q5_K of one 256-block: values as dequantized."""
+    nmax, sub, rmin, nstep, mad, qmax = {"Q2_K": (3, 16, -0.5, 15, True, 15), "Q4_K": (15, 32, -1.0, 20, False, 63),
+                                         "Q5_K": (31, 32, -0.5, 15, False, 63)}[name]
+    scales, mins = [], []
+    for j in range(0, 256, sub):
+        x = xb[j:j + sub]
+        if name == "Q2_K":
+            w = np.abs(x)
+        else:
+            s2 = F(0)
+            for v in x:
+                s2 += v * v
+            w = np.sqrt(s2 / F(32)) + np.abs(x)
+        s, m = _ref_qkx2(x, w, nmax, rmin, 0.1, nstep, mad)
+        scales.append(s); mins.append(m)
+    ms, mm = max([F(0)] + scales), max([F(0)] + mins)
+    if name == "Q2_K":
+        ls = [_ni(F(15) / ms * s) if ms > 0 else 0 for s in scales]
+        lm = [_ni(F(15) / mm * m) if mm > 0 else 0 for m in mins]
+        d, dm = F(np.float16(ms / F(15) if ms > 0 else 0)), F(np.float16(mm / F(15) if mm > 0 else 0))
+    else:
+        ls = [min(63, _ni((F(63) / ms if ms > 0 else F(0)) * s)) for s in scales]
+        lm = [min(63, _ni((F(63) / mm if mm > 0 else F(0)) * m)) for m in mins]
+        d, dm = F(np.float16(ms / F(63))), F(np.float16(mm / F(63)))
+    out = np.empty(256, F)
+    for k, j in enumerate(range(0, 256, sub)):
+        dl, ml = d * F(ls[k]), dm * F(lm[k])
+        for i in range(sub):
+            q = 0 if dl == 0 else min(max(_ni((xb[j + i] + ml) / dl), 0), nmax)
+            out[j + i] = dl * F(q) - ml
+    return out
+
+
+def _ref_q3(x):
+    mx = x[np.argmax(np.abs(x))]
+    if abs(mx) < F(1e-15):
+        return F(0)
+    iscale = F(-4) / mx
+    L = [min(max(_ni(iscale * v), -4), 3) for v in x]
+    slx = sl2 = F(0)
+    for v, l in zip(x, L):
+        w = v * v
+        slx += w * v * F(l); sl2 += w * F(l) * F(l)
+    for _ in range(5):
+        changed = 0
+        for i, v in enumerate(x):
+            w = v * v
+            a = slx - w * v * F(L[i])
+            if a > 0:
+                b = sl2 - w * F(L[i]) * F(L[i])
+                new = min(max(_ni(v * b / a), -4), 3)
+                if new != L[i]:
+                    a += w * v * F(new); b += w * F(new) * F(new)
+                    if b > 0 and a * a * sl2 > slx * slx * b:
+                        L[i], slx, sl2 = new, a, b
+                        changed += 1
+        if not changed:
+            break
+    return slx / sl2 if sl2 > 0 else F(0)
+
+
+def _ref_qx(x, nmax=32):
+    mx = x[np.argmax(np.abs(x))]
+    if abs(mx) < F(1e-15):
+        return F(0)
+
+    def sums(iscale):
+        a = b = F(0)
+        for v in x:
+            l = F(min(max(_ni(iscale * v), -nmax), nmax - 1))
+            a += v * v * v * l; b += v * v * l * l
+        return a, b
+    a, b = sums(F(-nmax) / mx)
+    scale = a / b if b else F(0)
+    best = scale * a
+    for s in range(-9, 10):
+        if s:
+            a, b = sums(-(F(nmax) + F(0.1) * F(s)) / mx)
+            if b > 0 and a * a > best * b:
+                scale = a / b
+                best = scale * a
+    return scale
+
+
+def _ref_signed(xb, name):
+    """Q3_K / Q6_K of one 256-block."""
+    scales = [(_ref_q3 if name == "Q3_K" else _ref_qx)(xb[j:j + 16]) for j in range(0, 256, 16)]
+    ms = scales[int(np.argmax(np.abs(scales)))]
+    lo, hi, smax = (-4, 3, 32) if name == "Q3_K" else (-32, 31, 128)
+    if abs(ms) < F(1e-15):
+        return np.zeros(256, F)
+    iscale = F(-smax) / ms
+    ls = [min(max(_ni(iscale * s), -32), 31) if name == "Q3_K" else min(127, _ni(iscale * s)) for s in scales]
+    d = F(np.float16(F(1) / iscale))
+    out = np.empty(256, F)
+    for k in range(16):
+        dl = d * F(ls[k])
+        for i in range(16):
+            q = 0 if dl == 0 else min(max(_ni(xb[16 * k + i] / dl), lo), hi)
+            out[16 * k + i] = dl * F(q)
+    return out
+
+
+@pytest.mark.parametrize("name", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
+def test_k_quants_equal_a_scalar_transcription_of_the_reference(name):
+    w = _weights((3, 512), seed=5)
+    w[2, :256] = np.random.default_rng(6).standard_t(3, 256).astype(np.float32) * 0.01   # heavy tails
+    ref = _ref_signed if name in ("Q3_K", "Q6_K") else _ref_k_min
+    expect = np.concatenate([ref(b, name) for b in w.reshape(-1, 256)]).reshape(w.shape)
+    np.testing.assert_array_equal(ggml.fake_quantize(w, name), expect)

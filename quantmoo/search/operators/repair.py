@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 from pymoo.core.repair import Repair
+from ..space import ORDINAL_ATTRS
 
 
 def repair_genomes(X: np.ndarray, enc, strict_allowed: Optional[np.ndarray] = None,
@@ -53,9 +54,9 @@ def _nearest_allowed(enc, allowed: np.ndarray) -> np.ndarray:
     if cache is not None and cache[0] is allowed:
         return cache[1]
     nc = enc.n_choices
-    A = np.stack([enc.choice_attr[a] for a in enc.attrs], axis=1).astype(np.float64)  # (nc, 5)
-    # bits differences dominate, other attributes break ties
-    weights = np.array([100.0, 100.0, 1.0, 1.0, 1.0])
+    A = np.stack([enc.choice_attr[a] for a in enc.attrs], axis=1).astype(np.float64)  # (nc, n_attrs)
+    # bit (and llama.cpp type) differences dominate, other attributes break ties
+    weights = np.array([100.0 if a in ORDINAL_ATTRS else 1.0 for a in enc.attrs])
     D = (np.abs(A[:, None, :] - A[None, :, :]) * weights).sum(-1)                 # (nc, nc)
     out = np.empty((enc.n_layers, nc), dtype=np.int64)
     for l in range(enc.n_layers):   # once per layer at set-up, not on the population path

@@ -1,0 +1,44 @@
+"""Bits per weight of quantmoo's llama.cpp rule presets vs the numbers llama.cpp publishes.
+
+Published: llama.cpp's quantize log for Llama-3-8B Q4_K_M ("model size = 4685.30 MiB (4.89 BPW)",
+4.894 to three places) and Llama-2-7B Q4_K_M (4.844 BPW); and the per-type Llama-3-8B sizes in GiB
+that ``tools/quantize/quantize.cpp`` prints next to each file type (two decimals, hand-written).
+quantmoo's number is computed, never copied: every tensor's bytes under llama.cpp's own per-tensor
+rules (``quantmoo.baselines.rules.preset_types``, with the shape fallback), norms in F32, over all
+parameters. Also prints the same presets' ``size_mb`` in the llama.cpp search space on ``arm_dot``
+(the size the search and ``quantmoo evaluate`` use), to show they are the same bytes.
+
+    python -m benchmarks.bench_llamacpp_presets
+"""
+from __future__ import annotations
+
+from quantmoo import zoo
+from quantmoo.baselines.rules import PRESETS, preset_bpw, rule_presets
+from quantmoo.search.problem import QuantizationProblem
+from quantmoo.search.space import SearchSpace
+
+PUBLISHED_BPW = {("llama3-8b", "Q4_K_M"): 4.894, ("llama2-7b", "Q4_K_M"): 4.844}
+# tools/quantize/quantize.cpp QUANT_OPTIONS descriptions, Llama-3-8B, GiB
+PUBLISHED_GIB = {"Q8_0": 7.96, "Q6_K": 6.14, "Q5_K_M": 5.33, "Q4_K_M": 4.58, "Q4_0": 4.34, "Q3_K_M": 3.74}
+
+
+def main():
+    print("| model | preset | quantmoo bpw | published bpw | quantmoo GiB | published GiB | search size_mb x8/params |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("llama3-8b", "llama2-7b"):
+        m = zoo.load(name)
+        p = QuantizationProblem(m, "arm_dot", space=SearchSpace.llama_cpp())
+        names, X = rule_presets(p)
+        size = dict(zip(names, p.evaluate_all(X)["size_mb"]))
+        for preset in PRESETS:
+            bpw = preset_bpw(m, preset)
+            gib = bpw * m.n_params / 8 / 2 ** 30
+            pub = PUBLISHED_BPW.get((name, preset))
+            pub_gib = PUBLISHED_GIB.get(preset) if name == "llama3-8b" else None
+            s = size[f"llama.cpp {preset}"] * 1e6 * 8 / m.n_params
+            print(f"| {name} | {preset} | {bpw:.4f} | {pub if pub else '-'} | {gib:.3f} | "
+                  f"{pub_gib if pub_gib else '-'} | {s:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
