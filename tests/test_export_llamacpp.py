@@ -68,9 +68,13 @@ def test_tensor_type_file_names_real_gguf_tensors(smollm2):
     assert set(names) <= set(tensors)                       # every tensor named exists in the GGUF
     quantizable = {n for n, nd in tensors.items() if nd >= 2}
     assert set(names) == quantizable                        # and every matrix is named
-    assert all(t in {"q4_k", "q6_k", "q8_0"} for _, t in items)
-    assert dict(items)["token_embd.weight"] == "q8_0"       # tied output, 576 % 256 != 0 -> Q8_0
-    assert dict(items)["blk.0.attn_v.weight"] == "q6_k" and dict(items)["blk.10.attn_v.weight"] == "q4_k"
+    types = dict(items)
+    assert types["token_embd.weight"] == "q8_0"             # tied output, 576 % 256 != 0 -> Q8_0
+    # rows of 576 cannot hold K-quants: the file names what llama.cpp stores (Q4_K -> Q5_0, Q6_K -> Q8_0);
+    # ffn_down rows are 1536 = 6 * 256 and keep theirs
+    assert types["blk.0.attn_v.weight"] == "q8_0" and types["blk.10.attn_v.weight"] == "q5_0"
+    assert types["blk.0.ffn_down.weight"] == "q6_k" and types["blk.10.ffn_down.weight"] == "q4_k"
+    assert {t for _, t in items} == {"q5_0", "q8_0", "q4_k", "q6_k"}
     # llama-quantize searches each name as a regex, first item wins: each tensor must hit its own line
     for tensor in quantizable:
         first = next(n for n, _ in items if re.search(n, tensor))

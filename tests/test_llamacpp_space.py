@@ -151,3 +151,27 @@ def test_gguf_names():
     g = zoo.load("gpt2")                                   # tied: GGUF stores token_embd only
     assert gguf_name(g, "lm_head") == "token_embd.weight"
     assert gguf_name(g, "h.2.attn.c_attn") == "blk.2.attn_qkv.weight"
+
+
+def test_front_reports_stored_bits_per_weight(llama2):
+    from quantmoo.search.front import solutions_from_genomes
+    p = QuantizationProblem(llama2, "arm_dot", space=SearchSpace.llama_cpp())
+    enc = p.encoding
+    X = np.array([enc.uniform_genome(4, 16, weight_format="Q4_K"),
+                  enc.uniform_genome(6, 16)])
+    sols = solutions_from_genomes(p, X)
+    assert [s.avg_weight_bits for s in sols] == [4.5, 6.5625]
+
+
+def test_repair_names_the_type_llama_cpp_really_stores():
+    from quantmoo.search.operators.repair import repair_genomes
+    m = zoo.load("digits")                       # rows of 64, 256, 256, 128
+    sp = SearchSpace.llama_cpp()
+    enc = sp.bind(m)
+    f = sp.weight_formats
+    X = np.array([[f.index(t)] * m.n_layers for t in ("Q2_K", "Q4_K", "Q5_K", "Q6_K")])
+    Y = [[f[g] for g in row] for row in repair_genomes(X, enc)]
+    assert Y == [["Q4_0", "Q2_K", "Q2_K", "Q4_0"], ["Q5_0", "Q4_K", "Q4_K", "Q5_0"],
+                 ["Q5_K", "Q5_K", "Q5_K", "Q5_K"],          # its fallback Q5_1 is not a choice: kept
+                 ["Q8_0", "Q6_K", "Q6_K", "Q8_0"]]
+    assert sp.bind(zoo.load("llama2-7b")).alias is None   # 4096 / 11008 columns: every type fits

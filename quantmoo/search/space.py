@@ -299,9 +299,11 @@ class Encoding:
         c = np.arange(s)
         self.choice_attr = {a: (c // stride[a]) % self.radix[a] for a in LAYER_ATTRS}
         self.choice_value = {a: np.asarray(sp.values(a))[self.choice_attr[a]] for a in LAYER_ATTRS}
+        self.alias = None
         if sp.llama_cpp_types:  # a llama.cpp type fixes the weight bits (its nominal bits)
             self.choice_value["weight_bits"] = np.array(
                 [GGML_TYPES[f].bits for f in self.choice_value["weight_format"]], dtype=np.int64)
+            self.alias = self._fallback_aliases(model)
         # gene bookkeeping
         self.gene_layer = np.repeat(np.arange(L), self.k)
         self.gene_attr = np.tile(np.arange(self.k), L)
@@ -329,6 +331,25 @@ class Encoding:
         for j, names in enumerate(sp.ties):
             groups[("space", j)] = [model.index(n) for n in names]
         self.tie_sets = [np.asarray(sorted(set(v))) for v in groups.values() if len(set(v)) > 1]
+
+    def _fallback_aliases(self, model):
+        """(n_layers, n_choices) canonical choice id, or None when every choice is distinct.
+
+        On a layer whose rows are not a multiple of 256, llama.cpp stores a K-quant as its
+        fallback type (Q4_K as Q5_0, Q2_K/Q3_K as Q4_0, Q6_K as Q8_0): those choices are the same
+        weights and bytes, so repair maps them onto the choice naming the type really stored.
+        """
+        from ..quant.ggml import effective_type
+        fmts = self.space.weight_formats
+        cols = model.arrays()["in_features"]
+        fidx = self.choice_attr["weight_format"]
+        stride = self.stride["weight_format"]
+        alias = np.tile(np.arange(self.n_choices), (self.n_layers, 1))
+        for n_cols in np.unique(cols):
+            target = [fmts.index(t) if (t := effective_type(f, int(n_cols)).name) in fmts else i
+                      for i, f in enumerate(fmts)]
+            alias[cols == n_cols] = np.arange(self.n_choices) + (np.asarray(target)[fidx] - fidx) * stride
+        return None if np.array_equal(alias, np.arange(self.n_choices)[None, :].repeat(self.n_layers, 0)) else alias
 
     # -- vectorised conversions -----------------------------------------------------------------
     def attr_genes(self, X: np.ndarray, attr: str) -> np.ndarray:

@@ -15,7 +15,9 @@ def repair_genomes(X: np.ndarray, enc, strict_allowed: Optional[np.ndarray] = No
                    random_state: Optional[np.random.Generator] = None) -> np.ndarray:
     """Make every genome of ``X`` valid for ``enc``.
 
-    1. Clip to the bounds (pinned genes have ``xl == xu`` and so are set to their value).
+    1. Clip to the bounds (pinned genes have ``xl == xu`` and so are set to their value); in a
+       llama.cpp space, a type a layer cannot hold is replaced by the fallback type llama.cpp
+       really stores (``Encoding.alias``), so equal configs have one genome.
     2. Hardware-strict mode: a layer whose choice is not allowed (``strict_allowed[l, c]``
        False, e.g. not native) is moved to the allowed choice nearest in weight/activation
        bits, keeping its other genes where possible.
@@ -30,6 +32,12 @@ def repair_genomes(X: np.ndarray, enc, strict_allowed: Optional[np.ndarray] = No
         Unused (repair is deterministic); accepted for pymoo's calling convention.
     """
     X = np.clip(np.asarray(X).round().astype(np.int64), enc.xl, enc.xu)
+    alias = getattr(enc, "alias", None)
+    if alias is not None:   # llama.cpp types that a layer stores as another type: name the stored one
+        C = enc.choices(X)
+        A = alias[np.arange(enc.n_layers)[None, :], C]
+        if (A != C).any():
+            X = np.clip(enc.genes_from_choices(A, enc.calibration_index(X)), enc.xl, enc.xu)
     if strict_allowed is not None:
         C = enc.choices(X)
         L = enc.n_layers
