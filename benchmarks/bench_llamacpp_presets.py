@@ -6,7 +6,8 @@ that ``tools/quantize/quantize.cpp`` prints next to each file type (two decimals
 quantmoo's number is computed, never copied: every tensor's bytes under llama.cpp's own per-tensor
 rules (``quantmoo.baselines.rules.preset_types``, with the shape fallback), norms in F32, over all
 parameters. Also prints the same presets' ``size_mb`` in the llama.cpp search space on ``arm_dot``
-(the size the search and ``quantmoo evaluate`` use), to show they are the same bytes.
+(the size the search and ``quantmoo evaluate`` use), to show they are the same bytes, and in
+quantmoo's default integer space (group size 128), where a preset can only be approximated.
 
     python -m benchmarks.bench_llamacpp_presets
 """
@@ -23,21 +24,26 @@ PUBLISHED_GIB = {"Q8_0": 7.96, "Q6_K": 6.14, "Q5_K_M": 5.33, "Q4_K_M": 4.58, "Q4
 
 
 def main():
-    print("| model | preset | quantmoo bpw | published bpw | quantmoo GiB | published GiB | search size_mb x8/params |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | preset | quantmoo bpw | published bpw | quantmoo GiB | published GiB | llama.cpp space: size_mb "
+          "x 8 / params | default int space (approx.) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in ("llama3-8b", "llama2-7b"):
         m = zoo.load(name)
         p = QuantizationProblem(m, "arm_dot", space=SearchSpace.llama_cpp())
         names, X = rule_presets(p)
         size = dict(zip(names, p.evaluate_all(X)["size_mb"]))
+        q = QuantizationProblem(m, "arm_dot")
+        n_int, X_int = rule_presets(q)
+        approx = dict(zip(n_int, q.evaluate_all(X_int)["size_mb"]))
         for preset in PRESETS:
             bpw = preset_bpw(m, preset)
             gib = bpw * m.n_params / 8 / 2 ** 30
             pub = PUBLISHED_BPW.get((name, preset))
             pub_gib = PUBLISHED_GIB.get(preset) if name == "llama3-8b" else None
             s = size[f"llama.cpp {preset}"] * 1e6 * 8 / m.n_params
+            a = approx[f"llama.cpp {preset}"] * 1e6 * 8 / m.n_params
             print(f"| {name} | {preset} | {bpw:.4f} | {pub if pub else '-'} | {gib:.3f} | "
-                  f"{pub_gib if pub_gib else '-'} | {s:.4f} |")
+                  f"{pub_gib if pub_gib else '-'} | {s:.4f} | {a:.3f} ({100 * (a / bpw - 1):+.1f}%) |")
 
 
 if __name__ == "__main__":
