@@ -23,10 +23,10 @@ PUBLISHED_BPW = {("llama3-8b", "Q4_K_M"): 4.894, ("llama2-7b", "Q4_K_M"): 4.844}
 PUBLISHED_GIB = {"Q8_0": 7.96, "Q6_K": 6.14, "Q5_K_M": 5.33, "Q4_K_M": 4.58, "Q4_0": 4.34, "Q3_K_M": 3.74}
 
 
-def main():
-    print("| model | preset | quantmoo bpw | published bpw | quantmoo GiB | published GiB | llama.cpp space: size_mb "
-          "x 8 / params | default int space (approx.) |")
-    print("|---|---|---|---|---|---|---|---|")
+def main() -> str:
+    """The markdown table (printed when run as a script)."""
+    rows = ["| model | preset | quantmoo bpw | published bpw | quantmoo GiB | published GiB | llama.cpp space: size_mb "
+          "x 8 / params | default int space (approx.) |", "|---|---|---|---|---|---|---|---|"]
     for name in ("llama3-8b", "llama2-7b"):
         m = zoo.load(name)
         p = QuantizationProblem(m, "arm_dot", space=SearchSpace.llama_cpp())
@@ -42,9 +42,18 @@ def main():
             pub_gib = PUBLISHED_GIB.get(preset) if name == "llama3-8b" else None
             s = size[f"llama.cpp {preset}"] * 1e6 * 8 / m.n_params
             a = approx[f"llama.cpp {preset}"] * 1e6 * 8 / m.n_params
-            print(f"| {name} | {preset} | {bpw:.4f} | {pub if pub else '-'} | {gib:.3f} | "
+            rows.append(f"| {name} | {preset} | {bpw:.4f} | {pub if pub else '-'} | {gib:.3f} | "
                   f"{pub_gib if pub_gib else '-'} | {s:.4f} | {a:.3f} ({100 * (a / bpw - 1):+.1f}%) |")
+    notes = [""]
+    for (name, preset), pub in PUBLISHED_BPW.items():
+        ours = preset_bpw(zoo.load(name), preset)
+        notes.append(f"- {name} {preset}: {ours:.4f} bpw, published {pub}: "
+                     f"{'matches' if round(ours, 3) == pub else 'DIFFERS'} to three decimals")
+    notes.append("- bpw = every tensor's stored bytes (llama.cpp's per-tensor rules and shape fallback, norms F32) x 8 "
+                 "/ all parameters, as llama.cpp reports it; the last column is the preset in quantmoo's default "
+                 "integer space (group 128), an approximation")
+    return "\n".join(rows + notes)
 
 
 if __name__ == "__main__":
-    main()
+    print(main())

@@ -47,6 +47,7 @@ SECTIONS = [
     ("bench_real", "Real models: validation and dominance over baselines (issue 5)"),
     ("bench_reliability", "Reliability: kill/resume and injected faults (issue 8)"),
     ("bench_fuzz", "Reliability: loader fuzzing (issue 8)"),
+    ("bench_llamacpp_presets", "llama.cpp types: preset bits per weight vs published (issue 14)"),
 ]
 
 
