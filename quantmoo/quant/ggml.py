@@ -149,11 +149,6 @@ def _fp16(v):
         return np.asarray(v, dtype=_F32).astype(np.float16).astype(_F32)
 
 
-def _seqsum(a):
-    """Sum over the last axis in float32, left to right, like a C loop."""
-    return np.cumsum(a, axis=-1, dtype=_F32)[..., -1]
-
-
 def _recip(d):
     """``d ? 1.0f/d : 0.0f``."""
     with np.errstate(divide="ignore"):
@@ -196,45 +191,60 @@ def _q5_1(x):
 
 
 # -- K-quant helpers ------------------------------------------------------------------------
-def _make_qkx2(x, w, nmax, rmin, rdelta, nstep, use_mad):
-    """llama.cpp's ``make_qkx2_quants`` over groups ``x (G, n)``: scale, -min and codes."""
-    lo = np.minimum(x.min(axis=-1), _F32(0))
-    hi = x.max(axis=-1)
-    sum_w = _seqsum(w)
-    sum_x = _seqsum(w * x)
+# The sub-block searches work on transposed groups ``xt`` of shape (n, G): element position along
+# axis 0, one column per sub-block. Reducing over axis 0 adds the rows one after the other, the
+# order of C's loop, and every elementwise step is a contiguous pass over all G groups.
+def _rows(a):
+    """Sum over axis 0 in float32, row after row (the C loop order)."""
+    return np.add.reduce(a, axis=0, dtype=_F32)
+
+
+def _rint_clip(v, lo, hi):
+    """``clip(nearest_int(v), lo, hi)`` kept in float32 (the codes feed float sums)."""
+    return np.clip(np.rint(v), lo, hi).astype(_F32, copy=False)
+
+
+def _absmax_rows(xt):
+    """The element of largest magnitude of each column (the first one on ties)."""
+    i = np.argmax(np.abs(xt), axis=0)
+    return np.take_along_axis(xt, i[None, :], axis=0)[0]
+
+
+def _make_qkx2(xt, wt, nmax, rmin, rdelta, nstep, use_mad):
+    """llama.cpp's ``make_qkx2_quants`` over groups ``xt (n, G)``: scale and -min per group."""
+    lo = np.minimum(xt.min(axis=0), _F32(0))
+    hi = xt.max(axis=0)
+    sum_w = _rows(wt)
+    sum_x = _rows(wt * xt)
     flat = hi == lo
     lo0 = lo
 
     def span(lo):  # C reuses 'min' after every accepted candidate, so the span moves with it
         rng = (hi - lo).astype(_F32)
-        return np.where(rng > 0, rng, _F32(1)), (x - lo[:, None]).astype(_F32)
+        return np.where(rng > 0, rng, _F32(1)), xt - lo
 
     def err(scale, mn, L):
-        diff = scale[:, None] * L + mn[:, None] - x
-        diff = np.abs(diff) if use_mad else diff * diff
-        return _seqsum(w * diff)
+        diff = scale * L + mn - xt
+        return _rows(wt * (np.abs(diff) if use_mad else diff * diff))
 
     rng, xm = span(lo)
     iscale = (_F32(nmax) / rng).astype(_F32)
     scale = (_F32(1) / iscale).astype(_F32)
-    L = np.clip(_nearest_int(iscale[:, None] * xm), 0, nmax).astype(_F32)
-    best = err(scale, lo, L)
+    best = err(scale, lo, _rint_clip(iscale * xm, 0, nmax))
     for i in range(nstep + 1):
         rng, xm = span(lo)
         iscale = ((_F32(rmin) + _F32(rdelta) * _F32(i) + _F32(nmax)) / rng).astype(_F32)
-        La = np.clip(_nearest_int(iscale[:, None] * xm), 0, nmax).astype(_F32)
-        wl = w * La
-        sum_l, sum_l2, sum_xl = _seqsum(wl), _seqsum(wl * La), _seqsum(wl * x)
+        La = _rint_clip(iscale * xm, 0, nmax)
+        wl = wt * La
+        sum_l, sum_l2, sum_xl = _rows(wl), _rows(wl * La), _rows(wl * xt)
         D = sum_w * sum_l2 - sum_l * sum_l
-        ok = D > 0
         this_scale = _div(sum_w * sum_xl - sum_x * sum_l, D)
         this_min = _div(sum_l2 * sum_x - sum_l * sum_xl, D)
         pos = this_min > 0
         this_min = np.where(pos, _F32(0), this_min)
         this_scale = np.where(pos, _div(sum_xl, sum_l2), this_scale)
         cur = err(this_scale, this_min, La)
-        take = ok & (cur < best)
-        L = np.where(take[:, None], La, L)
+        take = (D > 0) & (cur < best)
         best = np.where(take, cur, best)
         scale = np.where(take, this_scale, scale)
         lo = np.where(take, this_min, lo)
@@ -243,41 +253,40 @@ def _make_qkx2(x, w, nmax, rmin, rdelta, nstep, use_mad):
     return scale.astype(_F32), (-lo).astype(_F32)
 
 
-def _make_q3(x, nmax):
+def _make_q3(xt, nmax):
     """llama.cpp's ``make_q3_quants`` with ``do_rmse``: coordinate descent on the codes."""
-    G, n = x.shape
-    mx = _signed_absmax(x)
+    mx = _absmax_rows(xt)
     zero = np.abs(mx) < _GROUP_MAX_EPS
     iscale = _div(_F32(-nmax), np.where(zero, _F32(1), mx))
-    L = np.clip(_nearest_int(iscale[:, None] * x), -nmax, nmax - 1).astype(_F32)
-    w = x * x
-    sumlx = _seqsum(w * x * L)
-    suml2 = _seqsum(w * L * L)
+    L = _rint_clip(iscale * xt, -nmax, nmax - 1)
+    wt = xt * xt
+    sumlx = _rows(wt * xt * L)
+    suml2 = _rows(wt * L * L)
     for _ in range(5):
-        for i in range(n):         # sequential in C: each step sees the sums of the previous
-            xi, wi, Li = x[:, i], w[:, i], L[:, i]
+        for i in range(xt.shape[0]):   # sequential in C: each step sees the sums of the previous
+            xi, wi, Li = xt[i], wt[i], L[i]
             slx = sumlx - wi * xi * Li
             sl2 = suml2 - wi * Li * Li
-            new = np.clip(_nearest_int(_div(xi * sl2, slx)), -nmax, nmax - 1).astype(_F32)
+            new = _rint_clip(_div(xi * sl2, slx), -nmax, nmax - 1)
             slx2 = slx + wi * xi * new
             sl22 = sl2 + wi * new * new
             take = (slx > 0) & (new != Li) & (sl22 > 0) & (slx2 * slx2 * suml2 > sumlx * sumlx * sl22)
-            L[:, i] = np.where(take, new, Li)
+            L[i] = np.where(take, new, Li)
             sumlx = np.where(take, slx2, sumlx)
             suml2 = np.where(take, sl22, suml2)
     return np.where(zero | (suml2 <= 0), _F32(0), _div(sumlx, suml2))
 
 
-def _make_qx_rmse1(x, nmax):
+def _make_qx_rmse1(xt, nmax):
     """llama.cpp's ``make_qx_quants`` with ``rmse_type = 1`` and no importance weights."""
-    mx = _signed_absmax(x)
+    mx = _absmax_rows(xt)
     zero = np.abs(mx) < _GROUP_MAX_EPS
     mx = np.where(zero, _F32(1), mx)
-    w = x * x
+    w3, w2 = xt * xt * xt, xt * xt          # C's w*x[i]*l = ((x*x)*x)*l
 
     def sums(iscale):
-        L = np.clip(_nearest_int(iscale[:, None] * x), -nmax, nmax - 1).astype(_F32)
-        return _seqsum(w * x * L), _seqsum(w * L * L)
+        L = _rint_clip(iscale * xt, -nmax, nmax - 1)
+        return _rows(w3 * L), _rows(w2 * L * L)
 
     sumlx, suml2 = sums(_div(_F32(-nmax), mx))
     scale = np.where(suml2 != 0, _div(sumlx, suml2), _F32(0))
@@ -291,6 +300,11 @@ def _make_qx_rmse1(x, nmax):
         scale = np.where(take, new, scale)
         best = np.where(take, new * slx, best)
     return np.where(zero, _F32(0), scale).astype(_F32)
+
+
+def _groups(x, n):
+    """Blocks ``x (nb, 256)`` as transposed sub-block groups ``(n, nb * 256 / n)``."""
+    return np.ascontiguousarray(x.reshape(-1, n).T)
 
 
 def _first_max(v):
@@ -307,8 +321,8 @@ def _requant(x, d, m, lo, hi):
 # -- K-quants (blocks of 256) ------------------------------------------------------------------
 def _q2_k(x):
     nb = x.shape[0]
-    xs = x.reshape(nb * 16, 16)
-    scales, mins = _make_qkx2(xs, np.abs(xs), 3, -0.5, 0.1, 15, True)
+    xt = _groups(x, 16)
+    scales, mins = _make_qkx2(xt, np.abs(xt), 3, -0.5, 0.1, 15, True)
     scales, mins = scales.reshape(nb, 16), mins.reshape(nb, 16)
     max_scale, max_min = _first_max(scales), _first_max(mins)
     sc = _nearest_int(_div(_F32(15), max_scale)[:, None] * scales) & 0xFF
@@ -328,10 +342,9 @@ def _q_k_min(nmax, rmin, nstep):
     """Q4_K (nmax 15) / Q5_K (nmax 31): 8 sub-blocks of 32 with 6-bit scales and mins."""
     def kernel(x):
         nb = x.shape[0]
-        xs = x.reshape(nb * 8, 32)
-        av = np.sqrt(_seqsum(xs * xs) / _F32(32)).astype(_F32)
-        w = av[:, None] + np.abs(xs)
-        scales, mins = _make_qkx2(xs, w, nmax, rmin, 0.1, nstep, False)
+        xt = _groups(x, 32)
+        av = np.sqrt(_rows(xt * xt) / _F32(32)).astype(_F32)
+        scales, mins = _make_qkx2(xt, av + np.abs(xt), nmax, rmin, 0.1, nstep, False)
         scales, mins = scales.reshape(nb, 8), mins.reshape(nb, 8)
         max_scale, max_min = _first_max(scales), _first_max(mins)
         inv_s = np.where(max_scale > 0, _div(_F32(63), max_scale), _F32(0))
@@ -349,7 +362,7 @@ def _q_k_min(nmax, rmin, nstep):
 
 def _q3_k(x):
     nb = x.shape[0]
-    scales = _make_q3(x.reshape(nb * 16, 16), 4).reshape(nb, 16)
+    scales = _make_q3(_groups(x, 16), 4).reshape(nb, 16)
     max_scale = _signed_absmax(scales)
     iscale = _div(_F32(-32), max_scale)
     ls = np.clip(_nearest_int(iscale[:, None] * scales), -32, 31)
@@ -362,7 +375,7 @@ def _q3_k(x):
 
 def _q6_k(x):
     nb = x.shape[0]
-    scales = _make_qx_rmse1(x.reshape(nb * 16, 16), 32).reshape(nb, 16)
+    scales = _make_qx_rmse1(_groups(x, 16), 32).reshape(nb, 16)
     max_scale = _signed_absmax(scales)
     zero = np.abs(max_scale) < _GROUP_MAX_EPS
     iscale = _div(_F32(-128), np.where(zero, _F32(1), max_scale))
