@@ -4,11 +4,10 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from quantmoo import zoo
-from quantmoo.baselines.rules import preset_types, rule_presets
+from quantmoo.baselines.rules import rule_presets
 from quantmoo.cli import main
 from quantmoo.errors import QuantmooError
 from quantmoo.results import export_llamacpp as ex

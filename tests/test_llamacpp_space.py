@@ -175,3 +175,12 @@ def test_repair_names_the_type_llama_cpp_really_stores():
                  ["Q5_K", "Q5_K", "Q5_K", "Q5_K"],          # its fallback Q5_1 is not a choice: kept
                  ["Q8_0", "Q6_K", "Q6_K", "Q8_0"]]
     assert sp.bind(zoo.load("llama2-7b")).alias is None   # 4096 / 11008 columns: every type fits
+
+
+def test_pinned_type(llama2):
+    sp = SearchSpace.llama_cpp(pinned={"lm_head": {"weight_format": "q8_0"}})
+    enc = sp.bind(llama2)
+    g = llama2.index("lm_head")
+    assert enc.xl[g] == enc.xu[g] == sp.weight_formats.index("Q8_0")
+    with pytest.raises(QuantmooError, match="pinned 'weight_format' of layer 'lm_head' must be one of"):
+        SearchSpace.llama_cpp(types=("Q4_K", "Q6_K"), pinned={"lm_head": {"weight_format": "Q8_0"}})
