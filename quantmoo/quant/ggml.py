@@ -24,9 +24,12 @@ given: the legacy types scale by the block's signed absolute maximum and round w
 truncation ``(int)(v + 0.5)``/``roundf``; the K-quants fit each sub-block's scale (and min)
 by a small search and then quantize the sub-scales against one fp16 super-block scale,
 rounding with ggml's ``nearest_int`` (a float32 magic-number trick, i.e. round half to even).
-Everything is float32, as in C; sums that decide between candidates accumulate sequentially
-(``cumsum``) in the C order. Vectorised over blocks: the only Python loops run over candidate
-scales or over the element position within a 16-element sub-block.
+Everything is float32, as in C; sums that decide between candidates accumulate one element after
+the other, in the C loop's order (a compiler that contracts ``a*b + c`` into FMA may still differ
+in the last bit on rare ties). Vectorised over blocks: the only Python loops run over candidate
+scales or over the element position within a 16-element sub-block. The tests check the kernels
+against gguf's quantizers (legacy types), gguf's dequantizers (our packed bytes) and a scalar
+transcription of the C reference.
 
 A row whose length is not a multiple of the block size cannot hold the type: llama.cpp then
 falls back (``tensor_type_fallback`` in ``src/llama-quant.cpp``): Q2_K/Q3_K -> Q4_0,
