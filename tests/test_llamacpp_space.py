@@ -184,3 +184,13 @@ def test_pinned_type(llama2):
     assert enc.xl[g] == enc.xu[g] == sp.weight_formats.index("Q8_0")
     with pytest.raises(QuantmooError, match="pinned 'weight_format' of layer 'lm_head' must be one of"):
         SearchSpace.llama_cpp(types=("Q4_K", "Q6_K"), pinned={"lm_head": {"weight_format": "Q8_0"}})
+
+
+def test_prior_ranks_types_by_their_kernel_error(llama2):
+    p = QuantizationProblem(llama2, "arm_dot", space=SearchSpace.llama_cpp())
+    assert p.accuracy.kind == "prior"
+    row = dict(zip(p.space.weight_formats, p.accuracy.separable(0)[1]))      # a q_proj
+    order = ["F16", "Q8_0", "Q6_K", "Q5_K", "Q5_0", "Q4_K", "Q4_0", "Q3_K", "Q2_K"]
+    assert [row[t] for t in order] == sorted(row.values())
+    # Gaussian weights, blocks of 32: step = max|w| / 8 ~ 2.1 sigma / 8, NSR ~ step^2 / 12 = 0.6% (measured 0.74%)
+    assert 0.005 < ggml.gaussian_nsr("Q4_0") < 0.01
