@@ -32,6 +32,8 @@ CALIBRATIONS = ("min_max", "percentile", "mse", "entropy")
 #: Weight storage formats: ``"int"`` is quantmoo's own integer grids (bits x scheme x granularity);
 #: the others are llama.cpp's ggml types (:mod:`quantmoo.quant.ggml`), each a fixed block layout.
 WEIGHT_FORMATS = ("int",) + tuple(GGML_TYPES)
+#: llama.cpp types that store a min per (sub-)block besides the scale (asymmetric grids).
+_GGML_WITH_MIN = ("Q2_K", "Q4_K", "Q5_K", "Q5_1")
 #: The per-layer attributes, in genome order.
 LAYER_ATTRS = ("weight_bits", "activation_bits", "weight_scheme", "activation_scheme", "granularity",
                "weight_format")
@@ -61,9 +63,11 @@ class LayerQuant:
 
     ``group_size`` only matters for ``granularity='per_group'``; 16-bit weights are fp16 and
     ignore scheme and granularity. ``weight_format`` other than ``"int"`` is a llama.cpp type
-    (``"Q4_K"``, ...): the type fixes the grid and block layout, ``weight_bits`` is set to its
-    nominal bits (what the hardware cost model maps), and scheme, granularity and group size are
-    ignored.
+    (``"Q4_K"``, ...): the type fixes the grid and block layout, and the weight fields are set from
+    it: ``weight_bits`` to its nominal bits (what the hardware cost model maps), ``weight_scheme``
+    to ``asymmetric`` for the types with a min (Q2_K, Q4_K, Q5_K, Q5_1) else ``symmetric``,
+    ``granularity`` to ``per_group`` and ``group_size`` to its block (32 or 256). Its YAML form is
+    then ``{weight_format, weight_bits, activation_bits, activation_scheme}``.
     """
 
     weight_bits: int = 8
@@ -77,8 +81,12 @@ class LayerQuant:
     def __post_init__(self):
         object.__setattr__(self, "weight_format", normalize_format(self.weight_format))
         check_choice("weight_format", self.weight_format, WEIGHT_FORMATS, "LayerQuant")
-        if self.weight_format != "int":
-            object.__setattr__(self, "weight_bits", GGML_TYPES[self.weight_format].bits)
+        if self.weight_format != "int":   # the type fixes the weight fields: one canonical form
+            t = GGML_TYPES[self.weight_format]
+            object.__setattr__(self, "weight_bits", t.bits)
+            object.__setattr__(self, "weight_scheme", "asymmetric" if t.name in _GGML_WITH_MIN else "symmetric")
+            object.__setattr__(self, "granularity", "per_group")
+            object.__setattr__(self, "group_size", t.block)
         object.__setattr__(self, "weight_scheme", normalize_scheme(self.weight_scheme))
         object.__setattr__(self, "activation_scheme", normalize_scheme(self.activation_scheme))
         check_choice("weight_bits", self.weight_bits, WEIGHT_BITS, "LayerQuant")
@@ -97,6 +105,9 @@ class LayerQuant:
         d = asdict(self)
         if d["weight_format"] == "int":   # quantmoo's own grids: the format is implied (older files)
             del d["weight_format"]
+        else:                             # a llama.cpp type implies scheme, granularity and block
+            for k in ("weight_scheme", "granularity", "group_size"):
+                del d[k]
         return d
 
 
