@@ -194,3 +194,18 @@ def test_prior_ranks_types_by_their_kernel_error(llama2):
     assert [row[t] for t in order] == sorted(row.values())
     # Gaussian weights, blocks of 32: step = max|w| / 8 ~ 2.1 sigma / 8, NSR ~ step^2 / 12 = 0.6% (measured 0.74%)
     assert 0.005 < ggml.gaussian_nsr("Q4_0") < 0.01
+
+
+def test_rules_on_gguf_named_layers():
+    """A model whose layers carry GGUF names (as a GGUF importer gives them) gets the same types."""
+    from quantmoo.models.spec import LayerSpec, ModelSpec
+    hf = zoo.load("tinyllama-1.1b")
+    layers = [LayerSpec(gguf_name(hf, l)[: -len(".weight")], l.kind, l.weight_shape, l.macs, l.act_in, l.act_out)
+              for l in hf.layers]
+    gg = ModelSpec("tinyllama-gguf", layers, meta={"family": "decoder"})
+    for preset in PRESETS:
+        a = preset_types(hf, preset)
+        b = preset_types(gg, preset)
+        assert [a[l.name] for l in hf.layers] == [b[l.name] for l in gg.layers], preset
+        assert list(preset_bpw(gg, preset, per_layer=True).values()) == \
+            list(preset_bpw(hf, preset, per_layer=True).values())
