@@ -50,6 +50,7 @@ SECTIONS = [
     ("bench_fuzz", "Reliability: loader fuzzing (issue 8)"),
     ("bench_published", "Cost model vs published decode speeds, decode breakdown (issue 16)"),
     ("bench_agreement", "Objective agreement: size vs latency vs energy over the front (issue 16)"),
+    ("bench_llamacpp_presets", "llama.cpp types: preset bits per weight vs published (issue 14)"),
 ]
 
 

@@ -18,7 +18,8 @@ EXAMPLES = {
     "sensitivity": "quantmoo sensitivity --model digits --out digits_sens.npz",
     "validate": "quantmoo validate runs/digits",
     "plot": "quantmoo plot runs/llama --kind front --x size_mb --y accuracy_loss",
-    "export": "quantmoo export runs/llama --pick knee --format yaml --out knee.yaml",
+    "export": "quantmoo export runs/llama --pick knee --format yaml --out knee.yaml\n"
+              "  quantmoo export runs/llama-cpp --pick knee --format llama.cpp --out types.txt",
     "models": "quantmoo models",
     "hardware": "quantmoo hardware --show hexagon\n  quantmoo hardware --measure-host host.yaml --seconds 5\n"
                 "  quantmoo hardware --measure-host ort.yaml --runtime onnxruntime",
@@ -51,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--pop-size", type=int, default=100)
     s.add_argument("--n-gen", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--space", help="search-space YAML (fields of quantmoo.SearchSpace)")
+    s.add_argument("--space", help="search-space YAML (fields of quantmoo.SearchSpace), or 'llama.cpp' for "
+                                   "llama.cpp's types per tensor (SearchSpace.llama_cpp())")
     s.add_argument("--strict", action="store_true", help="only hardware-native choices")
     s.add_argument("--out", help="directory for results.json, front.yaml and figures: new, empty, or (with "
                    "--overwrite) an earlier quantmoo result; any other directory is refused")
@@ -96,9 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--pick", default="knee", help="knee or best")
     x.add_argument("--weights", help="for --pick best: e.g. accuracy_loss=0.7,latency_ms=0.3")
     x.add_argument("--index", type=int, help="front index (overrides --pick)")
-    x.add_argument("--format", default="yaml", help="yaml or json")
+    x.add_argument("--format", default="yaml",
+                   help="yaml, json, or llama.cpp (the llama-quantize --tensor-type-file; needs --space llama.cpp)")
     x.add_argument("--out", help="output file (default: stdout)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    x.add_argument("--model", help="for --format llama.cpp: the model, if not the run's zoo model")
 
     m = cmd("models", "List the model zoo with parameter counts.")
     m.add_argument("--json", action="store_true")
@@ -144,7 +148,7 @@ def _sensitivity_args(c):
                         "weights file such as model.onnx")
     c.add_argument("--out", required=True, help="output .npz file")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    c.add_argument("--space", help="search-space YAML")
+    c.add_argument("--space", help="search-space YAML, or 'llama.cpp'")
 
 
 def _validate_args(c):
@@ -510,8 +514,10 @@ def cmd_export(a):
         sol = res.best(_parse_weights(a.weights))
     else:
         raise QuantmooError(f"The '--pick' value must be one of {{knee, best}}; got {a.pick!r}")
-    if a.format not in ("yaml", "json"):
-        raise QuantmooError(f"The '--format' value must be one of {{yaml, json}}; got {a.format!r}")
+    if a.format not in ("yaml", "json", "llama.cpp"):
+        raise QuantmooError(f"The '--format' value must be one of {{yaml, json, llama.cpp}}; got {a.format!r}")
+    if a.format == "llama.cpp":
+        return _export_llamacpp(a, res, sol)
     import os
     cfg = sol.config
     # provenance: 'quantmoo evaluate' finds the run (its space and proxy table) from the config alone
@@ -528,6 +534,28 @@ def cmd_export(a):
         print(f"wrote {a.out}")
     else:
         print(text)
+
+
+def _export_llamacpp(a, res, sol):
+    from . import zoo
+    from .results import export_llamacpp as ex
+    name = a.model or (res.meta.get("model") or {}).get("name")
+    if not name:
+        raise QuantmooError(f"The run '{a.run}' does not name its model; pass --model")
+    model = zoo.load(name)
+    text = ex.tensor_type_file(model, sol.config)
+    args = ex.tensor_type_args(model, sol.config)
+    if a.out is not None:
+        from .io import atomic_write_text
+        _check_out_file(a.out, "--out", a.overwrite)
+        atomic_write_text(Path(a.out), text)
+        print(f"wrote {a.out} ({text.count(chr(10))} tensors); use it as:")
+        print(f"  llama-quantize --tensor-type-file {a.out} MODEL-F16.gguf OUT.gguf {ex.base_type(model, sol.config)}")
+    else:
+        print(text, end="")
+    out = sys.stdout if a.out else sys.stderr     # stdout stays the file itself when there is no --out
+    print("equivalent arguments:", file=out)
+    print(f"  {args}", file=out)
 
 
 PLOT_KINDS = ("front", "front3d", "matrix", "parallel", "convergence", "heatmap", "hardware")
@@ -575,6 +603,8 @@ def _load_space(path):
         return None
     from .io import load_yaml
     from .search.space import SearchSpace
+    if path == "llama.cpp":     # the preset: one llama.cpp type per tensor
+        return SearchSpace.llama_cpp()
     data, src = load_yaml(path)
     return SearchSpace.from_dict(data, source=src)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .errors import QuantmooError, brief, check_choice
+from .quant.ggml import TYPES as GGML_TYPES
 
 #: Every weight bit-width quantmoo's kernels and cost model know; 16 means fp16 (no scale).
 WEIGHT_BITS = (2, 3, 4, 5, 6, 8, 16)
@@ -28,14 +29,27 @@ ACTIVATION_BITS = (2, 3, 4, 5, 6, 8, 16)
 SCHEMES = ("symmetric", "asymmetric", "power_of_two")
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")
 CALIBRATIONS = ("min_max", "percentile", "mse", "entropy")
+#: Weight storage formats: ``"int"`` is quantmoo's own integer grids (bits x scheme x granularity);
+#: the others are llama.cpp's ggml types (:mod:`quantmoo.quant.ggml`), each a fixed block layout.
+WEIGHT_FORMATS = ("int",) + tuple(GGML_TYPES)
+#: llama.cpp types that store a min per (sub-)block besides the scale (asymmetric grids).
+_GGML_WITH_MIN = ("Q2_K", "Q4_K", "Q5_K", "Q5_1")
 #: The per-layer attributes, in genome order.
-LAYER_ATTRS = ("weight_bits", "activation_bits", "weight_scheme", "activation_scheme", "granularity")
+LAYER_ATTRS = ("weight_bits", "activation_bits", "weight_scheme", "activation_scheme", "granularity",
+               "weight_format")
 CONFIG_FORMAT = "quantmoo-config/1"
 #: Largest per-group length: any group longer than a layer's rows acts as per-channel, and the
 #: bound keeps the size arithmetic in float64 range.
 MAX_GROUP_SIZE = 2 ** 31
 
 _SCHEME_ALIASES = {"affine": "asymmetric"}
+
+
+def normalize_format(name):
+    """Canonical weight format: ``"int"``, or a ggml type name in upper case (``q4_k`` -> ``Q4_K``)."""
+    if isinstance(name, str) and name != "int" and name.upper() in GGML_TYPES:
+        return name.upper()
+    return name
 
 
 def normalize_scheme(name: str) -> str:
@@ -48,7 +62,12 @@ class LayerQuant:
     """The quantization of one layer.
 
     ``group_size`` only matters for ``granularity='per_group'``; 16-bit weights are fp16 and
-    ignore scheme and granularity.
+    ignore scheme and granularity. ``weight_format`` other than ``"int"`` is a llama.cpp type
+    (``"Q4_K"``, ...): the type fixes the grid and block layout, and the weight fields are set from
+    it: ``weight_bits`` to its nominal bits (what the hardware cost model maps), ``weight_scheme``
+    to ``asymmetric`` for the types with a min (Q2_K, Q4_K, Q5_K, Q5_1) else ``symmetric``,
+    ``granularity`` to ``per_group`` and ``group_size`` to its block (32 or 256). Its YAML form is
+    then ``{weight_format, weight_bits, activation_bits, activation_scheme}``.
     """
 
     weight_bits: int = 8
@@ -57,8 +76,17 @@ class LayerQuant:
     activation_scheme: str = "asymmetric"
     granularity: str = "per_channel"
     group_size: int = 128
+    weight_format: str = "int"
 
     def __post_init__(self):
+        object.__setattr__(self, "weight_format", normalize_format(self.weight_format))
+        check_choice("weight_format", self.weight_format, WEIGHT_FORMATS, "LayerQuant")
+        if self.weight_format != "int":   # the type fixes the weight fields: one canonical form
+            t = GGML_TYPES[self.weight_format]
+            object.__setattr__(self, "weight_bits", t.bits)
+            object.__setattr__(self, "weight_scheme", "asymmetric" if t.name in _GGML_WITH_MIN else "symmetric")
+            object.__setattr__(self, "granularity", "per_group")
+            object.__setattr__(self, "group_size", t.block)
         object.__setattr__(self, "weight_scheme", normalize_scheme(self.weight_scheme))
         object.__setattr__(self, "activation_scheme", normalize_scheme(self.activation_scheme))
         check_choice("weight_bits", self.weight_bits, WEIGHT_BITS, "LayerQuant")
@@ -74,7 +102,13 @@ class LayerQuant:
         object.__setattr__(self, "activation_bits", int(self.activation_bits))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["weight_format"] == "int":   # quantmoo's own grids: the format is implied (older files)
+            del d["weight_format"]
+        else:                             # a llama.cpp type implies scheme, granularity and block
+            for k in ("weight_scheme", "granularity", "group_size"):
+                del d[k]
+        return d
 
 
 @dataclass
@@ -240,6 +274,10 @@ def _layer_from_mapping(ld: Mapping, where: str) -> LayerQuant:
     if unknown:
         raise QuantmooError(f"unknown field(s) {sorted(map(str, unknown))} in '{where}'; allowed fields are "
                             f"{{{', '.join(sorted(fields))}}}")
+    fmt = normalize_format(ld.get("weight_format", "int"))
+    if fmt in GGML_TYPES and "weight_bits" in ld and ld["weight_bits"] != GGML_TYPES[fmt].bits:
+        raise QuantmooError(f"The 'weight_bits' in '{where}' must be {GGML_TYPES[fmt].bits} for weight_format "
+                            f"{fmt} (or be left out); got {brief(ld['weight_bits'])}")
     try:
         return LayerQuant(**dict(ld))
     except QuantmooError as e:

@@ -239,7 +239,8 @@ def test_use_more_bits_n32_by_hand():
 
 def test_q4_k_m_on_llama2_7b(llama):
     names, X = rule_presets(llama)
-    assert names == ["llama.cpp Q4_K_M", "llama.cpp Q8_0", "llama.cpp Q4_0"]
+    assert names == ["llama.cpp Q8_0", "llama.cpp Q6_K", "llama.cpp Q5_K_M", "llama.cpp Q4_K_M", "llama.cpp Q4_0",
+                     "llama.cpp Q3_K_M"]
     cfg = {n: llama.encoding.decode(x).layers for n, x in zip(names, X)}
     q = cfg["llama.cpp Q4_K_M"]
     assert q["lm_head"].weight_bits == 6
@@ -261,13 +262,13 @@ def test_q4_k_m_on_llama2_7b(llama):
     q40 = cfg["llama.cpp Q4_0"]
     assert q40["lm_head"].weight_bits == 6 and q40["layers.3.self_attn.v_proj"].weight_bits == 4
     size = llama.evaluate_all(X)["size_mb"]
-    assert size[2] < size[0] < size[1]                                          # Q4_0 < Q4_K_M < Q8_0
+    assert size[4] < size[3] < size[0]                                          # Q4_0 < Q4_K_M < Q8_0
 
 
 def test_rules_nearest_bits_gpt2_and_non_llm():
     p = QuantizationProblem("gpt2", "arm_dot", space=SearchSpace(weight_bits=(3, 4, 8), activation_bits=(8,)))
     names, X = rule_presets(p)
-    q = p.encoding.decode(X[0]).layers
+    q = p.encoding.decode(X[names.index("llama.cpp Q4_K_M")]).layers
     assert q["lm_head"].weight_bits == 8          # 6 -> nearest of {4, 8}: tie, the higher
     assert q["h.0.attn.c_attn"].weight_bits == 8  # fused qkv is attn_v-like; block 0 gets more bits
     assert q["h.1.attn.c_attn"].weight_bits == 4

@@ -404,6 +404,8 @@ class NumpyEvaluator:
 
     def weight_key(self, name: str, lq: LayerQuant, calibration: Optional[str] = None) -> tuple:
         """Cache key of a layer's quantized weight: only the fields that change it."""
+        if lq.weight_format != "int" and lq.weight_format != "F16":
+            return (name, lq.weight_format)
         if lq.weight_bits >= 16:
             return (name, 16)
         gs = lq.group_size if lq.granularity == "per_group" else 0
@@ -427,7 +429,10 @@ class NumpyEvaluator:
         if wq is not None:
             return wq
         w = self.fp32_weight(name)
-        if lq.weight_bits >= 16:
+        if lq.weight_format != "int":   # a llama.cpp type: its real block grid (F16 included)
+            from ..quant import ggml
+            wq = np.ascontiguousarray(ggml.fake_quantize(w, lq.weight_format), dtype=np.float32)
+        elif lq.weight_bits >= 16:
             wq = _fp16(w)
         else:
             wq = _quant().quantize_dequantize(w, lq.weight_bits, lq.weight_scheme, lq.granularity,

@@ -116,12 +116,17 @@ _TINY = 1e-30
 
 # -- choice bookkeeping --------------------------------------------------------------------------
 def _weight_keys(enc) -> Tuple[List[tuple], np.ndarray]:
-    """Distinct weight choices ``(bits, scheme, granularity)`` ((16,) for fp16) and their id per choice."""
+    """Distinct weight choices ``(bits, scheme, granularity)`` ((16,) for fp16) and their id per choice.
+
+    A llama.cpp type is ``(nominal bits, "ggml", type)``.
+    """
     cv = enc.choice_value
     keys, index, ids = [], {}, np.empty(enc.n_choices, dtype=np.int64)
     for c in range(enc.n_choices):
         b = int(cv["weight_bits"][c])
-        k = (16,) if b >= 16 else (b, str(cv["weight_scheme"][c]), str(cv["granularity"][c]))
+        fmt = str(cv["weight_format"][c])
+        k = (16,) if b >= 16 else (b, "ggml", fmt) if fmt != "int" else (
+            b, str(cv["weight_scheme"][c]), str(cv["granularity"][c]))
         if k not in index:
             index[k] = len(keys)
             keys.append(k)
@@ -145,7 +150,9 @@ def _act_keys(enc) -> Tuple[List[tuple], np.ndarray]:
 
 def _lq(wkey=(16,), akey=(16,), group_size: int = 128) -> LayerQuant:
     kw = {"group_size": group_size}
-    if wkey[0] < 16:
+    if wkey[0] < 16 and wkey[1] == "ggml":
+        kw.update(weight_format=wkey[2])
+    elif wkey[0] < 16:
         kw.update(weight_bits=wkey[0], weight_scheme=wkey[1], granularity=wkey[2])
     else:
         kw.update(weight_bits=16)
@@ -422,6 +429,8 @@ def _omega_table(model, enc, ev) -> AccuracyTable:
         for j, k in enumerate(wkeys):
             if k[0] >= 16:
                 wq = w.astype(np.float16).astype(np.float32)
+            elif k[1] == "ggml":
+                wq = quant.ggml.fake_quantize(w, k[2])
             else:
                 wq = quant.quantize_dequantize(w, k[0], k[1], k[2], enc.space.group_size, "min_max")
             omega[i, j] = float(np.sum((wq.astype(np.float64) - w) ** 2)) / denom
@@ -449,6 +458,11 @@ def _anchor_weight_keys(space, wkeys) -> List[int]:
     gran = "per_channel" if "per_channel" in space.granularities else space.granularities[0]
     scheme = "symmetric" if "symmetric" in space.weight_schemes else space.weight_schemes[0]
     out = []
+    if space.llama_cpp_types:   # anchors: the lowest-bit type of each anchor bit-width
+        for b in ANCHOR_WEIGHT_BITS:
+            ks = [j for j, k in enumerate(wkeys) if k[0] == b]
+            out += ks[:1]
+        return out or [j for j, k in enumerate(wkeys) if k[0] < 16][:2]
     low = [b for b in space.weight_bits if b < 16]
     bits = [b for b in ANCHOR_WEIGHT_BITS if b in low] or low[:2]
     for b in bits:

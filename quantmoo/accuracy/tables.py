@@ -26,6 +26,9 @@ roughly Gaussian tensor has a noise-to-signal power ratio
   symmetric schemes waste half the range on one-sided (post-ReLU/GELU) activations, which
   multiplies the NSR by 4;
 * 16 bits is fp16: NSR = 2^-22 (half-precision rounding);
+* llama.cpp types (``weight_format``): the NSR their real kernel gives on a fixed standard-normal
+  sample (:func:`quantmoo.quant.ggml.gaussian_nsr`; the layer's fallback type where its rows do
+  not fit the block), so e.g. Q4_K ranks below Q4_0 at the same 4.5 bits per weight;
 * ``accuracy_loss`` (percentage points) = ``100 * sum_l (kappa_l / L) * (NSR_w + NSR_a)``,
   with ``kappa_l`` = 3 for the first and last layers and for embeddings / LM heads (the
   layers PTQ practice keeps at higher precision) and 1 otherwise.
@@ -163,10 +166,19 @@ def prior_table(model, encoding) -> AccuracyTable:
     kinds = np.array([l.kind for l in model.layers])
     kappa[np.isin(kinds, ("embedding", "lm_head"))] = 3.0
     has_w = np.array([l.n_params > 0 for l in model.layers], dtype=np.float64)
-    nw = nsr_weights(cv["weight_bits"], cv["weight_scheme"], cv["granularity"])   # (nc,)
+    nw = np.broadcast_to(nsr_weights(cv["weight_bits"], cv["weight_scheme"], cv["granularity"]),
+                         (L, encoding.n_choices))                                   # (L, nc)
+    fmt = cv["weight_format"]
+    if (fmt != "int").any():
+        from ..quant.ggml import effective_type, gaussian_nsr
+        cols = model.arrays()["in_features"]
+        by_cols = {c: [gaussian_nsr(effective_type(f, int(c)).name) if f != "int" else np.nan for f in fmt]
+                   for c in np.unique(cols)}
+        g = np.array([by_cols[c] for c in cols])
+        nw = np.where(fmt[None, :] != "int", g, nw)
     tables = []
     for cal in encoding.space.calibrations:
         na = nsr_activations(cv["activation_bits"], cv["activation_scheme"], cal)
-        t = 100.0 * (kappa / L)[:, None] * (has_w[:, None] * nw[None, :] + na[None, :])
+        t = 100.0 * (kappa / L)[:, None] * (has_w[:, None] * nw + na[None, :])
         tables.append(t)
     return AccuracyTable(np.stack(tables), kind="prior", meta={"model": "quantmoo prior noise model v1"})

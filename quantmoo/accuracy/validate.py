@@ -248,9 +248,8 @@ def _solutions(result, spec, X, F) -> list:
             vals = {**{o: v for o, v in full.items() if o != "accuracy_loss"}, **vals}
     except (QuantmooError, KeyError, TypeError, ValueError, OSError):
         pass  # e.g. a custom hardware file that is gone: the searched objectives are enough
-    wbits = enc.choice_value["weight_bits"][enc.choices(X)]
-    n = np.asarray(spec.arrays()["n_params"], dtype=np.float64)
-    avg_bits = (wbits * n[None, :]).sum(axis=1) / max(n.sum(), 1.0)
+    from ..search.front import average_weight_bits
+    avg_bits = average_weight_bits(enc, spec, enc.choices(X))
     out = []
     for i, x in enumerate(X):   # only the few selected points (k per baseline)
         objs = {o: float(v[i]) for o, v in vals.items()}

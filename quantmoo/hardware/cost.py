@@ -9,6 +9,9 @@ Model, per layer ``l`` running choice ``c`` (DESIGN.md section 5):
 
 * The profile resolves ``(weight_bits, activation_bits)`` to ``(device, mode, precision)``:
   ``native``, ``unpacked`` to a wider native type, or ``fallback`` to another device.
+  A llama.cpp type (``weight_format``) executes as ``(its nominal bits, 8)``: llama.cpp's CPU
+  kernels quantize the matmul input to 8-bit blocks (Q8_0/Q8_K) and run an integer dot product
+  (e.g. Q4_K unpacked to int8 for SDOT); F16 runs as ``(16, 16)``.
 * Weight bytes are :func:`quantmoo.quant.packed_bytes` plus the layer's bias at fp16.
 * Activations are stored at the layer's activation bits when it runs ``native``; otherwise at
   the width of the precision it executes in (hardware cannot keep e.g. 4-bit activations it
@@ -128,7 +131,10 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     L, C = model.n_layers, enc.n_choices
     cols = model.arrays()
     wb = enc.choice_value["weight_bits"].astype(np.int64)
-    ab = enc.choice_value["activation_bits"].astype(np.int64)
+    ab_stored = enc.choice_value["activation_bits"].astype(np.int64)
+    fmt = enc.choice_value["weight_format"]
+    # llama.cpp types run with 8-bit (Q8) activations in the dot product; see the module notes
+    ab = np.where((fmt != "int") & (wb < 16), 8, ab_stored).astype(np.int64)
 
     # Resolve each distinct (w, a) pair once; broadcast to choices.
     pairs = sorted(set(zip(wb.tolist(), ab.tolist())))
@@ -161,7 +167,7 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     wbytes = packed_bytes(n, wb[None, :], enc.choice_value["weight_scheme"][None, :],
                           enc.choice_value["granularity"][None, :], sp.group_size,
                           out_channels=cols["out_channels"][:, None],
-                          in_features=cols["in_features"][:, None]).astype(np.float64)
+                          in_features=cols["in_features"][:, None], weight_format=fmt[None, :]).astype(np.float64)
     wbytes = wbytes + 2.0 * cols["extra_params"][:, None]  # biases stay fp16
     act_in_b = cols["act_in"][:, None] * act_bits[None, :] / 8.0
     act_out_b = cols["act_out"][:, None] * act_bits[None, :] / 8.0
@@ -181,7 +187,7 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     part_pj = act_in_b * profile.main.e_dram_pj_per_byte + profile.main.static_power_w * part_s * 1e12
     live = act_in_b + act_out_b
 
-    ab_t = np.broadcast_to(ab[None, :].astype(np.float64), (L, C))
+    ab_t = np.broadcast_to(ab_stored[None, :].astype(np.float64), (L, C))
     dev_t = np.broadcast_to(dev_idx[None, :].astype(np.float64), (L, C))
     # One row of 8 float64 per (layer, choice): the population gather reads one cache line each.
     stacked = np.stack([wbytes, latency, energy, live, part_s, part_pj, ab_t, dev_t],
@@ -193,11 +199,13 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     fixed = {} if att is None else dict(
         fixed_latency_s=att["latency_s"], fixed_energy_pj=att["energy_pj"],
         kv_cache_bytes=att["kv_cache_bytes"], fixed_live_bytes=att["live_bytes"], attention=att)
-    return CostTables(**fixed, n_layers=L, n_choices=C, stacked=np.ascontiguousarray(stacked), abits=ab,
+    return CostTables(**fixed, n_layers=L, n_choices=C, stacked=np.ascontiguousarray(stacked), abits=ab_stored,
                       device=device, mode=np.broadcast_to(mode[None, :], (L, C)).copy(),
                       precision=np.broadcast_to(precision[None, :], (L, C)).copy(),
                       convert_s=conv_s, convert_pj=conv_pj,
-                      resident_bytes=float(model.other_params * 2), static_w=profile.main.static_power_w,
+                      # parameters never quantized (norms): fp16, or F32 as llama.cpp's GGUF files keep them
+                      resident_bytes=float(model.other_params * (4 if sp.llama_cpp_types else 2)),
+                      static_w=profile.main.static_power_w,
                       storage_bits=act_bits, partition_sync_s=profile.partition_sync_s,
                       partition_s_per_bit=cols["act_in"] / 8.0 / profile.partition_bytes_per_s,
                       partition_pj_per_bit=cols["act_in"] / 8.0 * profile.main.e_dram_pj_per_byte)

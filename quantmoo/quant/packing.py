@@ -12,7 +12,14 @@ Convention
   exponent (:data:`EXPONENT_BYTES` = 1) for power_of_two; asymmetric adds a uint8 zero point
   (:data:`ZERO_POINT_BYTES` = 1). ``n_params = 0`` is 0 bytes.
 
-Example: 4096 x 4096 int4, per_group 128, symmetric: 8,388,608 + 4096*32*2 = 8,650,752 bytes.
+* A llama.cpp type (``weight_format``, see :mod:`quantmoo.quant.ggml`) is stored as llama.cpp
+  stores it: ``n_params / block * block_bytes`` (e.g. Q4_K: 144 bytes per 256 weights, 4.5 bits
+  per weight with every scale and min), with llama.cpp's fallback type for rows
+  (``in_features``) that are not a multiple of the block. ``bits``, ``scheme`` and
+  ``granularity`` are then ignored.
+
+Example: 4096 x 4096 int4, per_group 128, symmetric: 8,388,608 + 4096*32*2 = 8,650,752 bytes;
+as Q4_K: 4096 * 16 * 144 = 9,437,184 bytes.
 """
 from __future__ import annotations
 
@@ -20,11 +27,12 @@ import numpy as np
 
 from .bits import (EXPONENT_BYTES, GRANULARITIES, SCALE_BYTES, SCHEME_ALIASES, SCHEMES,
                    WEIGHT_BITS, ZERO_POINT_BYTES)
+from . import ggml
 from quantmoo.errors import QuantmooError, allowed
 
 
 def packed_bytes(n_params, bits, scheme="symmetric", granularity="per_tensor", group_size=128,
-                 out_channels=1, in_features=None):
+                 out_channels=1, in_features=None, weight_format="int"):
     """Bytes of a packed quantized weight, scales and zero points included.
 
     Every argument may be an array; they broadcast together.
@@ -46,7 +54,7 @@ def packed_bytes(n_params, bits, scheme="symmetric", granularity="per_tensor", g
     -------
     int, or ndarray of int64 when any argument is an array.
     """
-    args = (n_params, bits, scheme, granularity, group_size, out_channels, in_features)
+    args = (n_params, bits, scheme, granularity, group_size, out_channels, in_features, weight_format)
     scalar = all(np.ndim(a) == 0 for a in args)
     n = _ints("n_params", n_params, 0)
     b = _choices("bits", bits, WEIGHT_BITS).astype(np.int64)
@@ -55,8 +63,9 @@ def packed_bytes(n_params, bits, scheme="symmetric", granularity="per_tensor", g
     gs = _ints("group_size", group_size, 1)
     out = _ints("out_channels", out_channels, 1)
     inf = -1 if in_features is None else _ints("in_features", in_features, 0)
+    fmt = _choices("weight_format", weight_format, ("int",) + tuple(ggml.TYPES))
     try:
-        n, b, s, g, gs, out, inf = np.broadcast_arrays(n, b, s, g, gs, out, inf)
+        n, b, s, g, gs, out, inf, fmt = np.broadcast_arrays(n, b, s, g, gs, out, inf, fmt)
     except ValueError as exc:
         raise QuantmooError(f"The packed_bytes arguments do not broadcast together: {exc}") from exc
     if in_features is None:
@@ -72,7 +81,11 @@ def packed_bytes(n_params, bits, scheme="symmetric", granularity="per_tensor", g
     n_groups = np.where(g == "per_tensor", 1, np.where(g == "per_channel", out, out * (-(-inf // gs))))
     per_group = (np.where(s == "power_of_two", EXPONENT_BYTES, SCALE_BYTES)
                  + np.where(s == "asymmetric", ZERO_POINT_BYTES, 0))
-    total = (weights + np.where((b == 16) | (n == 0), 0, n_groups * per_group)).astype(np.int64)
+    total = np.asarray(weights + np.where((b == 16) | (n == 0), 0, n_groups * per_group), dtype=np.int64)
+    for f in np.unique(fmt):
+        if f != "int":
+            m = fmt == f
+            total[m] = ggml.type_bytes(str(f), n[m], inf[m])
     return int(total) if scalar else total
 
 

@@ -11,6 +11,15 @@ from .space import SearchSpace
 
 def space_for_config(config: QuantConfig, model) -> SearchSpace:
     """The smallest space that contains every value the config uses (so it can be encoded)."""
+    fmts = sorted(set(config.column("weight_format", model)))
+    if fmts != ["int"]:
+        if "int" in fmts:
+            raise QuantmooError("The config mixes llama.cpp types with quantmoo's own weight grids; "
+                                "a space holds one or the other")
+        acts = sorted(set(config.column("activation_bits", model)))
+        ascheme = sorted(set(config.column("activation_scheme", model)))
+        return SearchSpace.llama_cpp(types=fmts, activation_bits=acts, activation_schemes=ascheme,
+                                     calibrations=(config.calibration,))
     cols = {a: sorted(set(config.column(a, model)), key=str) for a in
             ("weight_bits", "activation_bits", "weight_scheme", "activation_scheme", "granularity")}
     gs = {lq.group_size for lq in config.layers.values() if lq.granularity == "per_group"}

@@ -9,14 +9,30 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from ..results.result import SearchResult, Solution, environment_info
 
 
+def average_weight_bits(enc, model, C: np.ndarray) -> np.ndarray:
+    """(N,) parameter-weighted mean weight bits of choice matrices ``C`` (N, L).
+
+    Nominal bits for quantmoo's own grids; for llama.cpp types the stored bits per weight
+    (e.g. Q4_K 4.5, scales included; llama.cpp's fallback type where a row does not fit).
+    """
+    n = np.asarray(model.arrays()["n_params"], dtype=np.float64)
+    if enc.space.llama_cpp_types:
+        from ..quant.ggml import type_bytes
+        cols = model.arrays()["in_features"]
+        per = np.stack([type_bytes(f, n.astype(np.int64), cols) * 8.0 / np.maximum(n, 1)
+                        for f in enc.choice_value["weight_format"]], axis=1)      # (L, n_choices)
+        wbits = per[np.arange(enc.n_layers)[None, :], C]
+    else:
+        wbits = enc.choice_value["weight_bits"][C]
+    return (wbits * n[None, :]).sum(axis=1) / max(n.sum(), 1.0)
+
+
 def solutions_from_genomes(problem, X: np.ndarray, feasible: bool = True) -> list:
     """Solutions (config + every objective value) for the rows of ``X``."""
     vals = problem.evaluate_all(X)
     enc, model = problem.encoding, problem.model
     C = enc.choices(np.asarray(X, dtype=np.int64))
-    wbits = enc.choice_value["weight_bits"][C]                     # (N, L)
-    n = model.arrays()["n_params"]
-    avg_bits = (wbits * n[None, :]).sum(axis=1) / max(n.sum(), 1)
+    avg_bits = average_weight_bits(enc, model, C)
     fp32_bytes = model.fp32_mb * 1e6
     out = []
     for i, x in enumerate(np.asarray(X, dtype=np.int64)):   # result assembly, after the search

@@ -18,12 +18,13 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..config import (ACTIVATION_BITS, CALIBRATIONS, GRANULARITIES, LAYER_ATTRS, MAX_GROUP_SIZE, SCHEMES,
-                      WEIGHT_BITS, LayerQuant, QuantConfig, normalize_scheme)
+                      WEIGHT_BITS, WEIGHT_FORMATS, LayerQuant, QuantConfig, normalize_format, normalize_scheme)
+from ..quant.ggml import SEARCH_TYPES, TYPES as GGML_TYPES
 from ..errors import QuantmooError, brief
 
 #: Bit genes are ordinal (mutation steps to a neighbour, crossover may average);
 #: the others are nominal.
-ORDINAL_ATTRS = ("weight_bits", "activation_bits")
+ORDINAL_ATTRS = ("weight_bits", "activation_bits", "weight_format")
 #: KV-cache precisions (fp16, int8, int4) a space may set.
 KV_CACHE_BITS = (4, 8, 16)
 
@@ -34,6 +35,7 @@ _UNIVERSE = {
     "activation_scheme": SCHEMES,
     "granularity": GRANULARITIES,
     "calibration": CALIBRATIONS,
+    "weight_format": WEIGHT_FORMATS,
 }
 _SPACE_FIELD = {  # attribute -> SearchSpace field holding its allowed values
     "weight_bits": "weight_bits",
@@ -42,7 +44,13 @@ _SPACE_FIELD = {  # attribute -> SearchSpace field holding its allowed values
     "activation_scheme": "activation_schemes",
     "granularity": "granularities",
     "calibration": "calibrations",
+    "weight_format": "weight_formats",
 }
+
+
+def _format_order(v):
+    """llama.cpp types sort by stored bits per weight, so the format gene is ordinal."""
+    return (-1.0, v) if v == "int" else (GGML_TYPES[v].bpw, v)
 
 
 @dataclass
@@ -73,6 +81,12 @@ class SearchSpace:
         Precision of a decoder LLM's KV cache: 16 (fp16, the default), 8 or 4 (int8 / int4 with
         an fp16 scale per 32 elements, llama.cpp's q8_0 / q4_0 cache types). A space option, not
         a gene: it sets the attention's cost and the cache's memory (ignored for other models).
+    weight_formats : sequence of str
+        ``("int",)`` (the default): weights use quantmoo's own grids, chosen by ``weight_bits``,
+        ``weight_schemes`` and ``granularities``. Otherwise llama.cpp types only (see
+        :meth:`llama_cpp`): each type is one weight choice with its own grid, block layout and
+        exact size; ``weight_bits``, ``weight_schemes``, ``granularities`` and ``group_size``
+        must then hold one value each and are ignored for weights.
     """
 
     weight_bits: Sequence[int] = (2, 3, 4, 6, 8, 16)
@@ -85,6 +99,7 @@ class SearchSpace:
     pinned: Optional[dict] = None
     ties: Optional[list] = None
     kv_cache_bits: int = 16
+    weight_formats: Sequence[str] = ("int",)
 
     def __post_init__(self):
         for attr, fname in _SPACE_FIELD.items():
@@ -97,6 +112,8 @@ class SearchSpace:
                 raise QuantmooError(f"The '{fname}' of SearchSpace must be a list; got {vals!r}") from None
             if attr.endswith("scheme"):
                 vals = tuple(normalize_scheme(v) for v in vals)
+            if attr == "weight_format":
+                vals = tuple(normalize_format(v) for v in vals)
             if not vals:
                 raise QuantmooError(f"The '{fname}' of SearchSpace must not be empty; allowed values are "
                                     f"{{{_fmt(_UNIVERSE[attr])}}}")
@@ -108,7 +125,18 @@ class SearchSpace:
                 raise QuantmooError(f"The '{fname}' of SearchSpace has duplicate values: {list(vals)}")
             if attr.endswith("bits"):
                 vals = tuple(sorted(int(v) for v in vals))  # ordinal genes need sorted values
+            if attr == "weight_format":
+                vals = tuple(sorted(vals, key=_format_order))
             setattr(self, fname, vals)
+        if self.weight_formats != ("int",):
+            if "int" in self.weight_formats:
+                raise QuantmooError("The 'weight_formats' of SearchSpace must be ['int'] or llama.cpp types only; "
+                                    f"got {list(self.weight_formats)}")
+            for fname in ("weight_bits", "weight_schemes", "granularities"):
+                if len(getattr(self, fname)) != 1:
+                    raise QuantmooError(f"The '{fname}' of SearchSpace must hold one value when 'weight_formats' "
+                                        f"are llama.cpp types (the type fixes the weight grid); "
+                                        f"got {list(getattr(self, fname))}")
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) \
                 or not 0 < self.group_size <= MAX_GROUP_SIZE:
             raise QuantmooError(f"The 'group_size' of SearchSpace must be a positive integer <= 2**31; "
@@ -127,7 +155,7 @@ class SearchSpace:
                 if a not in LAYER_ATTRS:
                     raise QuantmooError(f"The 'pinned.{name}' attribute must be one of {{{_fmt(LAYER_ATTRS)}}}; "
                                         f"got {brief(a)}")
-                v = normalize_scheme(v)
+                v = normalize_format(normalize_scheme(v))
                 allowed = self.values(a)
                 if isinstance(v, bool) or v not in allowed:
                     raise QuantmooError(f"The pinned '{a}' of layer '{name}' must be one of the space's "
@@ -148,12 +176,18 @@ class SearchSpace:
         return getattr(self, _SPACE_FIELD[attr])
 
     @property
+    def llama_cpp_types(self) -> bool:
+        """True when the weight choices are llama.cpp types."""
+        return self.weight_formats != ("int",)
+
+    @property
     def varying(self) -> tuple:
         """Per-layer attributes that have a gene."""
         return tuple(a for a in LAYER_ATTRS if len(self.values(a)) > 1)
 
     def to_dict(self) -> dict:
-        d = {f: list(self.values(a)) for a, f in _SPACE_FIELD.items()}
+        d = {f: list(self.values(a)) for a, f in _SPACE_FIELD.items()
+             if a != "weight_format" or self.llama_cpp_types}
         d["group_size"] = self.group_size
         if self.pinned:
             d["pinned"] = {k: dict(v) for k, v in self.pinned.items()}
@@ -180,6 +214,33 @@ class SearchSpace:
             raise QuantmooError(f"{source}: {e}") from None
 
     # -- presets ------------------------------------------------------------------------------
+    @classmethod
+    def llama_cpp(cls, types: Sequence[str] = SEARCH_TYPES, **kwargs) -> "SearchSpace":
+        """Weight choices per tensor = llama.cpp types (F16, Q8_0, Q6_K, Q5_K, Q5_0, Q4_K, Q4_0, Q3_K, Q2_K).
+
+        Each type carries its exact stored size (e.g. Q4_K 4.5 bits per weight, scales included;
+        llama.cpp's fallback type where a row is not a multiple of 256) and its real grid
+        (:mod:`quantmoo.quant.ggml`), so measured accuracy uses the real kernels. Activations
+        are not fake-quantized (``activation_bits=(16,)``): llama.cpp keeps them in fp32 between
+        layers. Its CPU kernels quantize a matmul's input to 8-bit blocks (Q8_0/Q8_K) for the
+        integer dot product; the hardware cost model executes a quantized type as
+        ``(type bits, 8-bit activations)``, e.g. Q4_K unpacked to int8 for SDOT on ``arm_dot``,
+        while the accuracy model ignores that 8-bit block rounding (its error is far below the
+        weights'). The remaining fields are placeholders the types override.
+
+        Parameters
+        ----------
+        types : sequence of str
+            The llama.cpp types to choose from (case-insensitive).
+        **kwargs
+            Other SearchSpace fields, e.g. ``pinned`` (``{layer: {"weight_format": "Q8_0"}}``).
+        """
+        base = dict(weight_formats=tuple(types), weight_bits=(8,), activation_bits=(16,),
+                    weight_schemes=("symmetric",), activation_schemes=("symmetric",),
+                    granularities=("per_group",), group_size=32, calibrations=("min_max",))
+        base.update(kwargs)
+        return cls(**base)
+
     def pin_ends(self, model, **attrs) -> "SearchSpace":
         """Pin the first and last layers (e.g. ``weight_bits=8``), a common PTQ rule."""
         pinned = dict(self.pinned)
@@ -251,6 +312,11 @@ class Encoding:
         c = np.arange(s)
         self.choice_attr = {a: (c // stride[a]) % self.radix[a] for a in LAYER_ATTRS}
         self.choice_value = {a: np.asarray(sp.values(a))[self.choice_attr[a]] for a in LAYER_ATTRS}
+        self.alias = None
+        if sp.llama_cpp_types:  # a llama.cpp type fixes the weight bits (its nominal bits)
+            self.choice_value["weight_bits"] = np.array(
+                [GGML_TYPES[f].bits for f in self.choice_value["weight_format"]], dtype=np.int64)
+            self.alias = self._fallback_aliases(model)
         # gene bookkeeping
         self.gene_layer = np.repeat(np.arange(L), self.k)
         self.gene_attr = np.tile(np.arange(self.k), L)
@@ -265,7 +331,7 @@ class Encoding:
         for name, attrs in sp.pinned.items():
             li = model.index(name)
             for a, v in attrs.items():
-                idx = sp.values(a).index(normalize_scheme(v))
+                idx = sp.values(a).index(normalize_format(normalize_scheme(v)))
                 if a in self.varying:
                     g = li * self.k + self.varying.index(a)
                     self.xl[g] = self.xu[g] = idx
@@ -278,6 +344,25 @@ class Encoding:
         for j, names in enumerate(sp.ties):
             groups[("space", j)] = [model.index(n) for n in names]
         self.tie_sets = [np.asarray(sorted(set(v))) for v in groups.values() if len(set(v)) > 1]
+
+    def _fallback_aliases(self, model):
+        """(n_layers, n_choices) canonical choice id, or None when every choice is distinct.
+
+        On a layer whose rows are not a multiple of 256, llama.cpp stores a K-quant as its
+        fallback type (Q4_K as Q5_0, Q2_K/Q3_K as Q4_0, Q6_K as Q8_0): those choices are the same
+        weights and bytes, so repair maps them onto the choice naming the type really stored.
+        """
+        from ..quant.ggml import effective_type
+        fmts = self.space.weight_formats
+        cols = model.arrays()["in_features"]
+        fidx = self.choice_attr["weight_format"]
+        stride = self.stride["weight_format"]
+        alias = np.tile(np.arange(self.n_choices), (self.n_layers, 1))
+        for n_cols in np.unique(cols):
+            target = [fmts.index(t) if (t := effective_type(f, int(n_cols)).name) in fmts else i
+                      for i, f in enumerate(fmts)]
+            alias[cols == n_cols] = np.arange(self.n_choices) + (np.asarray(target)[fidx] - fidx) * stride
+        return None if np.array_equal(alias, np.arange(self.n_choices)[None, :].repeat(self.n_layers, 0)) else alias
 
     # -- vectorised conversions -----------------------------------------------------------------
     def attr_genes(self, X: np.ndarray, attr: str) -> np.ndarray:
@@ -337,7 +422,8 @@ class Encoding:
             self._lq = [LayerQuant(weight_bits=int(cv["weight_bits"][c]), activation_bits=int(cv["activation_bits"][c]),
                                    weight_scheme=str(cv["weight_scheme"][c]),
                                    activation_scheme=str(cv["activation_scheme"][c]),
-                                   granularity=str(cv["granularity"][c]), group_size=gs)
+                                   granularity=str(cv["granularity"][c]), group_size=gs,
+                                   weight_format=str(cv["weight_format"][c]))
                         for c in range(self.n_choices)]
         return self._lq
 
@@ -353,12 +439,14 @@ class Encoding:
                     raise QuantmooError(f"The '{a}' of layer '{name}' must be one of the space's "
                                         f"{_SPACE_FIELD[a]} {{{_fmt(sp.values(a))}}}; got {v!r}")
                 x[i * self.k + j] = sp.values(a).index(v)
+            ggml = lq.weight_format != "int"
             for a in LAYER_ATTRS:
                 if a not in self.varying and getattr(lq, a) != sp.values(a)[0] and not (
-                        a in ("weight_scheme", "granularity") and lq.weight_bits == 16):
+                        a in ("weight_scheme", "granularity") and lq.weight_bits == 16) and not (
+                        ggml and a in ("weight_bits", "weight_scheme", "granularity")):
                     raise QuantmooError(f"The '{a}' of layer '{name}' must be {sp.values(a)[0]!r} in this "
                                         f"space; got {getattr(lq, a)!r}")
-            if lq.granularity == "per_group" and lq.group_size != sp.group_size:
+            if lq.granularity == "per_group" and lq.group_size != sp.group_size and not ggml:
                 raise QuantmooError(f"The 'group_size' of layer '{name}' must be {sp.group_size} in this space; "
                                     f"got {lq.group_size}")
         if self.calib_varies:
@@ -376,6 +464,9 @@ class Encoding:
             vals = sp.values(a)
             if a == "weight_bits":
                 idx[a] = int(np.argmin([abs(v - weight_bits) for v in vals]))
+            elif a == "weight_format" and a not in attrs and sp.llama_cpp_types:
+                # the type whose nominal bits are nearest (the first, i.e. smallest, on a tie)
+                idx[a] = int(np.argmin([abs(GGML_TYPES[v].bits - weight_bits) for v in vals]))
             elif a == "activation_bits":
                 idx[a] = int(np.argmin([abs(v - activation_bits) for v in vals]))
             elif a in attrs and attrs[a] in vals:

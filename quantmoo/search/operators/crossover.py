@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.crossover import Crossover
 from pymoo.core.population import Population
+from ..space import ORDINAL_ATTRS
 
 STRATEGIES = ("layer_uniform", "one_point", "two_point", "block", "bit_average")
 
@@ -64,7 +65,7 @@ def cx_block(X, enc, random_state, blocks: np.ndarray, prob: float = 0.5):
 def cx_bit_average(X, enc, random_state):
     Y = cx_layer_uniform(X, enc, random_state)
     a, b = X[0], X[1]
-    for attr in ("weight_bits", "activation_bits"):
+    for attr in ORDINAL_ATTRS:
         if attr not in enc.varying:
             continue
         cols = np.arange(enc.varying.index(attr), enc.n_layers * enc.k, enc.k)

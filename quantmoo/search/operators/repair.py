@@ -8,13 +8,16 @@ from typing import Optional
 
 import numpy as np
 from pymoo.core.repair import Repair
+from ..space import ORDINAL_ATTRS
 
 
 def repair_genomes(X: np.ndarray, enc, strict_allowed: Optional[np.ndarray] = None,
                    random_state: Optional[np.random.Generator] = None) -> np.ndarray:
     """Make every genome of ``X`` valid for ``enc``.
 
-    1. Clip to the bounds (pinned genes have ``xl == xu`` and so are set to their value).
+    1. Clip to the bounds (pinned genes have ``xl == xu`` and so are set to their value); in a
+       llama.cpp space, a type a layer cannot hold is replaced by the fallback type llama.cpp
+       really stores (``Encoding.alias``), so equal configs have one genome.
     2. Hardware-strict mode: a layer whose choice is not allowed (``strict_allowed[l, c]``
        False, e.g. not native) is moved to the allowed choice nearest in weight/activation
        bits, keeping its other genes where possible.
@@ -29,6 +32,12 @@ def repair_genomes(X: np.ndarray, enc, strict_allowed: Optional[np.ndarray] = No
         Unused (repair is deterministic); accepted for pymoo's calling convention.
     """
     X = np.clip(np.asarray(X).round().astype(np.int64), enc.xl, enc.xu)
+    alias = getattr(enc, "alias", None)
+    if alias is not None:   # llama.cpp types that a layer stores as another type: name the stored one
+        C = enc.choices(X)
+        A = alias[np.arange(enc.n_layers)[None, :], C]
+        if (A != C).any():
+            X = np.clip(enc.genes_from_choices(A, enc.calibration_index(X)), enc.xl, enc.xu)
     if strict_allowed is not None:
         C = enc.choices(X)
         L = enc.n_layers
@@ -53,9 +62,9 @@ def _nearest_allowed(enc, allowed: np.ndarray) -> np.ndarray:
     if cache is not None and cache[0] is allowed:
         return cache[1]
     nc = enc.n_choices
-    A = np.stack([enc.choice_attr[a] for a in enc.attrs], axis=1).astype(np.float64)  # (nc, 5)
-    # bits differences dominate, other attributes break ties
-    weights = np.array([100.0, 100.0, 1.0, 1.0, 1.0])
+    A = np.stack([enc.choice_attr[a] for a in enc.attrs], axis=1).astype(np.float64)  # (nc, n_attrs)
+    # bit (and llama.cpp type) differences dominate, other attributes break ties
+    weights = np.array([100.0 if a in ORDINAL_ATTRS else 1.0 for a in enc.attrs])
     D = (np.abs(A[:, None, :] - A[None, :, :]) * weights).sum(-1)                 # (nc, nc)
     out = np.empty((enc.n_layers, nc), dtype=np.int64)
     for l in range(enc.n_layers):   # once per layer at set-up, not on the population path

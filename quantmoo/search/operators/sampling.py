@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from pymoo.core.sampling import Sampling
+from ..space import ORDINAL_ATTRS
 
 
 def sample_uniform(enc, n: int, random_state: np.random.Generator) -> np.ndarray:
@@ -29,7 +30,7 @@ def sample_biased(enc, n: int, random_state: np.random.Generator, native_mask=No
     Bit genes take value index ``i`` with probability proportional to ``(i + 1) ** power``.
     """
     X = sample_uniform(enc, n, random_state)
-    for attr in ("weight_bits", "activation_bits"):
+    for attr in ORDINAL_ATTRS:
         if attr not in enc.varying:
             continue
         j = enc.varying.index(attr)
