@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--weights", help="for --pick best: e.g. accuracy_loss=0.7,latency_ms=0.3")
     x.add_argument("--index", type=int, help="front index (overrides --pick)")
     x.add_argument("--format", default="yaml",
-                   help="yaml, json, or llama.cpp (the llama-quantize --tensor-type-file; needs --space llama.cpp)")
+                   help="yaml, json, llama.cpp (the llama-quantize --tensor-type-file; needs --space llama.cpp) or "
+                        "mlx (the per-layer 'quantization' mapping of an MLX model's config.json)")
     x.add_argument("--out", help="output file (default: stdout)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     x.add_argument("--model", help="for --format llama.cpp: the model, if not the run's zoo model")
@@ -514,10 +515,12 @@ def cmd_export(a):
         sol = res.best(_parse_weights(a.weights))
     else:
         raise QuantmooError(f"The '--pick' value must be one of {{knee, best}}; got {a.pick!r}")
-    if a.format not in ("yaml", "json", "llama.cpp"):
-        raise QuantmooError(f"The '--format' value must be one of {{yaml, json, llama.cpp}}; got {a.format!r}")
+    if a.format not in EXPORT_FORMATS:
+        raise QuantmooError(f"The '--format' value must be one of {{{', '.join(EXPORT_FORMATS)}}}; got {a.format!r}")
     if a.format == "llama.cpp":
         return _export_llamacpp(a, res, sol)
+    if a.format == "mlx":
+        return _export_mlx(a, sol)
     import os
     cfg = sol.config
     # provenance: 'quantmoo evaluate' finds the run (its space and proxy table) from the config alone
@@ -534,6 +537,27 @@ def cmd_export(a):
         print(f"wrote {a.out}")
     else:
         print(text)
+
+
+EXPORT_FORMATS = ("yaml", "json", "llama.cpp", "mlx")
+
+
+def _export_mlx(a, sol):
+    from .results import export_mlx as ex
+    text = ex.mlx_json(sol.config)
+    notes = ex.mlx_notes(sol.config)
+    if a.out is not None:
+        from .io import atomic_write_text
+        _check_out_file(a.out, "--out", a.overwrite)
+        atomic_write_text(Path(a.out), text)
+        print(f"wrote {a.out}: with q = its 'quantization' mapping, mlx_lm.convert(hf_path, quantize=True, "
+              f"q_bits=q['bits'], q_group_size=q['group_size'], quant_predicate=lambda path, module: "
+              f"q.get(path, True)) writes an MLX model whose config.json carries q")
+    else:
+        print(text, end="")
+    if notes:
+        shown = "; ".join(f"{k} ({v} layers)" for k, v in notes.items())
+        print(f"note: MLX is weight-only, per-group and affine: {shown}", file=sys.stderr)
 
 
 def _export_llamacpp(a, res, sol):

@@ -157,3 +157,41 @@ def test_evaluate_refuses_a_config_of_another_model(tmp_path, capsys):
     assert main(["evaluate", "--model", "mistral-7b", "--hardware", "arm_dot", "--config",
                  str(tmp_path / "c.yaml")]) == 2
     assert "made for model 'llama2-7b', not 'mistral-7b'" in capsys.readouterr().err
+
+
+# -- MLX export ------------------------------------------------------------------------------------
+def test_mlx_export_maps_every_layer_to_its_module_path(tmp_path, capsys):
+    from quantmoo.config import LayerQuant, QuantConfig
+    from quantmoo.results import export_mlx
+    llama = quantmoo.zoo.load("tinyllama-1.1b")
+    g4 = LayerQuant(4, 16, "asymmetric", "asymmetric", "per_group", 64)
+    layers = {n: g4 for n in llama.layer_names}
+    layers["layers.0.mlp.down_proj"] = LayerQuant(8, 16, "symmetric", "asymmetric", "per_channel")
+    layers["lm_head"] = LayerQuant(16, 16)
+    q = export_mlx.mlx_quantization(QuantConfig(layers, model=llama.name))
+    assert q["bits"] == 4 and q["group_size"] == 64
+    assert q["model.layers.0.mlp.down_proj"] == {"group_size": 128, "bits": 8}
+    assert q["lm_head"] is False
+    assert len(q) == 4    # defaults + the two layers that differ
+    notes = export_mlx.mlx_notes(QuantConfig(layers, model=llama.name))
+    assert notes == {"per-channel -> groups of 128": 1, "symmetric grid -> affine": 1}
+    # GGUF names map to the same module paths
+    assert export_mlx.mlx_module_path("blk.3.ffn_down.weight") == "model.layers.3.mlp.down_proj"
+    assert export_mlx.mlx_module_path("token_embd.weight") == "model.embed_tokens"
+    with pytest.raises(quantmoo.QuantmooError, match="MLX module path"):
+        export_mlx.mlx_module_path("h.0.attn.c_attn")
+
+
+def test_mlx_export_from_the_cli(tmp_path, capsys):
+    assert main(["search", "--model", "tinyllama-1.1b", "--hardware", "apple_ane", "--pop-size", "8", "--n-gen", "2",
+                 "--no-plot", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert main(["export", str(tmp_path / "run"), "--format", "mlx", "--out", str(tmp_path / "q.json")]) == 0
+    d = json.loads((tmp_path / "q.json").read_text())
+    assert d["quantization"] == d["quantization_config"]
+    knee = load_result(tmp_path / "run").knee().config
+    q = d["quantization"]
+    for name, lq in knee.layers.items():
+        v = q.get(quantmoo.results.export_mlx.mlx_module_path(name), {"bits": q["bits"]})
+        assert (v is False) == (lq.weight_bits == 16)
+        if v is not False:
+            assert v["bits"] == lq.weight_bits
