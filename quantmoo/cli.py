@@ -27,6 +27,19 @@ EXAMPLES = {
 }
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and appends an option's default to its help when it has a
+    meaningful one (not None, False or empty, and not already stated)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if d is None or d is False or d == [] or d is argparse.SUPPRESS or "default" in text \
+                or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
     p = argparse.ArgumentParser(
@@ -38,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def cmd(name, help_):
         return sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=_HelpFormatter)
 
     s = cmd("search", "Search the Pareto front of per-layer quantization configs.")
     s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML, config.json or .onnx file (required)")
@@ -49,9 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="upper bound, e.g. latency_ms<=50 (repeatable)")
     s.add_argument("--scenario", help="constraint preset: mobile, iot or edge_server")
     s.add_argument("--algorithm", default="nsga2", help="nsga2, nsga3, unsga3, smsemoa or ga")
-    s.add_argument("--pop-size", type=int, default=100)
-    s.add_argument("--n-gen", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--pop-size", type=int, default=100, metavar="N", help="population size")
+    s.add_argument("--n-gen", type=int, default=100, metavar="N", help="generations")
+    s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same front")
     s.add_argument("--space", help="search-space YAML (fields of quantmoo.SearchSpace), or 'llama.cpp' for "
                                    "llama.cpp's types per tensor (SearchSpace.llama_cpp())")
     s.add_argument("--strict", action="store_true", help="only hardware-native choices")
@@ -61,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="replace an earlier quantmoo result in --out (files quantmoo did not write there are kept)")
     s.add_argument("--no-plot", action="store_true", help="do not write figures")
     s.add_argument("--json", action="store_true", help="print machine-readable output")
-    s.add_argument("--progress", dest="progress", action="store_true", default=None)
-    s.add_argument("--no-progress", dest="progress", action="store_false")
+    s.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show a progress bar (default: only when stderr is a terminal)")
+    s.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
     s.add_argument("--checkpoint", metavar="DIR",
                    help="save the search state here (checkpoint.npz: arrays + JSON, checksummed) every "
                         "--checkpoint-every generations; resume with --resume DIR")
@@ -84,14 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     _cache_args(s, "with --measured: ")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
-    e.add_argument("--model", required=True)
-    e.add_argument("--hardware", required=True)
+    e.add_argument("--model", required=True, help="zoo name or model file the config was made for (required)")
+    e.add_argument("--hardware", required=True, help="profile name or YAML path (required)")
     e.add_argument("--config", required=True, help="config YAML/JSON (QuantConfig)")
     e.add_argument("--run", help="run directory whose search space and accuracy model to use (default: the run "
                    "the config was exported from, if it still exists)")
     e.add_argument("--measured", action="store_true",
                    help="also measure accuracy_loss with the model's real evaluator (digits, minilm-l6, ...)")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print machine-readable output")
 
     x = cmd("export", "Export one solution of a saved run as a config file.")
     x.add_argument("run", help="run directory")
@@ -106,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--model", help="for --format llama.cpp: the model, if not the run's zoo model")
 
     m = cmd("models", "List the model zoo with parameter counts.")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print machine-readable output")
 
     h = cmd("hardware", "List hardware profiles, show one, or measure this machine as a profile.")
     h.add_argument("--show", help="profile name or YAML path")
@@ -118,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--runtime", metavar="R",
                    help="with --measure-host: whose kernels to time, numpy (default) or onnxruntime (CPU, 1 thread: "
                         "MatMul fp32/fp16, MatMulInteger int8, MatMulNBits 4-bit, GEMV bandwidth)")
-    h.add_argument("--json", action="store_true")
+    h.add_argument("--json", action="store_true", help="print machine-readable output")
 
     for name, help_ in (("sensitivity", "Per-layer sensitivity tables from real weights."),
                         ("validate", "Re-evaluate a run's front with the real evaluator."),
@@ -161,16 +175,16 @@ def _validate_args(c):
                    help="also measure, for every baseline, the K proxy-best non-dominated points no larger than it")
     c.add_argument("--refine-on", default="size_mb", metavar="OBJ[,OBJ]",
                    help="objectives a refined point must not exceed its baseline on (default size_mb)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print machine-readable output")
 
 
 def _plot_args(c):
     c.add_argument("run", nargs="+", help="run directory (several for --kind hardware)")
     c.add_argument("--kind", default="front",
                    help="front, front3d, matrix, parallel, convergence, heatmap or hardware")
-    c.add_argument("--x", default="size_mb")
-    c.add_argument("--y", default="accuracy_loss")
-    c.add_argument("--z", default="latency_ms")
+    c.add_argument("--x", default="size_mb", help="objective on the x axis")
+    c.add_argument("--y", default="accuracy_loss", help="objective on the y axis")
+    c.add_argument("--z", default="latency_ms", help="objective on the z axis (--kind front3d)")
     c.add_argument("--out", help="output path stem (default: RUN/<kind>)")
     c.add_argument("--overwrite", action="store_true", help="replace existing --out figures")
 
@@ -180,8 +194,8 @@ def _demo_args(c):
                    help="output directory (default: %(default)s); an earlier demo there is replaced, any other "
                         "non-empty directory needs --overwrite (a quantmoo result) or is refused")
     c.add_argument("--overwrite", action="store_true", help="replace an earlier quantmoo search result in --out")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--seed", type=int, default=0, help="random seed of the search")
+    c.add_argument("--json", action="store_true", help="print machine-readable output")
 
 
 _EXTRA_ARGS = {"sensitivity": _sensitivity_args, "validate": _validate_args, "plot": _plot_args,

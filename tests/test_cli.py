@@ -137,3 +137,28 @@ def test_search_with_an_accuracy_table_from_the_sensitivity_command(tmp_path, ca
     assert cli.main(["search", "--model", "digits", "--hardware", "arm_dot", "--accuracy-table", str(d / "s.npz"),
                      "--measured"]) == 2
     assert "either '--measured' or '--accuracy-table'" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_its_default():
+    """Issue 18: every flag explains itself, and a non-trivial default is shown in --help."""
+    from quantmoo.cli import _parser
+    p = _parser()
+    sub = next(a for a in p._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    missing = []
+    for name, sp in sub.choices.items():
+        for act in sp._actions:
+            if act.option_strings and act.dest != "help" and not (act.help or "").strip():
+                missing.append(f"{name} {act.option_strings[0]}")
+        text = " ".join(sp.format_help().split())
+        for act in sp._actions:
+            d = act.default
+            if act.option_strings and act.dest != "help" and isinstance(d, (int, float, str)) \
+                    and not isinstance(d, bool) and d != "":
+                assert f"default: {d}" in text or "default" in (act.help or ""), \
+                    f"{name} {act.option_strings[0]} hides its default {d!r}"
+    assert missing == []
+
+
+def test_help_examples_name_files_quantmoo_writes():
+    from quantmoo.cli import EXAMPLES
+    assert "config_knee.yaml" not in " ".join(EXAMPLES.values())
