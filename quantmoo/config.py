@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -102,13 +102,17 @@ class LayerQuant:
         object.__setattr__(self, "activation_bits", int(self.activation_bits))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f: getattr(self, f) for f in _LQ_FIELDS}   # asdict() deep-copies: 10x slower on 7B fronts
         if d["weight_format"] == "int":   # quantmoo's own grids: the format is implied (older files)
             del d["weight_format"]
         else:                             # a llama.cpp type implies scheme, granularity and block
             for k in ("weight_scheme", "granularity", "group_size"):
                 del d[k]
         return d
+
+
+#: LayerQuant's field names, in order (what ``to_dict`` reads).
+_LQ_FIELDS = tuple(f.name for f in fields(LayerQuant))
 
 
 @dataclass

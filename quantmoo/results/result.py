@@ -41,15 +41,18 @@ class Solution:
     x: Optional[np.ndarray] = None
     feasible: bool = True
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, config: bool = True) -> dict:
+        """The point as a dict; ``config=False`` leaves out the (large) config."""
+        d = {
             "objectives": {k: float(v) for k, v in self.objectives.items()},
             "measured": self.measured,
             "compression_ratio": float(self.compression_ratio),
             "avg_weight_bits": float(self.avg_weight_bits),
             "feasible": bool(self.feasible),
-            "config": self.config.to_dict(),
         }
+        if config:
+            d["config"] = self.config.to_dict()
+        return d
 
 
 @dataclass
@@ -191,8 +194,9 @@ class SearchResult:
         extra_files = dict(extra_files or {})
         from .export_csv import evaluations_csv, front_csv
         from .outdir import replace_dir
-        results_json = self.to_json()
-        front_yaml = self.front_yaml()
+        encoded = self._encoded()
+        results_json = self.to_json(encoded)
+        front_yaml = self.front_yaml(encoded)
         table = front_csv(self)
         evals = self.evaluations
 
@@ -230,20 +234,29 @@ class SearchResult:
         names = self._layer_order()
         table = {}
         front = [[table.setdefault(s.config.layers[n], len(table)) for n in names] for s in self.front]
+        # baselines hold configs as dicts: match them by their items, validating each distinct one once
+        by_items = {tuple(lq.to_dict().items()): i for lq, i in table.items()}
         base = []
         for b in self.baselines:
             cfg = b.get("config")
             if cfg is None or set(cfg.get("layers", {})) != set(names):
                 base.append(None)
                 continue
-            lay = cfg["layers"]
-            base.append([table.setdefault(LayerQuant(**lay[n]), len(table)) for n in names])
+            ids = []
+            for n in names:
+                key = tuple(cfg["layers"][n].items())
+                if key not in by_items:
+                    lq = LayerQuant(**cfg["layers"][n])
+                    by_items[key] = by_items.get(tuple(lq.to_dict().items()), None) or \
+                        table.setdefault(lq, len(table))
+                ids.append(by_items[key])
+            base.append(ids)
         return names, [lq.to_dict() for lq in table], front, base
 
-    def to_json(self) -> str:
+    def to_json(self, _encoded=None) -> str:
         """``results.json`` text: readable metadata, one compact line per front point, baseline and
         generation, and each point's per-layer choices as indices into ``layer_choices``."""
-        names, choices, front_ids, base_ids = self._encoded()
+        names, choices, front_ids, base_ids = _encoded or self._encoded()
         head = dict(self.meta)
         head.update({"format": RESULTS_FORMAT, "objectives": list(self.objectives),
                      "accuracy_kind": self.accuracy_kind, "feasible": self.feasible, "message": self.message,
@@ -252,11 +265,10 @@ class SearchResult:
                      "layers": names, "layer_choices": choices})
         rows = {"front": [], "baselines": [], "history": [_jsonable(h) for h in self.history]}
         for s, ids in zip(self.front, front_ids):
-            p = s.to_dict()
-            cfg = p.pop("config")
-            p.update({"calibration": cfg["calibration"], "choices": ids})
-            if cfg.get("meta"):
-                p["config_meta"] = cfg["meta"]
+            p = s.to_dict(config=False)
+            p.update({"calibration": s.config.calibration, "choices": ids})
+            if s.config.meta:
+                p["config_meta"] = dict(s.config.meta)
             rows["front"].append(_jsonable(p))
         for b, ids in zip(self.baselines, base_ids):
             b = dict(b)
@@ -270,11 +282,11 @@ class SearchResult:
             text += "\n ]" if items else "]"
         return text + "\n}\n"
 
-    def front_yaml(self) -> str:
+    def front_yaml(self, _encoded=None) -> str:
         """``front.yaml``: the front's configs, readable and compact: the layer names once, the
         distinct layer choices once, and per point its calibration and one choice index per layer
         (``quantmoo export RUN --index i`` writes any point as a full config)."""
-        names, choices, front_ids, _ = self._encoded()
+        names, choices, front_ids, _ = _encoded or self._encoded()
         model = self.meta.get("model", {}).get("name") if isinstance(self.meta.get("model"), Mapping) else None
         hw = self.meta.get("hardware", {}).get("name") if isinstance(self.meta.get("hardware"), Mapping) else None
         lines = [f"format: {FRONT_FORMAT}", f"model: {json.dumps(model)}", f"hardware: {json.dumps(hw)}",
