@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="proxy accuracy table from 'quantmoo sensitivity' (same --space); kept in --out")
     s.add_argument("--seed-baselines", action="store_true",
                    help="seed the population with the greedy and ILP baselines' configs")
+    s.add_argument("--no-baselines", action="store_true",
+                   help="do not compute or report the uniform, greedy, ILP and llama.cpp baselines")
     s.add_argument("--measured", action="store_true",
                    help="measure accuracy_loss with the model's real evaluator for every genome (digits, minilm-l6)")
     s.add_argument("--eval-timeout", type=float, metavar="SECONDS",
@@ -308,6 +310,8 @@ def cmd_search(a):
             raise QuantmooError(f"the following arguments are required: {', '.join(missing)}")
         # Ctrl-C always leaves a resumable state: in --checkpoint, or next to --out (written only then)
         where = a.checkpoint or (f"{Path(a.out)}.checkpoint" if a.out else "quantmoo-search.checkpoint")
+        if a.no_baselines and a.seed_baselines:
+            raise QuantmooError("'--seed-baselines' computes the baselines that '--no-baselines' skips; give one")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -321,7 +325,7 @@ def cmd_search(a):
                 res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives,
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
-                                      checkpoint=where, seed_baselines=a.seed_baselines,
+                                      checkpoint=where, seed_baselines=a.seed_baselines, baselines=not a.no_baselines,
                                       checkpoint_every=a.checkpoint_every if a.checkpoint else 0)
     except SearchInterrupted as e:
         again = f"quantmoo search --resume {e.checkpoint}" + (f" --out {a.out}" if a.out else "")
