@@ -12,7 +12,10 @@ from pymoo.core.duplicate import DuplicateElimination
 
 def row_keys(X: np.ndarray) -> np.ndarray:
     """One opaque, hashable key per row of an integer matrix (a void view of its bytes)."""
-    X = np.ascontiguousarray(np.asarray(X).round().astype(np.int16))
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.integer):
+        X = X.round()
+    X = np.ascontiguousarray(X.astype(np.int16))
     return X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
 
 
