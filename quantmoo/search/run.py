@@ -559,9 +559,10 @@ def _archive_update(archive, algo, problem):
     # the initial population on the first step, the evaluated offspring afterwards
     pop = algo.off if algo.off is not None and len(algo.off) else algo.pop
     if algo.problem is problem and len(pop):
-        # pymoo evaluated these with problem._evaluate: reuse its F and CV (feasible iff every G <= 0)
-        X, F, CV = pop.get("X", "F", "CV")
-        feas = np.ones(len(X), dtype=bool) if CV is None or CV.size == 0 else CV[:, 0] <= 0
+        # pymoo evaluated these with problem._evaluate: reuse its F and G (G is stored, CV is
+        # recomputed per individual on access)
+        X, F, G = pop.get("X", "F", "G")
+        feas = np.ones(len(X), dtype=bool) if G is None or G.size == 0 else (G <= 0).all(axis=1)
         archive.add(X[feas], F[feas])
     else:       # the GA's pymoo problem is a weighted sum: evaluate the objectives themselves
         archive.add(*_feasible_objectives(pop, problem))
