@@ -94,7 +94,7 @@ class SearchResult:
         lo, hi = F.min(axis=0), F.max(axis=0)
         return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
 
-    def best(self, weights=None) -> Solution:
+    def best(self, weights=None, feasible_only: bool = True) -> Solution:
         """The front point that best matches ``weights`` (achievement scalarising function).
 
         Parameters
@@ -105,9 +105,12 @@ class SearchResult:
             The point minimising the augmented achievement scalarising function
             ``max_i w_i nF_i + 1e-4 sum_i nF_i`` over the front normalised to [0, 1] is returned
             (pymoo's ``ASF().do(nF, 1 / w)``).
+        feasible_only : bool
+            When no configuration met the constraints (``feasible`` is False) the "front" is
+            only the closest infeasible point, so by default this raises a QuantmooError saying
+            so; ``False`` returns that point anyway.
         """
-        if not self.front:
-            raise QuantmooError("The result has an empty front")
+        self._check_pickable(feasible_only)
         w = self._weights(weights)
         nF = self._normalised()
         asf = (nF * w).max(axis=1) + 1e-4 * nF.sum(axis=1)
@@ -135,9 +138,22 @@ class SearchResult:
         dist = (1.0 - nF @ a) / np.linalg.norm(a)
         return int(np.argmax(dist))
 
-    def knee(self) -> Solution:
-        """The knee point of the front (see :meth:`knee_index`)."""
+    def knee(self, feasible_only: bool = True) -> Solution:
+        """The knee point of the front (see :meth:`knee_index`).
+
+        Raises a QuantmooError when nothing met the constraints, unless ``feasible_only=False``
+        (see :meth:`best`).
+        """
+        self._check_pickable(feasible_only)
         return self.front[self.knee_index()]
+
+    def _check_pickable(self, feasible_only: bool) -> None:
+        if not self.front:
+            raise QuantmooError("The result has an empty front")
+        if feasible_only and not self.feasible:
+            why = self.message or "No configuration met the constraints."
+            raise QuantmooError(f"{why} There is no feasible point to pick; pass feasible_only=False for the "
+                                "closest infeasible one")
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -263,10 +279,14 @@ class SearchResult:
                    accuracy_kind=kind, feasible=feasible, message=message or "")
 
     def summary(self, max_rows: int = 30) -> str:
-        """A compact table of the front sorted by size, knee marked with '*'."""
+        """A compact table of the front sorted by size, knee marked with '*'.
+
+        When nothing met the constraints, a warning opens and closes the table and no knee is
+        marked.
+        """
         if not self.front:
             return "(empty front)"
-        k = self.knee_index()
+        k = self.knee_index() if self.feasible else -1      # no knee among infeasible points
         cols = list(self.objectives)
         order = sorted(range(len(self.front)), key=lambda i: self.front[i].objectives.get("size_mb", 0.0))
         head = ["#", *cols, "x_fp32", "avg_wbits"]
@@ -280,6 +300,11 @@ class SearchResult:
         lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
         if len(order) > max_rows:
             lines.append(f"... {len(order) - max_rows} more")
+        if not self.feasible:
+            # said first and last, so it cannot be missed above or below a long table
+            warn = (f"WARNING: {self.message or 'No configuration met the constraints.'} The rows below are "
+                    "infeasible, not a front, and have no knee.")
+            return "\n".join([warn, *lines, f"accuracy_loss kind: {self.accuracy_kind}; INFEASIBLE (see above)"])
         lines.append(f"* knee point; accuracy_loss kind: {self.accuracy_kind}")
         return "\n".join(lines)
 
