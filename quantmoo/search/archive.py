@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .operators.duplicates import row_hash, row_keys, rows_in
 
-def dominates(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """(len(A), len(B)) bool: A[i] Pareto-dominates B[j] (minimisation)."""
+
+def _le_lt(A: np.ndarray, B: np.ndarray):
+    """(len(A), len(B)) bool pair: all(A[i] <= B[j]) and any(A[i] < B[j])."""
     # one objective at a time: 2-D comparisons accumulate in place, with no (len(A), len(B), m)
     # temporaries to reduce (several times faster for a few objectives)
     le = np.ones((len(A), len(B)), dtype=bool)
@@ -20,7 +22,23 @@ def dominates(A: np.ndarray, B: np.ndarray) -> np.ndarray:
         a, b = A[:, k, None], B[None, :, k]
         le &= a <= b
         lt |= a < b
+    return le, lt
+
+
+def dominates(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """(len(A), len(B)) bool: A[i] Pareto-dominates B[j] (minimisation)."""
+    le, lt = _le_lt(A, B)
     return le & lt
+
+
+def dominance(A: np.ndarray, B: np.ndarray):
+    """``(dominates(A, B), dominates(B, A).T)`` in one pass, for finite A and B.
+
+    Without NaN, B[j] <= A[i] everywhere iff no A[i] < B[j], and B[j] < A[i] somewhere iff not
+    A[i] <= B[j] everywhere.
+    """
+    le, lt = _le_lt(A, B)
+    return le & lt, ~(le | lt)
 
 
 class ParetoArchive:
@@ -44,7 +62,7 @@ class ParetoArchive:
     @X.setter
     def X(self, X) -> None:
         self._X = np.asarray(X).astype(np.int16)
-        self._h = _row_hash(self._X)
+        self._h = row_hash(self._X)
 
     def __setstate__(self, state):          # archives pickled before the int16 storage
         if "X" in state:
@@ -63,44 +81,29 @@ class ParetoArchive:
         F = np.asarray(F, dtype=np.float64)
         if len(F) == 0:
             return
-        from .operators.duplicates import row_keys
         # non-dominated among the new points themselves (and unique genomes)
         _, idx = np.unique(row_keys(X), return_index=True)
         X, F = X[idx], F[idx]
         keep = ~dominates(F, F).any(axis=0)
         X, F = X[keep], F[keep]
-        h = _row_hash(X)
+        h = row_hash(X)
         if len(self.F):
             # a new point equal in F to an archived one is kept only if its genome is new
             dom_new = np.zeros(len(F), dtype=bool)
             dom_old = np.zeros(len(self.F), dtype=bool)
+            finite = np.isfinite(F).all() and np.isfinite(self.F).all()
             for s in range(0, len(self.F), self.chunk):   # chunks bound memory, not a per-individual loop
                 A = self.F[s:s + self.chunk]
-                dom_new |= dominates(A, F).any(axis=0)
-                dom_old[s:s + self.chunk] = dominates(F, A).any(axis=0)
+                a_dom, f_dom = dominance(A, F) if finite else (dominates(A, F), dominates(F, A).T)
+                dom_new |= a_dom.any(axis=0)
+                dom_old[s:s + self.chunk] = f_dom.any(axis=1)
             add = ~dom_new
-            add[add] = ~self._seen(X[add], h[add])
+            add[add] = ~rows_in(X[add], h[add], self._X, self._h)
             self._X = np.concatenate([self._X[~dom_old], X[add]])
             self._h = np.concatenate([self._h[~dom_old], h[add]])
             self.F = np.concatenate([self.F[~dom_old], F[add]])
         else:
             self._X, self._h, self.F = X, h, F
-
-    def _seen(self, X: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """True for rows of ``X`` (hashes ``h``) already in the archive."""
-        if len(X) == 0:
-            return np.zeros(0, dtype=bool)
-        order = np.argsort(self._h)
-        j = order[np.minimum(np.searchsorted(self._h, h, sorter=order), len(order) - 1)]
-        # a hash collision between two archived genomes could hide a repeat of the second; at
-        # 2^-64 per pair that is never, and it would only keep a duplicate, never lose a point
-        return (self._h[j] == h) & (self._X[j] == X).all(axis=1)
-
-
-def _row_hash(X: np.ndarray) -> np.ndarray:
-    """A 64-bit hash per row of an integer matrix (a fixed random linear form, wrapping)."""
-    mult = np.random.default_rng(0x9E3779B9).integers(1, 2 ** 62, X.shape[1], dtype=np.int64) | 1
-    return X.astype(np.int64) @ mult
 
 
 def thin(F: np.ndarray, k: int) -> np.ndarray:
