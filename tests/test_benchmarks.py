@@ -116,3 +116,13 @@ def test_run_all_only_replaces_sections_in_place():
     assert "old one" in out and "new two" in out and "old two" not in out
     assert "old note" in out and "new note" not in out and "regenerated alone on 2026-01-01" in out
     assert out.startswith("# head\n")
+
+
+@pytest.mark.slow
+def test_bench_loop_side_by_side_tiny(capsys):
+    from pathlib import Path
+    from benchmarks import bench_loop
+    root = Path(bench_loop.__file__).resolve().parent.parent
+    assert bench_loop.main(["--against", str(root), "--repeat", "1", "--pop-size", "8", "--n-gen", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "same front for the same seed: yes" in out and "ratio this / reference" in out
