@@ -230,7 +230,8 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
     progress : bool, optional
         Show a tqdm bar; default: only when stderr is a terminal.
     accuracy : AccuracyTable, optional
-        Accuracy model; default the documented prior (kind ``prior``).
+        Accuracy model; default the documented prior (kind ``prior``). A model whose weights
+        are broken (NaN/inf, or not its layers' ``weight_shape``) is refused.
     strict : bool
         Hardware-strict repair: only natively supported choices.
     weights : dict, optional
@@ -238,7 +239,8 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
     selection : str
         ``tournament``, ``roulette`` or ``rank`` (``algorithm="ga"`` only).
     baselines : bool
-        Evaluate and store the uniform-precision baselines in the result.
+        Compute and store the standard baselines in the result (uniform presets, the greedy
+        curve, the ILP sweep, llama.cpp rules; ``quantmoo search --no-baselines`` turns them off).
     archive : bool
         Report the non-dominated set of every evaluated feasible point (an external archive,
         default) instead of only the final population's.
