@@ -77,6 +77,6 @@ def standard_baselines(problem) -> list:
     return out
 
 
-__all__ = ["baseline_genomes", "UNIFORM_PRESETS", "RULE_PRESETS", "uniform_genomes", "greedy_curve", "greedy_path", "GreedyPath", "ilp_solve", "ilp_curve",
-           "rule_presets", "preset_types", "random_search", "exact_front", "exact_hypervolume", "exact_reference",
-           "standard_baselines"]
+__all__ = ["baseline_genomes", "UNIFORM_PRESETS", "RULE_PRESETS", "uniform_genomes", "greedy_curve", "greedy_path",
+           "GreedyPath", "ilp_solve", "ilp_curve", "rule_presets", "preset_types", "random_search", "exact_front",
+           "exact_hypervolume", "exact_reference", "standard_baselines"]

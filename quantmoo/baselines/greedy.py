@@ -81,10 +81,6 @@ class GreedyPath:
     def __len__(self) -> int:
         return len(self.unit) + 1
 
-    @property
-    def names(self) -> list:
-        return [f"greedy[{i}]" for i in range(len(self))]
-
     def totals(self, table: np.ndarray) -> np.ndarray:
         """Sum of a (n_layers, n_choices) table over the layers at every step, (n_steps + 1,)."""
         L = len(self.start)
