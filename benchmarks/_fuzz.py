@@ -396,9 +396,9 @@ def _check_result(res) -> None:
     assert F.shape == (len(res.front), len(res.objectives)) and np.isfinite(F).all()
     res.summary()
     if res.front:
-        res.knee()
-        res.best()
-        res.best({res.objectives[0]: 1.0})
+        res.knee(feasible_only=False)      # an infeasible result refuses the default pick
+        res.best(feasible_only=False)
+        res.best({res.objectives[0]: 1.0}, feasible_only=False)
         for s in res.front:
             s.config.to_yaml()
     json.dumps(res.to_dict(), default=float)

@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="proxy accuracy table from 'quantmoo sensitivity' (same --space); kept in --out")
     s.add_argument("--seed-baselines", action="store_true",
                    help="seed the population with the greedy and ILP baselines' configs")
+    s.add_argument("--no-baselines", action="store_true",
+                   help="do not compute or report the uniform, greedy, ILP and llama.cpp baselines")
     s.add_argument("--measured", action="store_true",
                    help="measure accuracy_loss with the model's real evaluator for every genome (digits, minilm-l6)")
     s.add_argument("--eval-timeout", type=float, metavar="SECONDS",
@@ -374,6 +376,8 @@ def cmd_search(a):
         if a.checkpoint:        # before the model, the space and the accuracy model are loaded
             from .search.checkpoint import check_writable
             check_writable(a.checkpoint)
+        if a.no_baselines and a.seed_baselines:
+            raise QuantmooError("'--seed-baselines' computes the baselines that '--no-baselines' skips; give one")
     auto_checkpoint = not (a.resume or a.checkpoint)
     try:
         with warnings.catch_warnings():
@@ -389,6 +393,7 @@ def cmd_search(a):
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
                                       checkpoint=where, seed_baselines=a.seed_baselines,
+                                      baselines=not a.no_baselines,
                                       checkpoint_every=a.checkpoint_every if a.checkpoint else 0,
                                       checkpoint_final=bool(a.checkpoint) or out is not None)
     except SearchInterrupted as e:

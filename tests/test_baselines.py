@@ -230,6 +230,47 @@ def test_greedy_respects_pins_and_other_costs(tiny_model, toy_hw):
         assert np.all(np.diff(p.evaluate_all(X)["accuracy_loss"]) > 0)
 
 
+@pytest.mark.parametrize("model, hw", [("resnet50", "arm_dot"), ("bert-base", "hexagon")])
+def test_greedy_baseline_matches_full_curve(model, hw):
+    """The thinned greedy baseline equals the one picked from every step's genome (the old way)."""
+    from quantmoo.baselines import N_GREEDY_POINTS, baseline_genomes, greedy_path
+    p = QuantizationProblem(model, hw)
+    names, X = greedy_curve(p)                               # every step, as a reference
+    size = p.evaluate_all(X)["size_mb"]
+    path = greedy_path(p)
+    table, offset = cost_table(p, "size_mb")
+    np.testing.assert_allclose(path.totals(table) + offset, size, rtol=1e-12)
+    targets = np.linspace(size[0], size[-1], N_GREEDY_POINTS)
+    ref = np.unique(np.clip(np.searchsorted(-size, -targets, side="left"), 0, len(X) - 1))
+    (got_names, got_X), = [(n, G) for kind, n, G in baseline_genomes(p) if kind == "greedy"]
+    assert got_names == [names[i] for i in ref]
+    np.testing.assert_array_equal(got_X, X[ref])
+    np.testing.assert_array_equal(path.genomes([5, 0, 5]), X[[5, 0, 5]])   # any order, repeats
+
+
+def test_greedy_memory_is_linear_at_3000_layers():
+    """A 2,998-layer model has ~15,000 greedy steps: one genome per step was 15,000 x 15,000 int64 (1.8 GB)."""
+    import tracemalloc
+    from quantmoo.baselines import greedy_path
+    from quantmoo.models.transformer import from_hf_config
+    cfg = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 428, "num_attention_heads": 4,
+           "intermediate_size": 128, "vocab_size": 100}
+    p = QuantizationProblem(from_hf_config(cfg), "arm_dot")
+    assert p.encoding.n_layers == 2998
+    tracemalloc.start()
+    try:
+        path = greedy_path(p)
+        table, _ = cost_table(p, "size_mb")
+        size = path.totals(table)
+        X = path.genomes([0, len(path) // 2, len(path) - 1])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(path) > 4 * p.encoding.n_layers
+    assert X.shape == (3, p.n_var) and np.all(np.diff(size) < 0)
+    assert peak < 100e6          # quadratic would be len(path) * n_var * 8 bytes > 1.5 GB
+
+
 # -- llama.cpp rules ------------------------------------------------------------------------------
 def test_use_more_bits_n32_by_hand():
     # n/8 = 4: blocks 0-3, 28-31, and (i - 4) % 3 == 2 -> 6, 9, ..., 27

@@ -137,3 +137,13 @@ def test_agreement_bench_prefill_disagrees_more_than_decode():
     rows = {w: bench_agreement.agreement(bench_agreement.quantmoo_model("gpt2", o), "arm_dot", 16, 4)
             for w, o in (("decode", {}), ("prefill", {"mode": "prefill", "prefill_tokens": 512}))}
     assert rows["prefill"]["size_mb|latency_ms"] < rows["decode"]["size_mb|latency_ms"]
+
+
+@pytest.mark.slow
+def test_bench_loop_side_by_side_tiny(capsys):
+    from pathlib import Path
+    from benchmarks import bench_loop
+    root = Path(bench_loop.__file__).resolve().parent.parent
+    assert bench_loop.main(["--against", str(root), "--repeat", "1", "--pop-size", "8", "--n-gen", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "same front for the same seed: yes" in out and "ratio this / reference" in out

@@ -62,6 +62,14 @@ def test_models_lists_zoo(capsys):
     assert "llama2-7b" in out and "6,738,415,616" in out
 
 
+def test_search_no_baselines(tmp_path, capsys):
+    assert main(["search", "--model", "resnet18", "--hardware", "arm_dot", "--pop-size", "8", "--n-gen", "2",
+                 "--out", str(tmp_path / "run"), "--no-plot", "--no-baselines"]) == 0
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["baselines"] == []
+    assert main(["search", "--model", "resnet18", "--hardware", "arm_dot", "--no-baselines", "--seed-baselines"]) == 2
+    assert "--no-baselines" in capsys.readouterr().err
+
+
 def test_search_export_evaluate_roundtrip(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["search", "--model", "resnet50", "--hardware", "hexagon", "--pop-size", "20", "--n-gen", "5",

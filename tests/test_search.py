@@ -67,6 +67,23 @@ def test_unmet_constraint_reports_closest():
     assert "latency_ms" in res.message or "accuracy_loss" in res.message
 
 
+def test_no_knee_or_best_when_nothing_is_feasible():
+    # each bound can be met alone, not both together: the result holds the closest infeasible point,
+    # which summary() used to mark as the knee and knee()/best() used to return
+    prob = QuantizationProblem("resnet50", "hexagon", constraints={"accuracy_loss": 0.02, "latency_ms": 1.5})
+    with pytest.warns(RuntimeWarning):
+        res = quantmoo.search(None, None, problem=prob, pop_size=10, n_gen=2, seed=0, progress=False,
+                              baselines=False)
+    assert not res.feasible
+    text = res.summary()
+    assert text.startswith("WARNING: No configuration met the constraints") and "INFEASIBLE" in text
+    assert "*" not in text and "knee point" not in text
+    for pick in (res.knee, res.best):
+        with pytest.raises(QuantmooError, match="no feasible point to pick; pass feasible_only=False"):
+            pick()
+        assert pick(feasible_only=False) is res.front[0]
+
+
 @pytest.mark.parametrize("algorithm", ["nsga3", "unsga3", "smsemoa"])
 def test_other_algorithms_run(algorithm):
     res = small(algorithm=algorithm, n_gen=4, objectives=("accuracy_loss", "size_mb", "latency_ms"))

@@ -269,3 +269,38 @@ def test_table_follows_the_measured_response_at_the_anchors(digits, default_tabl
     assert len(m["response_weight"]) == digits.n_layers
     for es, ds in m["response_weight"]:
         assert len(es) == len(ds) >= 1 and all(np.diff(ds) >= 0)
+
+
+# -- weights that are accepted but wrong (issue 17) ------------------------------------------------
+def _toy_with_weights(fn):
+    from quantmoo.models.spec import LayerSpec, ModelSpec
+    layers = [LayerSpec("fc0", "linear", (32, 16), 512, 16, 32), LayerSpec("fc1", "linear", (8, 32), 256, 32, 8)]
+    return ModelSpec("toy", layers, weights=fn)
+
+
+def test_omega_refuses_weights_of_the_wrong_shape():
+    # (3, 3) for the (32, 16) layer used to give a proxy built from the wrong tensor
+    m = _toy_with_weights(lambda n: np.ones((3, 3), np.float32))
+    with pytest.raises(QuantmooError, match=r"layer 'fc0' of model 'toy' has shape \(3, 3\); .*weight_shape is "
+                                            r"\(32, 16\)"):
+        S.sensitivity(m, measure="omega")
+
+
+def test_non_finite_weights_name_the_layer():
+    rng = np.random.default_rng(0)
+    good = {"fc0": rng.standard_normal((32, 16)), "fc1": rng.standard_normal((8, 32))}
+
+    def weights(name):
+        w = good[name].copy()
+        if name == "fc1":
+            w[0, :3] = [np.nan, np.inf, -np.inf]
+        return w
+    m = _toy_with_weights(weights)
+    with pytest.raises(QuantmooError, match=r"weight tensor of layer 'fc1' of model 'toy' contains NaN or inf "
+                                            r"\(3 of 256 values\)"):
+        S.sensitivity(m, measure="omega")
+    with pytest.raises(QuantmooError, match="layer 'fc1'"):        # used to search with the prior quietly
+        quantmoo.search(m, "arm_dot", pop_size=8, n_gen=2, progress=False, baselines=False)
+    ok = _toy_with_weights(lambda n: good[n])
+    assert S.sensitivity(ok, measure="omega").table.shape[1] == 2
+    assert quantmoo.search(ok, "arm_dot", pop_size=8, n_gen=2, progress=False, baselines=False).front

@@ -421,7 +421,8 @@ def _omega_table(model, enc, ev) -> AccuracyTable:
     L = model.n_layers
     omega = np.zeros((L, len(wkeys)))
     for i, name in enumerate(model.layer_names):
-        w = np.asarray(ev.fp32_weight(name) if ev is not None else model.weights(name), dtype=np.float32)
+        # checked: the layer's weight_shape and finite values, or an error naming the layer
+        w = model.layer_weights(name, ev.fp32_weight(name) if ev is not None else None)
         if w.size == 0:
             continue
         w = w.reshape(w.shape[0], -1)

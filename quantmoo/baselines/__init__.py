@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exact import exact_front, exact_hypervolume, exact_reference
-from .greedy import greedy_curve
+from .exact import cost_table, exact_front, exact_hypervolume, exact_reference
+from .greedy import GreedyPath, greedy_curve, greedy_path
 from .ilp import ilp_curve, ilp_solve
 from .random_search import random_search
 from .rules import PRESETS as RULE_PRESETS, preset_types, rule_presets
@@ -21,14 +21,13 @@ N_GREEDY_POINTS = 8
 N_ILP_POINTS = 6
 
 
-def _thin_curve(problem, X: np.ndarray, n: int) -> np.ndarray:
-    """Indices of ``n`` steps of a curve spread evenly in size (first and last included)."""
-    if len(X) <= n:
-        return np.arange(len(X))
-    size = problem.evaluate_all(X)["size_mb"]        # decreasing along the greedy curve
+def _thin_curve(size: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``n`` steps of a curve spread evenly in ``size`` (decreasing; first and last included)."""
+    if len(size) <= n:
+        return np.arange(len(size))
     targets = np.linspace(size[0], size[-1], n)
     idx = np.searchsorted(-size, -targets, side="left")
-    return np.unique(np.clip(idx, 0, len(X) - 1))
+    return np.unique(np.clip(idx, 0, len(size) - 1))
 
 
 def baseline_genomes(problem) -> list:
@@ -42,9 +41,12 @@ def baseline_genomes(problem) -> list:
     if cached is not None:
         return cached
     groups = [("uniform", *uniform_genomes(problem))]
-    names, X = greedy_curve(problem)
-    keep = _thin_curve(problem, X, N_GREEDY_POINTS)
-    groups.append(("greedy", [names[i] for i in keep], X[keep]))
+    # the curve is kept as its moves (linear in the number of layers); only the kept steps
+    # become genomes
+    path = greedy_path(problem)
+    size_t, offset = cost_table(problem, "size_mb")
+    keep = _thin_curve(path.totals(size_t) + offset, N_GREEDY_POINTS)
+    groups.append(("greedy", [f"greedy[{i}]" for i in keep.tolist()], path.genomes(keep)))
     groups.append(("ilp", *ilp_curve(problem, N_ILP_POINTS, time_limit=5.0, mip_rel_gap=1e-6)))
     groups.append(("rules", *rule_presets(problem)))
     problem._baseline_genomes = groups
@@ -75,6 +77,6 @@ def standard_baselines(problem) -> list:
     return out
 
 
-__all__ = ["baseline_genomes", "UNIFORM_PRESETS", "RULE_PRESETS", "uniform_genomes", "greedy_curve", "ilp_solve", "ilp_curve",
-           "rule_presets", "preset_types", "random_search", "exact_front", "exact_hypervolume", "exact_reference",
-           "standard_baselines"]
+__all__ = ["baseline_genomes", "UNIFORM_PRESETS", "RULE_PRESETS", "uniform_genomes", "greedy_curve", "greedy_path",
+           "GreedyPath", "ilp_solve", "ilp_curve", "rule_presets", "preset_types", "random_search", "exact_front",
+           "exact_hypervolume", "exact_reference", "standard_baselines"]

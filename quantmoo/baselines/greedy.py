@@ -18,7 +18,7 @@ Here, on quantmoo's own tables (so the numbers are comparable with the search):
   through ``problem.pin_mask()``);
 * step: over all units and every cheaper rung of each, take the move with the smallest
   ``increase in loss / cost saved`` (sensitivity per byte for ``size_mb``), apply it and
-  record the genome; stop when every unit is on its cheapest rung.
+  record the move; stop when every unit is on its cheapest rung.
 
 Moves may skip rungs (a jump is taken when its ratio beats the next rung's), which keeps the
 greedy from stalling on non-convex ladders. Along the curve the cost strictly decreases and
@@ -61,26 +61,58 @@ def _ladders(problem, acc, cost_t, units):
     return out
 
 
-def greedy_curve(problem, cost: str = "size_mb", calib: int = 0):
-    """The AMP-style greedy curve, from the highest precision down to the lowest.
+class GreedyPath:
+    """The greedy curve stored as its moves: linear in memory in the number of layers.
 
-    Parameters
-    ----------
-    problem : QuantizationProblem
-    cost : str
-        What a move saves: ``size_mb`` (default), ``latency_ms``, ``energy_mj`` or ``bops``
-        (see :func:`quantmoo.baselines.exact.cost_table`).
-    calib : int
-        Calibration method index (row of the accuracy table; also set in the genomes).
-
-    Returns
-    -------
-    names : list of str
-        ``"greedy[i]"`` for step ``i`` (step 0 is the start).
-    X : ndarray (n_steps + 1, n_var)
-        One genome per step; cost strictly decreasing, accuracy loss strictly increasing
-        (both on the separable tables).
+    A curve has up to (rungs per unit) x (units) steps, so one genome per step would be
+    quadratic in the number of layers (15,001 x 15,001 int64 at 3,000 layers). The path keeps
+    the start choices and, per step, which unit moved to which rung; genomes are rebuilt on
+    demand by replaying the moves (:meth:`genomes`), and separable sums along the curve come
+    from per-rung sums (:meth:`totals`).
     """
+
+    def __init__(self, problem, units, ladders, start, unit, prev, rung, calib):
+        self.problem, self.units, self.ladders, self.calib = problem, units, ladders, calib
+        self.start = start          # (n_layers,) choice ids of step 0
+        self.unit = unit            # (n_steps,) the unit that moves at step i + 1
+        self.prev = prev            # (n_steps,) the rung it leaves
+        self.rung = rung            # (n_steps,) the rung it takes
+
+    def __len__(self) -> int:
+        return len(self.unit) + 1
+
+    def totals(self, table: np.ndarray) -> np.ndarray:
+        """Sum of a (n_layers, n_choices) table over the layers at every step, (n_steps + 1,)."""
+        L = len(self.start)
+        R = np.zeros((len(self.units), max(len(lad[0]) for lad in self.ladders)))   # per unit, per rung
+        for u, (unit, lad) in enumerate(zip(self.units, self.ladders)):
+            R[u, :len(lad[0])] = table[unit[:, None], lad[2].T].sum(axis=0)
+        delta = R[self.unit, self.rung] - R[self.unit, self.prev]
+        return table[np.arange(L), self.start].sum() + np.concatenate([[0.0], np.cumsum(delta)])
+
+    def genomes(self, steps=None) -> np.ndarray:
+        """Genomes of the given steps (all when None), in the order given."""
+        steps = np.arange(len(self)) if steps is None else np.asarray(steps, dtype=np.int64).ravel()
+        if len(steps) and (steps.min() < 0 or steps.max() >= len(self)):
+            raise IndexError(f"greedy steps must be in [0, {len(self) - 1}]")
+        C = self.start.copy()
+        out = np.empty((len(steps), len(C)), dtype=np.int64)
+        order = np.argsort(steps, kind="stable")
+        j = 0
+        for s in range(len(self)):              # replay the moves once, copying the wanted steps
+            if s:
+                u = self.unit[s - 1]
+                C[self.units[u]] = self.ladders[u][2][self.rung[s - 1]]
+            while j < len(order) and steps[order[j]] == s:
+                out[order[j]] = C
+                j += 1
+            if j == len(order):
+                break
+        return self.problem.encoding.genes_from_choices(out, np.full(len(out), self.calib))
+
+
+def greedy_path(problem, cost: str = "size_mb", calib: int = 0) -> GreedyPath:
+    """The AMP-style greedy curve as a :class:`GreedyPath` (see :func:`greedy_curve`)."""
     acc = np.where(problem.pin_mask(), problem.accuracy.separable(calib), np.inf)
     cost_t, _ = cost_table(problem, cost)
     units = layer_units(problem)
@@ -107,18 +139,47 @@ def greedy_curve(problem, cost: str = "size_mb", calib: int = 0):
     moves = [best_move(u) for u in range(len(units))]
     ratio = np.array([m[0] for m in moves])
     target = np.array([m[1] for m in moves])
-    steps = [C.copy()]
+    moved, prev, rungs = [], [], []
     while True:
         u = int(np.argmin(ratio))
         if not np.isfinite(ratio[u]):
             break
+        moved.append(u)
+        prev.append(int(pos[u]))
         pos[u] = target[u]
-        C[units[u]] = ladders[u][2][pos[u]]
-        steps.append(C.copy())
+        rungs.append(int(pos[u]))
         ratio[u], target[u] = best_move(u)
-    Cs = np.array(steps)
-    X = problem.encoding.genes_from_choices(Cs, np.full(len(Cs), calib))
-    return [f"greedy[{i}]" for i in range(len(Cs))], X
+    as_int = lambda v: np.array(v, dtype=np.int64)   # noqa: E731
+    return GreedyPath(problem, units, ladders, C, as_int(moved), as_int(prev), as_int(rungs), calib)
 
 
-__all__ = ["greedy_curve"]
+def greedy_curve(problem, cost: str = "size_mb", calib: int = 0, steps=None):
+    """The AMP-style greedy curve, from the highest precision down to the lowest.
+
+    Parameters
+    ----------
+    problem : QuantizationProblem
+    cost : str
+        What a move saves: ``size_mb`` (default), ``latency_ms``, ``energy_mj`` or ``bops``
+        (see :func:`quantmoo.baselines.exact.cost_table`).
+    calib : int
+        Calibration method index (row of the accuracy table; also set in the genomes).
+    steps : array of int, optional
+        Only these steps (default: every step). A curve has up to about
+        ``n_rungs x n_layers`` steps, so all of them is quadratic in memory for large models;
+        :func:`greedy_path` gives the curve in linear memory.
+
+    Returns
+    -------
+    names : list of str
+        ``"greedy[i]"`` for step ``i`` (step 0 is the start).
+    X : ndarray (n_steps, n_var)
+        One genome per step; cost strictly decreasing, accuracy loss strictly increasing
+        (both on the separable tables).
+    """
+    path = greedy_path(problem, cost, calib)
+    steps = np.arange(len(path)) if steps is None else np.asarray(steps, dtype=np.int64).ravel()
+    return [f"greedy[{i}]" for i in steps.tolist()], path.genomes(steps)
+
+
+__all__ = ["GreedyPath", "greedy_curve", "greedy_path"]

@@ -211,6 +211,38 @@ class ModelSpec:
             raise QuantmooError(f"Unknown layer name {brief(name)} for model '{self.name}'; "
                                 f"layers are {{{shown}}} ({self.n_layers} in all)") from None
 
+    def layer_weights(self, name: str, w=None) -> np.ndarray:
+        """The real weight tensor of layer ``name`` (float32), checked: shape and finite values.
+
+        ``w`` checks an array obtained elsewhere (an evaluator's copy) instead of calling
+        ``self.weights``. Raises a QuantmooError naming the layer when the tensor does not have the
+        layer's ``weight_shape`` or holds NaN/inf, so no proxy is ever built from a wrong tensor.
+        """
+        layer = self.layers[self.index(name)]
+        if w is None:
+            if self.weights is None:
+                raise QuantmooError(f"Model '{self.name}' has no weights (its 'weights' provider is None)")
+            w = self.weights(name)
+        a = np.asarray(w)
+        what = f"The weight tensor of layer '{name}' of model '{self.name}'"
+        if a.dtype.kind not in "biuf":
+            raise QuantmooError(f"{what} must hold real numbers; got dtype {a.dtype}")
+        expected = tuple(int(d) for d in layer.weight_shape)
+        if a.shape != expected:
+            raise QuantmooError(f"{what} has shape {tuple(a.shape)}; the layer's weight_shape is {expected}")
+        with np.errstate(over="ignore"):      # beyond float32's range becomes inf, reported below
+            a = a.astype(np.float32, copy=False)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise QuantmooError(f"{what} contains NaN or inf ({int(bad.sum())} of {a.size} values); "
+                                "quantization needs finite weights")
+        return a
+
+    def check_weights(self) -> None:
+        """Check every layer's weight tensor (:meth:`layer_weights`), one layer at a time."""
+        for name in self.layer_names:
+            self.layer_weights(name)
+
     @property
     def quantizable_params(self) -> int:
         return int(sum(l.n_params for l in self.layers))

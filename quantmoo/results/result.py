@@ -104,7 +104,7 @@ class SearchResult:
         lo, hi = F.min(axis=0), F.max(axis=0)
         return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
 
-    def best(self, weights=None) -> Solution:
+    def best(self, weights=None, feasible_only: bool = True) -> Solution:
         """The front point that best matches ``weights`` (achievement scalarising function).
 
         Parameters
@@ -115,9 +115,12 @@ class SearchResult:
             The point minimising the augmented achievement scalarising function
             ``max_i w_i nF_i + 1e-4 sum_i nF_i`` over the front normalised to [0, 1] is returned
             (pymoo's ``ASF().do(nF, 1 / w)``).
+        feasible_only : bool
+            When no configuration met the constraints (``feasible`` is False) the "front" is
+            only the closest infeasible point, so by default this raises a QuantmooError saying
+            so; ``False`` returns that point anyway.
         """
-        if not self.front:
-            raise QuantmooError("The result has an empty front")
+        self._check_pickable(feasible_only)
         w = self._weights(weights)
         nF = self._normalised()
         asf = (nF * w).max(axis=1) + 1e-4 * nF.sum(axis=1)
@@ -145,9 +148,22 @@ class SearchResult:
         dist = (1.0 - nF @ a) / np.linalg.norm(a)
         return int(np.argmax(dist))
 
-    def knee(self) -> Solution:
-        """The knee point of the front (see :meth:`knee_index`)."""
+    def knee(self, feasible_only: bool = True) -> Solution:
+        """The knee point of the front (see :meth:`knee_index`).
+
+        Raises a QuantmooError when nothing met the constraints, unless ``feasible_only=False``
+        (see :meth:`best`).
+        """
+        self._check_pickable(feasible_only)
         return self.front[self.knee_index()]
+
+    def _check_pickable(self, feasible_only: bool) -> None:
+        if not self.front:
+            raise QuantmooError("The result has an empty front")
+        if feasible_only and not self.feasible:
+            why = self.message or "No configuration met the constraints."
+            raise QuantmooError(f"{why} There is no feasible point to pick; pass feasible_only=False for the "
+                                "closest infeasible one")
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -431,17 +447,20 @@ class SearchResult:
         """The front as a table sorted by size: at most ``max_rows`` rows spread evenly over it,
         always with the knee (marked '*') and both ends, a measured column when validated, and the
         baselines below it.
-        """
+
+        When nothing met the constraints, a warning opens and closes the table and no knee is
+        marked.        """
         if not self.front:
             return "(empty front)"
-        k = self.knee_index()
+        k = self.knee_index() if self.feasible else -1      # no knee among infeasible points
         cols = list(self.objectives)
         order = sorted(range(len(self.front)), key=lambda i: self.front[i].objectives.get("size_mb", 0.0))
         shown = order
         if len(order) > max_rows:
             pos = {i: r for r, i in enumerate(order)}
             picks = set(np.linspace(0, len(order) - 1, max(max_rows - 1, 2)).round().astype(int).tolist())
-            picks.add(pos[k])
+            if k >= 0:
+                picks.add(pos[k])
             shown = [order[r] for r in sorted(picks)]
         measured = any(s.measured and "accuracy_loss" in s.measured for s in self.front)
         head = ["#", *cols, *(["measured_loss"] if measured else []), "x_fp32", "avg_wbits"]
@@ -484,6 +503,11 @@ class SearchResult:
         if clipped:
             lines.append(f"! the {self.accuracy_kind} model predicts more than {ceiling:g} pp here (up to "
                          f"{max(clipped):.4g}), beyond what accuracy can lose: read it as 'destroyed'")
+        if not self.feasible:
+            # said first and last, so it cannot be missed above or below a long table
+            warn = (f"WARNING: {self.message or 'No configuration met the constraints.'} The rows below are "
+                    "infeasible, not a front, and have no knee.")
+            return "\n".join([warn, *lines, f"accuracy_loss kind: {self.accuracy_kind}; INFEASIBLE (see above)"])
         lines.append(f"* knee point; accuracy_loss kind: {self.accuracy_kind}"
                      + ("; measured_loss: re-evaluated with the real model" if measured else ""))
         return "\n".join(lines)

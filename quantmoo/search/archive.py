@@ -9,51 +9,101 @@ from __future__ import annotations
 
 import numpy as np
 
+from .operators.duplicates import row_hash, row_keys, rows_in
+
+
+def _le_lt(A: np.ndarray, B: np.ndarray):
+    """(len(A), len(B)) bool pair: all(A[i] <= B[j]) and any(A[i] < B[j])."""
+    # one objective at a time: 2-D comparisons accumulate in place, with no (len(A), len(B), m)
+    # temporaries to reduce (several times faster for a few objectives)
+    le = np.ones((len(A), len(B)), dtype=bool)
+    lt = np.zeros((len(A), len(B)), dtype=bool)
+    for k in range(A.shape[1]):
+        a, b = A[:, k, None], B[None, :, k]
+        le &= a <= b
+        lt |= a < b
+    return le, lt
+
 
 def dominates(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """(len(A), len(B)) bool: A[i] Pareto-dominates B[j] (minimisation)."""
-    le = (A[:, None, :] <= B[None, :, :]).all(axis=2)
-    lt = (A[:, None, :] < B[None, :, :]).any(axis=2)
+    le, lt = _le_lt(A, B)
     return le & lt
 
 
+def dominance(A: np.ndarray, B: np.ndarray):
+    """``(dominates(A, B), dominates(B, A).T)`` in one pass, for finite A and B.
+
+    Without NaN, B[j] <= A[i] everywhere iff no A[i] < B[j], and B[j] < A[i] somewhere iff not
+    A[i] <= B[j] everywhere.
+    """
+    le, lt = _le_lt(A, B)
+    return le & lt, ~(le | lt)
+
+
 class ParetoArchive:
-    """Non-dominated set of (X, F) rows with unique genomes."""
+    """Non-dominated set of (X, F) rows with unique genomes.
+
+    Genomes are kept as int16 (gene indices are small), so rebuilding the archive each
+    generation moves a quarter of the bytes, and each is hashed once, when it enters: a 64-bit
+    hash finds the candidate repeats of a new genome, an exact row comparison confirms them.
+    """
 
     def __init__(self, n_var: int, n_obj: int, chunk: int = 512):
-        self.X = np.zeros((0, n_var), dtype=np.int64)
         self.F = np.zeros((0, n_obj), dtype=np.float64)
         self.chunk = chunk
+        self.X = np.zeros((0, n_var), dtype=np.int64)
+
+    @property
+    def X(self) -> np.ndarray:
+        """(len, n_var) int64 genomes."""
+        return self._X.astype(np.int64)
+
+    @X.setter
+    def X(self, X) -> None:
+        self._X = np.asarray(X).astype(np.int16)
+        self._h = row_hash(self._X)
+
+    def __setstate__(self, state):          # archives pickled before the int16 storage
+        if "X" in state:
+            X = state.pop("X")
+            self.__dict__.update(state)
+            self.X = X
+        else:
+            self.__dict__.update(state)
 
     def __len__(self) -> int:
         return len(self.F)
 
     def add(self, X: np.ndarray, F: np.ndarray) -> None:
         """Insert the non-dominated, new rows of (X, F); drop archive rows they dominate."""
-        X = np.asarray(X, dtype=np.int64)
+        X = np.asarray(X).astype(np.int16)
         F = np.asarray(F, dtype=np.float64)
         if len(F) == 0:
             return
-        from .operators.duplicates import row_keys
         # non-dominated among the new points themselves (and unique genomes)
         _, idx = np.unique(row_keys(X), return_index=True)
         X, F = X[idx], F[idx]
         keep = ~dominates(F, F).any(axis=0)
         X, F = X[keep], F[keep]
+        h = row_hash(X)
         if len(self.F):
             # a new point equal in F to an archived one is kept only if its genome is new
             dom_new = np.zeros(len(F), dtype=bool)
             dom_old = np.zeros(len(self.F), dtype=bool)
+            finite = np.isfinite(F).all() and np.isfinite(self.F).all()
             for s in range(0, len(self.F), self.chunk):   # chunks bound memory, not a per-individual loop
                 A = self.F[s:s + self.chunk]
-                dom_new |= dominates(A, F).any(axis=0)
-                dom_old[s:s + self.chunk] = dominates(F, A).any(axis=0)
-            seen = np.isin(row_keys(X), row_keys(self.X))
-            add = ~dom_new & ~seen
-            self.X = np.concatenate([self.X[~dom_old], X[add]])
+                a_dom, f_dom = dominance(A, F) if finite else (dominates(A, F), dominates(F, A).T)
+                dom_new |= a_dom.any(axis=0)
+                dom_old[s:s + self.chunk] = f_dom.any(axis=1)
+            add = ~dom_new
+            add[add] = ~rows_in(X[add], h[add], self._X, self._h)
+            self._X = np.concatenate([self._X[~dom_old], X[add]])
+            self._h = np.concatenate([self._h[~dom_old], h[add]])
             self.F = np.concatenate([self.F[~dom_old], F[add]])
         else:
-            self.X, self.F = X, F
+            self._X, self._h, self.F = X, h, F
 
 
 def thin(F: np.ndarray, k: int) -> np.ndarray:

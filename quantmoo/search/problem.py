@@ -142,6 +142,10 @@ class QuantizationProblem(Problem):
         self.encoding = space.bind(self.model)
         self.costs = build_cost_tables(self.model, self.hardware, self.encoding)
         if accuracy is None:
+            if self.model.weights is not None:
+                # the prior ignores the weights, but weights that no proxy could use (NaN, a
+                # wrong shape) mean a broken model: refuse it rather than search it quietly
+                self.model.check_weights()
             accuracy = prior_table(self.model, self.encoding)
         self.measured = isinstance(accuracy, MeasuredAccuracy)
         if self.measured:

@@ -230,7 +230,8 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
     progress : bool, optional
         Show a tqdm bar; default: only when stderr is a terminal.
     accuracy : AccuracyTable, optional
-        Accuracy model; default the documented prior (kind ``prior``).
+        Accuracy model; default the documented prior (kind ``prior``). A model whose weights
+        are broken (NaN/inf, or not its layers' ``weight_shape``) is refused.
     strict : bool
         Hardware-strict repair: only natively supported choices.
     weights : dict, optional
@@ -238,7 +239,8 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
     selection : str
         ``tournament``, ``roulette`` or ``rank`` (``algorithm="ga"`` only).
     baselines : bool
-        Evaluate and store the uniform-precision baselines in the result.
+        Compute and store the standard baselines in the result (uniform presets, the greedy
+        curve, the ILP sweep, llama.cpp rules; ``quantmoo search --no-baselines`` turns them off).
     archive : bool
         Report the non-dominated set of every evaluated feasible point (an external archive,
         default) instead of only the final population's.
@@ -610,8 +612,14 @@ def _evaluated_genomes(algo) -> np.ndarray:
 def _archive_update(archive, algo, problem):
     # the initial population on the first step, the evaluated offspring afterwards
     pop = algo.off if algo.off is not None and len(algo.off) else algo.pop
-    X, F = _feasible_objectives(pop, problem)
-    archive.add(X, F)
+    if algo.problem is problem and len(pop):
+        # pymoo evaluated these with problem._evaluate: reuse its F and G (G is stored, CV is
+        # recomputed per individual on access)
+        X, F, G = pop.get("X", "F", "G")
+        feas = np.ones(len(X), dtype=bool) if G is None or G.size == 0 else (G <= 0).all(axis=1)
+        archive.add(X[feas], F[feas])
+    else:       # the GA's pymoo problem is a weighted sum: evaluate the objectives themselves
+        archive.add(*_feasible_objectives(pop, problem))
 
 
 def _n_distinct(F: np.ndarray) -> int:

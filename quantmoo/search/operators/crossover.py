@@ -122,8 +122,11 @@ class QuantCrossover(Crossover):
     def do(self, problem, pop, parents=None, *args, random_state=None, **kwargs):
         if parents is not None:
             pop = pop[np.asarray(parents)]
-        # pop is the (n_matings, n_parents) population pymoo's selection returns
-        X = np.swapaxes(np.asarray(pop.get("X")), 0, 1).astype(np.int64)   # (2, n_matings, n_var)
+        # pop is the (n_matings, n_parents) population pymoo's selection returns; one flat get
+        # (a get on the 2-D population loops over its rows, one Population.get each)
+        shape = np.shape(pop)
+        X = np.asarray(pop.reshape(-1).get("X"), dtype=np.int64).reshape(*shape, -1)
+        X = np.ascontiguousarray(X.transpose(1, 0, 2))   # (2, n_matings, n_var)
         if random_state is None:
             random_state = np.random.default_rng()
         cross = random_state.random(X.shape[1]) < self.prob.value
@@ -133,5 +136,5 @@ class QuantCrossover(Crossover):
         return Population.new("X", Y.reshape(-1, X.shape[-1]))
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
-        return quant_crossover(X.astype(np.int64), problem.encoding, random_state,
+        return quant_crossover(np.asarray(X, dtype=np.int64), problem.encoding, random_state,
                                blocks=problem.blocks, weights=self.weights)

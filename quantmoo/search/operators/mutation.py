@@ -34,15 +34,20 @@ def mutate_genomes(X: np.ndarray, enc, rate: float, random_state: np.random.Gene
     for attr in ORDINAL_ATTRS:
         if attr in enc.varying:
             ordinal[np.arange(enc.varying.index(attr), enc.n_layers * enc.k, enc.k)] = True
-    xl, xu = enc.xl[None, :], enc.xu[None, :]
-    step = np.where(random_state.random((N, n)) < 0.5, -1, 1)
-    step = np.where(X + step < xl, 1, np.where(X + step > xu, -1, step))
+    # the draws are (N, n) as always (same stream, same result); the arithmetic runs only on the
+    # few mutated genes
+    r_step = random_state.random((N, n))
+    r_shift = random_state.random((N, n))
+    rows, cols = np.nonzero(m)
+    x, lo, hi = X[rows, cols], enc.xl[cols], enc.xu[cols]
+    step = np.where(r_step[rows, cols] < 0.5, -1, 1)
+    step = np.where(x + step < lo, 1, np.where(x + step > hi, -1, step))
     # nominal: a uniformly random *different* value: shift by 1..(range) modulo the range
-    span = (xu - xl + 1)
-    shift = 1 + (random_state.random((N, n)) * np.maximum(span - 1, 1)).astype(np.int64)
-    reset = xl + (X - xl + shift) % span
-    new = np.where(ordinal[None, :], X + step, reset)
-    return np.where(m, np.clip(new, xl, xu), X)
+    span = hi - lo + 1
+    shift = 1 + (r_shift[rows, cols] * np.maximum(span - 1, 1)).astype(np.int64)
+    new = np.where(ordinal[cols], x + step, lo + (x - lo + shift) % span)
+    X[rows, cols] = np.clip(new, lo, hi)
+    return X
 
 
 class QuantMutation(Mutation):
