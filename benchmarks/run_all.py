@@ -48,6 +48,7 @@ SECTIONS = [
     ("bench_reliability", "Reliability: kill/resume and injected faults (issue 8)"),
     ("bench_parallel", "Reliability: Dask worker kills, one process pool per search (issue 17)"),
     ("bench_fuzz", "Reliability: loader fuzzing (issue 8)"),
+    ("bench_write", "Writing results: compact files vs the full form, 405B-shaped CLI search (issues 17, 18)"),
     ("bench_published", "Cost model vs published decode speeds, decode breakdown (issue 16)"),
     ("bench_agreement", "Objective agreement: size vs latency vs energy over the front (issue 16)"),
     ("bench_llamacpp_presets", "llama.cpp types: preset bits per weight vs published (issue 14)"),

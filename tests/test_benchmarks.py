@@ -147,3 +147,9 @@ def test_bench_loop_side_by_side_tiny(capsys):
     assert bench_loop.main(["--against", str(root), "--repeat", "1", "--pop-size", "8", "--n-gen", "2"]) == 0
     out = capsys.readouterr().out
     assert "same front for the same seed: yes" in out and "ratio this / reference" in out
+
+
+def test_bench_write_tiny_writes_both_forms():
+    from benchmarks import bench_write
+    text = bench_write.main(["--tiny"])
+    assert "| resnet18 | 21 |" in text and "write compact (s)" in text
