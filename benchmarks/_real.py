@@ -42,7 +42,11 @@ def model(name: str):
     """The zoo model ``name`` (loaded once per process)."""
     import quantmoo
     if name not in _MODELS:
-        _MODELS[name] = quantmoo.zoo.load(name)
+        try:
+            _MODELS[name] = quantmoo.zoo.load(name)
+        except quantmoo.QuantmooError as e:   # e.g. the weights package is missing: say so, no traceback
+            raise SystemExit(f"benchmarks: the real model '{name}' is not available: {e}; see 'Benchmarks' "
+                             "in README.md for what to install") from None
     return _MODELS[name]
 
 
