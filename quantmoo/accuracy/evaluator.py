@@ -523,11 +523,9 @@ class NumpyEvaluator:
         if not scale > 0:
             return np.zeros(np.shape(x), dtype=np.float32)
         y = np.divide(x, np.float32(scale), dtype=np.float32)
-        if scheme == "asymmetric":
-            y += np.float32(zp + 0.5)
-            np.floor(y, out=y)
-        else:
-            np.rint(y, out=y)
+        np.rint(y, out=y)  # half to even, then the zero point: ONNX QuantizeLinear's order
+        if zp:
+            y += np.float32(zp)
         np.clip(y, qmin, qmax, out=y)
         if zp:
             y -= np.float32(zp)
