@@ -92,7 +92,7 @@ def _workload_int(field: str, value: Any, src: str) -> int:
     return int(value)
 
 
-def from_onnx(path, **overrides) -> ModelSpec:
+def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
     """Build a layer table with real weights from an ONNX file.
 
     Parameters
@@ -181,7 +181,10 @@ def from_onnx(path, **overrides) -> ModelSpec:
         ops = ", ".join(WEIGHT_OPS[:-1]) + " or " + WEIGHT_OPS[-1]
         raise QuantmooError(f"{path}: no weight-bearing layers: no {ops} node has a floating-point "
                             f"initializer as its weight{hint}")
-    return walker.spec(name, model, batch, seq_len, symbols, shapes)
+    spec = walker.spec(name, model, batch, seq_len, symbols, shapes)
+    if _keep is not None:   # the ONNX export needs the graph and the node of every use
+        _keep.update(model=model, rows=walker.rows, names=walker._names())
+    return spec
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -398,13 +401,14 @@ def _convtranspose_layout(groups: int) -> Callable[[np.ndarray], np.ndarray]:
 class _Row:
     """A layer in the making (LayerSpec is frozen; shared weights add MACs after creation)."""
 
-    __slots__ = ("tensor", "node", "kind", "shape", "layout", "macs", "act_in", "act_out", "bias", "uses")
+    __slots__ = ("tensor", "node", "kind", "shape", "layout", "macs", "act_in", "act_out", "bias", "uses", "nodes")
 
     def __init__(self, tensor: str, node, kind: str, shape, layout, macs: int, act_in: int, act_out: int):
         self.tensor, self.node, self.kind, self.shape, self.layout = tensor, node, kind, tuple(shape), layout
         self.macs, self.act_in, self.act_out = macs, act_in, act_out
         self.bias: List[str] = []
         self.uses: List[str] = []
+        self.nodes: list = []   # every node using the weight (uses are their labels)
 
 
 class _Walker:
@@ -457,11 +461,13 @@ class _Walker:
         if row is not None:               # a shared (tied) weight: one row, the MACs of every use
             row.macs += macs
             row.uses.append(label)
+            row.nodes.append(node)
             if {row.kind, kind} == {"embedding", "linear"}:
                 row.kind = "lm_head"
             return row
         row = _Row(w, node, kind, shape, layout, macs, act_in, act_out)
         row.uses.append(label)
+        row.nodes.append(node)
         self.rows[w] = row
         return row
 

@@ -24,8 +24,10 @@ activation ``QuantizeLinear`` saturates to the type's range, so the ONNX export 
 output to the narrow grid where the two differ (see :mod:`quantmoo.onnx`).
 
 A zero range (an all-zero group) gives scale 0 and an all-zero output, never NaN.
-Scales are computed in float64 and exactly; storage (see :mod:`quantmoo.quant.packing`)
-assumes fp16 scales, whose rounding (relative 2^-11) is not emulated.
+Scales are computed in float64; dequantization multiplies the integer by the float32 scale in
+float32, exactly what ONNX ``DequantizeLinear`` does with a float32 scale (so the QDQ export
+reproduces the emulation bit for bit). Storage (see :mod:`quantmoo.quant.packing`) assumes
+fp16 scales, whose rounding (relative 2^-11) is not emulated.
 """
 from __future__ import annotations
 
@@ -77,5 +79,5 @@ def fake_quant(v: np.ndarray, lo, hi, bits: int, scheme: str) -> np.ndarray:
     scale, zero_point, qmin, qmax = grid_params(lo, hi, bits, scheme)
     q = quantize_grid(v, scale, zero_point, qmin, qmax)
     q -= zero_point
-    q *= scale
-    return q.astype(np.float32)
+    # dequantize in float32 with a float32 scale, as ONNX DequantizeLinear: one rounding, same bits
+    return np.multiply(q.astype(np.float32), np.asarray(scale, dtype=np.float32), dtype=np.float32)
