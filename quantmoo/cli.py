@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-timeout", type=float, metavar="SECONDS",
                    help="with --measured: an evaluation taking longer counts as failed (infeasible)")
     s.add_argument("--workers", type=int, default=1, help="with --measured: local processes for evaluations")
+    s.add_argument("--data", metavar="FILE.npz",
+                   help="for an .onnx --model: inputs (arrays named after the model inputs) on which onnxruntime "
+                        "measures the QDQ model's fidelity to fp32 (--measured, and the default proxy)")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True)
@@ -84,8 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--pick", default="knee", help="knee or best")
     x.add_argument("--weights", help="for --pick best: e.g. accuracy_loss=0.7,latency_ms=0.3")
     x.add_argument("--index", type=int, help="front index (overrides --pick)")
-    x.add_argument("--format", default="yaml", help="yaml or json")
-    x.add_argument("--out", help="output file (default: stdout)")
+    x.add_argument("--format", default="yaml", help="yaml, json or onnx (a QDQ model onnxruntime runs)")
+    x.add_argument("--out", help="output file (default: stdout; required for onnx)")
+    x.add_argument("--model", help="with --format onnx: the fp32 .onnx file the run searched")
+    x.add_argument("--data", metavar="FILE.npz",
+                   help="with --format onnx: calibration inputs, arrays named after the model's inputs")
 
     m = cmd("models", "List the model zoo with parameter counts.")
     m.add_argument("--json", action="store_true")
@@ -107,10 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _data_arg(c):
+    c.add_argument("--data", metavar="FILE.npz",
+                   help="for an .onnx model: inputs (arrays named after the model inputs) measured in onnxruntime")
+
+
 def _sensitivity_args(c):
-    c.add_argument("--model", required=True, help="a model with real weights: digits or minilm-l6")
+    c.add_argument("--model", required=True, help="a model with real weights: digits, minilm-l6 or an .onnx file")
     c.add_argument("--out", required=True, help="output .npz file")
     c.add_argument("--space", help="search-space YAML")
+    _data_arg(c)
 
 
 def _validate_args(c):
@@ -122,6 +134,8 @@ def _validate_args(c):
     c.add_argument("--refine-on", default="size_mb", metavar="OBJ[,OBJ]",
                    help="objectives a refined point must not exceed its baseline on (default size_mb)")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--model", help="for a run of an .onnx model: the .onnx file (with --data)")
+    _data_arg(c)
 
 
 def _plot_args(c):
@@ -318,7 +332,7 @@ def cmd_search(a):
                 objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
                 constraints = _parse_constraints(a.constraint, a.scenario)
                 accuracy = _accuracy(a)
-                res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives,
+                res = quantmoo.search(_model_arg(a), a.hardware, space=space, objectives=objectives,
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
                                       checkpoint=where, seed_baselines=a.seed_baselines,
@@ -362,15 +376,48 @@ def _accuracy(a):
     return _measured_accuracy(a) if a.measured else None
 
 
+def _is_onnx(model) -> bool:
+    return isinstance(model, str) and model.lower().endswith(".onnx")
+
+
+def _onnx_recipe(a):
+    """A picklable factory of the .onnx model with its OnnxEvaluator on --data (None without --data)."""
+    if not getattr(a, "data", None):
+        return None
+    if not _is_onnx(a.model):
+        raise QuantmooError(f"'--data' measures an ONNX model: '--model' must be an .onnx file; got {a.model!r}")
+    import functools
+    from .accuracy.onnx_eval import onnx_evaluator
+    return functools.partial(onnx_evaluator, str(Path(a.model).resolve()), str(Path(a.data).resolve()))
+
+
+def _model_arg(a):
+    """--model as search() takes it: the zoo name / path, or the ONNX spec with its evaluator on --data."""
+    recipe = _onnx_recipe(a)
+    return recipe() if recipe is not None else a.model
+
+
+def _no_evaluator(a, model, what: str):
+    if _is_onnx(a.model):
+        from .onnx import input_requirements
+        from .export.onnx_qdq import qdq_plan
+        need = input_requirements(qdq_plan(a.model).model)
+        return QuantmooError(f"{what} an ONNX model needs '--data FILE.npz' with the model's inputs: arrays {need}")
+    return QuantmooError(f"{what} needs a model with real weights and an evaluator (digits, minilm-l6, or an .onnx "
+                         f"file with --data); model '{model.name}' has none")
+
+
 def _measured_accuracy(a):
     from . import zoo
     from .search.measured import MeasuredAccuracy
-    model = zoo.load(a.model)
-    if getattr(model, "evaluator", None) is None:
-        raise QuantmooError(f"'--measured' needs a model with real weights and an evaluator (digits, minilm-l6); "
-                            f"model '{model.name}' has none")
     if a.workers is not None and a.workers < 1:
         raise QuantmooError(f"The '--workers' must be an integer >= 1; got {a.workers}")
+    recipe = _onnx_recipe(a)
+    if recipe is not None:   # a picklable factory: worker processes rebuild the evaluator from it
+        return MeasuredAccuracy(recipe, eval_timeout=a.eval_timeout, workers=a.workers)
+    model = zoo.load(a.model)
+    if getattr(model, "evaluator", None) is None:
+        raise _no_evaluator(a, model, "'--measured'")
     # by zoo name: workers and a resumed run rebuild the evaluator from it
     return MeasuredAccuracy(model.name, eval_timeout=a.eval_timeout, workers=a.workers)
 
@@ -418,8 +465,10 @@ def cmd_export(a):
         sol = res.best(_parse_weights(a.weights))
     else:
         raise QuantmooError(f"The '--pick' value must be one of {{knee, best}}; got {a.pick!r}")
-    if a.format not in ("yaml", "json"):
-        raise QuantmooError(f"The '--format' value must be one of {{yaml, json}}; got {a.format!r}")
+    if a.format not in ("yaml", "json", "onnx"):
+        raise QuantmooError(f"The '--format' value must be one of {{yaml, json, onnx}}; got {a.format!r}")
+    if a.format == "onnx":
+        return _export_onnx(a, sol.config)
     text = sol.config.to_yaml() if a.format == "yaml" else sol.config.to_json()
     if a.out:
         from .io import atomic_write_text
@@ -427,6 +476,26 @@ def cmd_export(a):
         print(f"wrote {a.out}")
     else:
         print(text)
+
+
+def _export_onnx(a, config):
+    from .export.onnx_qdq import export_qdq, size_report
+    from .io import atomic_write_bytes
+    if not a.model or not str(a.model).lower().endswith(".onnx"):
+        raise QuantmooError(f"'--format onnx' needs '--model' naming the fp32 .onnx file the run searched; "
+                            f"got {a.model!r}")
+    if not a.out:
+        raise QuantmooError("'--format onnx' needs '--out FILE.onnx'")
+    data = None
+    if a.data:
+        from .onnx import load_inputs
+        data = load_inputs(a.data)
+    model = export_qdq(a.model, config, data)
+    atomic_write_bytes(Path(a.out), model.SerializeToString())
+    r = size_report(model)
+    print(f"wrote {a.out} ({r['file_bytes'] / 1e6:.3f} MB): quantized weights {r['onnx_weight_bytes'] / 1e6:.3f} MB "
+          f"vs quantmoo's packed {r['quantmoo_weight_bytes'] / 1e6:.3f} MB (+{r['width_overhead']} B for 2/3/5/6-bit "
+          f"grids in 4/8-bit types, {r['scale_zero_point_overhead']:+d} B fp32 scales / packed zero points)")
 
 
 PLOT_KINDS = ("front", "front3d", "matrix", "parallel", "convergence", "heatmap", "hardware")
@@ -481,7 +550,8 @@ def cmd_sensitivity(a):
     out = Path(a.out)
     if out.suffix != ".npz":
         raise QuantmooError(f"The '--out' file must end in .npz; got {a.out!r}")
-    model = zoo.load(a.model)
+    model = _model_arg(a)
+    model = zoo.load(model) if isinstance(model, str) else model
     if model.evaluator is None and model.weights is None:
         raise QuantmooError(f"The model '{model.name}' has no real weights and evaluator; sensitivity needs one of "
                             "{digits, minilm-l6} or a model with weights (e.g. an ONNX file)")
@@ -494,8 +564,16 @@ def cmd_sensitivity(a):
 def cmd_validate(a):
     from .accuracy.validate import validate
     refine_on = tuple(v.strip() for v in a.refine_on.split(",") if v.strip())
-    report = validate(a.run, workers=a.workers, dask_address=a.dask_address, progress=True, refine=a.refine,
-                      refine_on=refine_on)
+    model = None
+    if a.data or a.model:
+        model = _model_arg(a)
+        if isinstance(model, str):
+            from . import zoo
+            model = zoo.load(model)
+            if model.evaluator is None:
+                raise _no_evaluator(a, model, "validating")
+    report = validate(a.run, model=model, workers=a.workers, dask_address=a.dask_address, progress=True,
+                      refine=a.refine, refine_on=refine_on)
     info = report if isinstance(report, dict) else getattr(report, "__dict__", {})
     if a.json:
         return _print(info, True)

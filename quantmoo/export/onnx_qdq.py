@@ -121,7 +121,7 @@ def _batches(data) -> List[Dict[str, np.ndarray]]:
 
 
 def collect_activations(plan: QDQPlan, data, threads: int = 1) -> Dict[str, np.ndarray]:
-    """fp32 values of every quantized layer's input tensor over ``data`` (batches concatenated)."""
+    """fp32 values of every quantized layer's input tensor over ``data`` (batches concatenated on axis 0)."""
     onnx = require("onnx", "onnx", "the ONNX QDQ export")
     from .. import onnx as qonnx
     tensors = sorted({x for xs in activation_tensors(plan).values() for x in xs})
@@ -138,8 +138,8 @@ def collect_activations(plan: QDQPlan, data, threads: int = 1) -> Dict[str, np.n
         outs = sess.run(names, qonnx.feed(sess, batch, plan.path))
         for n, v in zip(names, outs):
             if n in got:
-                got[n].append(np.asarray(v, dtype=np.float32).reshape(-1))
-    return {t: np.concatenate(v) for t, v in got.items()}
+                got[n].append(np.asarray(v, dtype=np.float32))
+    return {t: np.concatenate(v, axis=0) if len(v) > 1 else v[0] for t, v in got.items()}
 
 
 # -- weights -----------------------------------------------------------------------------------------
@@ -525,7 +525,8 @@ def export_qdq(onnx_path, config: QuantConfig, calibration_data=None, *, percent
         if calibration_data is None:
             from ..onnx import input_requirements
             raise QuantmooError(f"The config quantizes activations: pass calibration_data (input batches "
-                                f"{input_requirements(plan.model)}) to calibrate their ranges")
+                                f"{input_requirements(plan.model)}; on the command line --data FILE.npz) to "
+                                "calibrate their ranges")
         acts = collect_activations(plan, calibration_data)
     ranges = activation_ranges(plan, config, acts, percentile)
     return build_qdq(plan, config, ranges, weight_calibration=weight_calibration, percentile=percentile)
