@@ -169,4 +169,4 @@ def test_open_nsfw_is_a_real_cnn_whose_qdq_model_runs():
     for n, w in zip(names, got):
         row = ev._plan.layers[n]
         w = row.layout(w) if row.layout is not None else w
-        np.testing.assert_array_equal(w, ev.quantized_weight(n, g4.layers[n]), err_msg=n)
+        np.testing.assert_array_equal(w.reshape(w.shape[0], -1), ev.quantized_weight(n, g4.layers[n]), err_msg=n)

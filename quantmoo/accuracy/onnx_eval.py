@@ -130,6 +130,7 @@ class OnnxEvaluator:
         tag = _digest({f"{i}/{k}": v for i, b in enumerate(self._data) for k, v in b.items()})
         self.name = name or f"onnx-{Path(onnx_path).stem}-{tag}-{self.metric}"
         self._acts = None
+        self._w32: dict = {}
         self._ranges: dict = {}
         self._reference = None
         self._results: "OrderedDict[str, dict]" = OrderedDict()
@@ -176,8 +177,17 @@ class OnnxEvaluator:
         return self._run(self.qdq_model(config))
 
     def fp32_weight(self, name: str) -> np.ndarray:
-        """A layer's fp32 weight (quantmoo layout), for the cache's model key and sensitivity."""
-        return self.spec.weights(name)
+        """A layer's fp32 weight as the ``(out, in)`` matrix (a conv's ``C_in * k`` flattened), cached.
+
+        The matrix the sensitivity error terms multiply with :meth:`calibration_inputs`;
+        quantization groups are cut from this same matrix, so nothing changes for them.
+        """
+        w = self._w32.get(name)
+        if w is None:
+            w = self.spec.weights(name)
+            w = self._w32[name] = np.ascontiguousarray(w.reshape(w.shape[0], -1))
+            w.setflags(write=False)
+        return w
 
     # -- what the measured-sensitivity proxy needs (quantmoo.accuracy.sensitivity) ---------------
     @property
