@@ -328,3 +328,28 @@ def test_cli_sensitivity_then_search_with_the_omega_table(mlp, tmp_path, capsys)
                  "--accuracy-table", str(table), "--out", str(run_dir), "--no-plot", "--json"]) == 0
     res = json.loads((run_dir / "results.json").read_text())
     assert res["accuracy_kind"] == "proxy"
+
+
+def test_lstm_weights_are_reported_not_searched(tmp_path):
+    # LSTM W (1, 16, 3) and R (1, 16, 4): 48 + 64 = 112 parameters, then x @ fc (4, 2)
+    path = _save(tmp_path / "lstm.onnx",
+                 [helper.make_node("LSTM", ["x", "W", "R"], ["y", "h"], hidden_size=4),
+                  helper.make_node("Squeeze", ["h"], ["hs"]), helper.make_node("MatMul", ["hs", "fc.weight"], ["out"])],
+                 [helper.make_tensor_value_info("x", F, [5, 1, 3])], [helper.make_tensor_value_info("out", F, None)],
+                 {"W": _arr((1, 16, 3)), "R": _arr((1, 16, 4)), "fc.weight": _arr((4, 2))}, opset=13)
+    spec = from_onnx(path)
+    assert spec.layer_names == ["fc"] and spec.other_params == 112
+    (ns,) = spec.meta["not_searched"]
+    assert (ns["op"], ns["params"], ns["tensors"]) == ("LSTM", 112, ["W", "R"]) and "not searched" in ns["reason"]
+
+
+def test_weights_only_inside_if_get_an_error_naming_the_control_flow(tmp_path):
+    sub = helper.make_graph([helper.make_node("MatMul", ["x2", "w_in"], ["o"])], "then", [],
+                            [helper.make_tensor_value_info("o", F, None)], [numpy_helper.from_array(_arr((3, 3)), "w_in")])
+    path = _save(tmp_path / "if.onnx",
+                 [helper.make_node("Identity", ["x"], ["x2"]),
+                  helper.make_node("If", ["c"], ["o"], then_branch=sub, else_branch=sub)],
+                 [helper.make_tensor_value_info("x", F, [2, 3]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                 [helper.make_tensor_value_info("o", F, None)], {}, opset=13)
+    with pytest.raises(QuantmooError, match=r"no weight-bearing layers.*does not search: If \('#1 \(If\)', 18 parameters\)"):
+        from_onnx(path)

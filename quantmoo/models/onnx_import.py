@@ -46,10 +46,16 @@ Layer names
     rows would get the same name, both keep their full tensor name (unique in a graph).
     ``meta["onnx_tensors"]`` maps each layer name to its tensor.
 
+Not searched, and said so
+    ``LSTM``/``GRU``/``RNN`` gate weights and weights inside control-flow subgraphs (``If``,
+    ``Loop``, ``Scan``) are not rows: ``meta["not_searched"]`` lists each such node with its
+    parameter count and the reason (recurrent weights count in ``other_params``; subgraph weights
+    are not walked), and a graph whose only weights are there gets an error naming them.
+
 Not covered
-    Nodes inside control-flow subgraphs (``If``, ``Loop``, ``Scan``), sparse initializers, and
-    already-quantized graphs (``DequantizeLinear`` in front of the weights, ``MatMulInteger``,
-    ``QLinearConv``): import the floating-point model. Tie groups and blocks are left unset.
+    Sparse initializers and already-quantized graphs (``DequantizeLinear`` in front of the
+    weights, ``MatMulInteger``, ``QLinearConv``): import the floating-point model. Tie groups and
+    blocks are left unset.
 """
 from __future__ import annotations
 
@@ -178,6 +184,8 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
         quantized = sorted({n.op_type for n in graph.node if n.op_type in _QUANTIZED_OPS})
         hint = (f"; the graph is already quantized ({', '.join(quantized)}): import its floating-point version"
                 if quantized else "")
+        if walker.not_searched:
+            hint += "; " + _not_searched_text(walker.not_searched)
         ops = ", ".join(WEIGHT_OPS[:-1]) + " or " + WEIGHT_OPS[-1]
         raise QuantmooError(f"{path}: no weight-bearing layers: no {ops} node has a floating-point "
                             f"initializer as its weight{hint}")
@@ -185,6 +193,31 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
     if _keep is not None:   # the ONNX export needs the graph and the node of every use
         _keep.update(model=model, rows=walker.rows, names=walker._names())
     return spec
+
+
+#: Recurrent ops: their gate weights are reported in ``meta["not_searched"]``, not searched.
+_RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+#: Control-flow ops whose subgraphs may hold weights the walk does not enter.
+_CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
+
+
+def _subgraph_weights(node) -> int:
+    """Floating-point parameters (initializers and Constants of >1 element) inside a node's subgraphs."""
+    total = 0
+    graphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+    for g in graphs:
+        tensors = list(g.initializer) + [a.t for n in g.node if n.op_type == "Constant"
+                                         for a in n.attribute if a.HasField("t")]
+        total += sum(_size(t) for t in tensors if _is_float(t) and _size(t) > 1)
+        for n in g.node:
+            if n.op_type in _CONTROL_FLOW_OPS:
+                total += _subgraph_weights(n)
+    return total
+
+
+def _not_searched_text(items: List[dict]) -> str:
+    ops = ", ".join(sorted({f"{d['op']} ('{d['node']}', {d['params']:,} parameters)" for d in items}))
+    return f"weights quantmoo does not search: {ops}"
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -418,6 +451,7 @@ class _Walker:
         self.path, self.graph, self.consts, self.shapes = path, graph, consts, shapes
         self.rows: Dict[str, _Row] = {}   # canonical weight tensor -> row (insertion order = graph order)
         self.skipped: List[dict] = []
+        self.not_searched: List[dict] = []   # recurrent and control-flow weights, with the reason
         self.consumers: Dict[str, list] = {}
         for node in graph.node:
             for x in node.input:
@@ -481,6 +515,21 @@ class _Walker:
             if node.domain in ("", "ai.onnx") and node.op_type in WEIGHT_OPS and len(node.input) >= 2 \
                     and node.output:
                 getattr(self, "_" + node.op_type.lower())(node, i)
+            elif node.op_type in _RECURRENT_OPS:
+                ws = [w for w in (self._const(x) for x in node.input[1:3]) if w is not None]
+                if ws:
+                    self.not_searched.append({
+                        "node": self._label(node, i), "op": node.op_type, "tensors": ws,
+                        "params": sum(_size(self.consts[w]) for w in ws),
+                        "reason": f"{node.op_type} gate weights are not searched (quantmoo's kernels and the QDQ "
+                                  "export cover Gemm/MatMul/Conv/ConvTranspose/Gather); counted in other_params"})
+            elif node.op_type in _CONTROL_FLOW_OPS:
+                n_w = _subgraph_weights(node)
+                if n_w:
+                    self.not_searched.append({
+                        "node": self._label(node, i), "op": node.op_type, "params": n_w,
+                        "reason": f"weights inside the {node.op_type} subgraph(s) are not imported (only the main "
+                                  "graph is walked)"})
 
     # -- ops
     def _matmul(self, node, i: int) -> None:
@@ -696,6 +745,8 @@ class _Walker:
             meta["shared_weights"] = shared
         if self.skipped:
             meta["skipped_nodes"] = self.skipped[:_META_LIST_CAP]
+        if self.not_searched:
+            meta["not_searched"] = self.not_searched[:_META_LIST_CAP]
         if shapes.unresolved:
             meta["assumed_shapes"] = shapes.unresolved[:_META_LIST_CAP]
         try:
