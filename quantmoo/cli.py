@@ -74,12 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="FILE.npz",
                    help="for an .onnx --model: inputs (arrays named after the model inputs) on which onnxruntime "
                         "measures the QDQ model's fidelity to fp32 (--measured, and the default proxy)")
+    _shape_args(s)
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True)
     e.add_argument("--hardware", required=True)
     e.add_argument("--config", required=True, help="config YAML/JSON (QuantConfig)")
     e.add_argument("--run", help="run directory whose search space and accuracy model to use")
+    _shape_args(e)
     e.add_argument("--json", action="store_true")
 
     x = cmd("export", "Export one solution of a saved run as a config file.")
@@ -92,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--model", help="with --format onnx: the fp32 .onnx file the run searched")
     x.add_argument("--data", metavar="FILE.npz",
                    help="with --format onnx: calibration inputs, arrays named after the model's inputs")
+    _shape_args(x)
 
     m = cmd("models", "List the model zoo with parameter counts.")
     m.add_argument("--json", action="store_true")
@@ -113,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _shape_args(c):
+    c.add_argument("--batch", type=int, help="batch size given to the model's symbolic batch dimension")
+    c.add_argument("--seq-len", type=int, help="value of the other symbolic dimensions (sequence length, image side)")
+    c.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
+                   help="full shape of an ONNX input (repeatable), e.g. a detector's real 736x736 image")
+
+
 def _data_arg(c):
     c.add_argument("--data", metavar="FILE.npz",
                    help="for an .onnx model: inputs (arrays named after the model inputs) measured in onnxruntime")
@@ -123,6 +133,7 @@ def _sensitivity_args(c):
     c.add_argument("--out", required=True, help="output .npz file")
     c.add_argument("--space", help="search-space YAML")
     _data_arg(c)
+    _shape_args(c)
 
 
 def _validate_args(c):
@@ -136,6 +147,7 @@ def _validate_args(c):
     c.add_argument("--json", action="store_true")
     c.add_argument("--model", help="for a run of an .onnx model: the .onnx file (with --data)")
     _data_arg(c)
+    _shape_args(c)
 
 
 def _plot_args(c):
@@ -380,6 +392,27 @@ def _is_onnx(model) -> bool:
     return isinstance(model, str) and model.lower().endswith(".onnx")
 
 
+def _overrides(a) -> dict:
+    """Model overrides from --batch, --seq-len and --input-shape NAME=1x3x224x224."""
+    ov = {k: v for k, v in (("batch", getattr(a, "batch", None)), ("seq_len", getattr(a, "seq_len", None)))
+          if v is not None}
+    shapes = {}
+    for item in getattr(a, "input_shape", None) or []:
+        name, sep, dims = item.rpartition("=")
+        try:
+            shape = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            shape = []
+        if not sep or not name or not shape or min(shape) < 1:
+            raise QuantmooError(f"The '--input-shape' must look like NAME=1x3x224x224 (integers >= 1); got {item!r}")
+        shapes[name] = shape
+    if shapes:
+        if not _is_onnx(a.model):
+            raise QuantmooError(f"'--input-shape' applies to an .onnx '--model'; got {a.model!r}")
+        ov["input_shapes"] = shapes
+    return ov
+
+
 def _onnx_recipe(a):
     """A picklable factory of the .onnx model with its OnnxEvaluator on --data (None without --data)."""
     if not getattr(a, "data", None):
@@ -388,13 +421,21 @@ def _onnx_recipe(a):
         raise QuantmooError(f"'--data' measures an ONNX model: '--model' must be an .onnx file; got {a.model!r}")
     import functools
     from .accuracy.onnx_eval import onnx_evaluator
-    return functools.partial(onnx_evaluator, str(Path(a.model).resolve()), str(Path(a.data).resolve()))
+    return functools.partial(onnx_evaluator, str(Path(a.model).resolve()), str(Path(a.data).resolve()),
+                             **_overrides(a))
 
 
 def _model_arg(a):
-    """--model as search() takes it: the zoo name / path, or the ONNX spec with its evaluator on --data."""
+    """--model as search() takes it: the zoo name / path (loaded with the overrides), or the ONNX spec
+    with its evaluator on --data."""
     recipe = _onnx_recipe(a)
-    return recipe() if recipe is not None else a.model
+    if recipe is not None:
+        return recipe()
+    ov = _overrides(a)
+    if ov and a.model:
+        from . import zoo
+        return zoo.load(a.model, **ov)
+    return a.model
 
 
 def _no_evaluator(a, model, what: str):
@@ -443,7 +484,7 @@ def cmd_evaluate(a):
     space = acc = None
     if a.run:
         _, space, acc = _run_space_and_accuracy(a.run, a.model)
-    out = evaluate_config(a.model, a.hardware, cfg, space=space, accuracy=acc)
+    out = evaluate_config(_model_arg(a), a.hardware, cfg, space=space, accuracy=acc)
     if a.json:
         return _print(out, True)
     for k, v in out.items():
@@ -490,7 +531,7 @@ def _export_onnx(a, config):
     if a.data:
         from .onnx import load_inputs
         data = load_inputs(a.data)
-    model = export_qdq(a.model, config, data)
+    model = export_qdq(a.model, config, data, **_overrides(a))
     atomic_write_bytes(Path(a.out), model.SerializeToString())
     r = size_report(model)
     print(f"wrote {a.out} ({r['file_bytes'] / 1e6:.3f} MB): quantized weights {r['onnx_weight_bytes'] / 1e6:.3f} MB "

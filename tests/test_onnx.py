@@ -181,7 +181,7 @@ def test_zoo_load_routes_onnx_files(mlp):
     assert zoo.load(str(path)).spec_hash() == from_onnx(path).spec_hash()
     assert zoo.load(path, name="my-mlp").name == "my-mlp"
     with pytest.raises(QuantmooError, match=r"Unknown override\(s\) \['image_size'\] for the ONNX file .*mlp.onnx; "
-                                            r"allowed overrides are \{batch, seq_len, name\}"):
+                                            r"allowed overrides are \{batch, seq_len, name, input_shapes\}"):
         zoo.load(path, image_size=160)
     with pytest.raises(QuantmooError, match="'seq_len' override .* has no effect"):
         zoo.load(path, seq_len=64)        # the only symbolic dimension is the batch
@@ -353,3 +353,47 @@ def test_weights_only_inside_if_get_an_error_naming_the_control_flow(tmp_path):
                  [helper.make_tensor_value_info("o", F, None)], {}, opset=13)
     with pytest.raises(QuantmooError, match=r"no weight-bearing layers.*does not search: If \('#1 \(If\)', 18 parameters\)"):
         from_onnx(path)
+
+
+def _if_model(path):
+    """If(c) gives x reshaped to [8] or x [n, 8] (ranks differ: static inference loses the shape),
+    then MatMul with fc.weight (8, 3)."""
+    then = helper.make_graph([helper.make_node("Reshape", ["x", "s1"], ["o"])], "then", [],
+                             [helper.make_tensor_value_info("o", F, None)],
+                             [numpy_helper.from_array(np.array([8], np.int64), "s1")])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["o2"])], "else", [],
+                              [helper.make_tensor_value_info("o2", F, None)])
+    return _save(path, [helper.make_node("If", ["c"], ["h"], then_branch=then, else_branch=other),
+                        helper.make_node("MatMul", ["h", "fc.weight"], ["y"])],
+                 [helper.make_tensor_value_info("x", F, ["n", 8]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                 [helper.make_tensor_value_info("y", F, None)], {"fc.weight": _arr((8, 3))}, opset=13)
+
+
+def test_shapes_from_one_onnxruntime_run_when_inference_fails(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path = _if_model(tmp_path / "dyn.onnx")
+    spec = from_onnx(path, batch=4)          # c = False on zero inputs: the else branch, x [4, 8]
+    (fc,) = spec.layers
+    assert (fc.macs, fc.act_in, fc.act_out) == (4 * 8 * 3, 32, 12) and spec.meta["runtime_shapes"] == 2
+    # --input-shape gives the full shape of an input
+    spec = from_onnx(path, input_shapes={"x": [16, 8]})
+    assert spec.layers[0].macs == 16 * 8 * 3 and spec.workload["input_shapes"] == {"x": [16, 8]}
+    with pytest.raises(QuantmooError, match=r"names 'y', which is not a graph input; the inputs are \['x', 'c'\]"):
+        from_onnx(path, input_shapes={"y": [1, 8]})
+    with pytest.raises(QuantmooError, match="has 3 dimensions; the input has 2"):
+        from_onnx(path, input_shapes={"x": [1, 1, 8]})
+
+
+def test_cli_input_shape(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    path = str(_if_model(tmp_path / "dyn.onnx"))
+    assert main(["search", "--model", path, "--hardware", "arm_dot", "--input-shape", "x=16by8"]) != 0
+    assert "'--input-shape' must look like NAME=1x3x224x224" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(quantmoo.QuantConfig.uniform(from_onnx(path), 8, 8).to_yaml())
+    assert main(["evaluate", "--model", path, "--hardware", "arm_dot", "--config", str(cfg), "--json",
+                 "--input-shape", "x=16x8"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--model", path, "--hardware", "arm_dot", "--config", str(cfg), "--json",
+                 "--input-shape", "x=64x8"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] > small["latency_ms"]

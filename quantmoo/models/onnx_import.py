@@ -73,7 +73,7 @@ from .spec import LayerSpec, ModelSpec
 __all__ = ["from_onnx", "ONNX_OVERRIDES", "WEIGHT_OPS"]
 
 #: Keyword overrides :func:`from_onnx` (and ``zoo.load`` for an ``.onnx`` path) accepts.
-ONNX_OVERRIDES = ("batch", "seq_len", "name")
+ONNX_OVERRIDES = ("batch", "seq_len", "name", "input_shapes")
 #: Node types that become rows when their weight is a floating-point initializer.
 WEIGHT_OPS = ("Gemm", "MatMul", "Conv", "ConvTranspose", "Gather")
 
@@ -113,7 +113,14 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
         length, or a dynamic image height or width) takes ``seq_len``. A named dimension keeps
         its first value everywhere (``input_ids`` and ``attention_mask`` share ``"seq"``).
         Passing one that matches no symbolic dimension is an error (it would change nothing).
+        ``input_shapes`` (``{input name: [d0, d1, ...]}``): the full shape of those inputs (e.g.
+        a detector's real ``[1, 3, 736, 736]``), before the substitution above.
         ``name`` (str): the model name, by default the file name without ``.onnx``.
+
+        When static shape inference cannot give a weight-bearing node's input or output shape
+        (a dynamic ``Reshape``, control flow), the model is run once in onnxruntime on zero
+        inputs of those shapes and the shapes it produces are used (``meta["runtime_shapes"]``
+        counts them).
 
     Returns
     -------
@@ -160,7 +167,8 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
     _load_external_data(onnx, model, path)
     graph = model.graph
     consts = _Consts(graph)
-    sk, symbols, shapeless = _skeleton(onnx, model, batch, seq_len)
+    input_shapes = _input_shapes(overrides.get("input_shapes"), model, src)
+    sk, symbols, shapeless = _skeleton(onnx, model, batch, seq_len, input_shapes)
     # The checker insists on a shape for every graph input; one without (legal for runtimes,
     # rank unknown) is reported below only if a weight-bearing node needs its shape.
     if not shapeless:
@@ -177,6 +185,7 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
     except Exception as e:  # onnx.shape_inference.InferenceError, RuntimeError
         raise QuantmooError(f"{path}: shape inference failed: {_first_line(e)}") from None
     shapes = _Shapes(inferred.graph, consts, batch, seq_len, {k: v[0] for k, v in symbols.items()})
+    shapes.runtime = lambda: _runtime_shapes(model, sk, graph)
 
     walker = _Walker(path, graph, consts, shapes)
     walker.walk()
@@ -190,6 +199,9 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
         raise QuantmooError(f"{path}: no weight-bearing layers: no {ops} node has a floating-point "
                             f"initializer as its weight{hint}")
     spec = walker.spec(name, model, batch, seq_len, symbols, shapes)
+    if input_shapes:
+        spec.workload.pop("shapes", None)
+        spec.workload["input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
     if _keep is not None:   # the ONNX export needs the graph and the node of every use
         _keep.update(model=model, rows=walker.rows, names=walker._names())
     return spec
@@ -303,7 +315,67 @@ def _size(t) -> int:
     return math.prod(int(d) for d in t.dims)
 
 
-def _skeleton(onnx, model, batch: int, seq_len: int):
+def _input_shapes(value, model, src: str) -> Dict[str, Tuple[int, ...]]:
+    """Check the ``input_shapes`` override: ``{graph input name: dims}`` with every dim >= 1."""
+    if value is None:
+        return {}
+    inits = {t.name for t in model.graph.initializer}
+    names = [v.name for v in model.graph.input if v.name not in inits]
+    if not isinstance(value, dict):
+        raise QuantmooError(f"The 'input_shapes' override of {src} must map input names to shapes; got {brief(value)}")
+    out = {}
+    for k, dims in value.items():
+        if k not in names:
+            raise QuantmooError(f"The 'input_shapes' override of {src} names '{k}', which is not a graph input; "
+                                f"the inputs are {names}")
+        if not isinstance(dims, (list, tuple)) or not dims or not all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= _MAX_WORKLOAD for d in dims):
+            raise QuantmooError(f"The 'input_shapes' override of {src} for '{k}' must be a list of integers >= 1; "
+                                f"got {brief(dims)}")
+        out[k] = tuple(int(d) for d in dims)
+    return out
+
+
+def _runtime_shapes(model, sk, graph) -> Dict[str, list]:
+    """Shapes of the weight-bearing nodes' values from one onnxruntime run on zero inputs.
+
+    The fallback when static shape inference cannot see through a dynamic ``Reshape`` and the
+    like: the inputs get the concrete shapes of the skeleton (symbolic dims substituted).
+    """
+    try:
+        import onnxruntime as ort
+        from onnx import helper
+    except ImportError:
+        return {}
+    inits = {t.name for t in graph.initializer}
+    wanted = [x for n in graph.node if n.op_type in WEIGHT_OPS for x in list(n.input) + list(n.output)
+              if x and x not in inits]
+    m = type(model)()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for x in dict.fromkeys(wanted):
+        if x not in have:
+            m.graph.output.append(helper.make_empty_tensor_value_info(x))
+    feed = {}
+    for v in sk.graph.input:
+        if v.name in inits or not _has_shape(v) or v.name not in {i.name for i in graph.input}:
+            continue
+        tt = v.type.tensor_type
+        dims = [d.dim_value for d in tt.shape.dim]
+        feed[v.name] = np.zeros(dims, dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    try:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        outs = sess.run(names, feed)
+    except Exception:  # the model cannot run on zero inputs: keep the static result
+        return {}
+    return {n: list(np.shape(o)) for n, o in zip(names, outs)}
+
+
+def _skeleton(onnx, model, batch: int, seq_len: int, input_shapes=None):
     """A weight-free copy of the model for checking and shape inference, with concrete inputs.
 
     Floating-point initializers become typed graph inputs (their shape is all inference needs),
@@ -330,6 +402,16 @@ def _skeleton(onnx, model, batch: int, seq_len: int):
         v.CopyFrom(vi)
         input_names.add(v.name)
         if v.name in init_names:
+            continue
+        if v.name in (input_shapes or {}):   # given on the command line: every dim concrete
+            tt = v.type.tensor_type
+            dims = input_shapes[v.name]
+            if _has_shape(v) and len(tt.shape.dim) != len(dims):
+                raise QuantmooError(f"The 'input_shapes' override for '{v.name}' has {len(dims)} dimensions; the "
+                                    f"input has {len(tt.shape.dim)}")
+            tt.shape.Clear()
+            for d in dims:
+                tt.shape.dim.add().dim_value = d
             continue
         if not _has_shape(v):
             shapeless.append(v.name)
@@ -388,6 +470,8 @@ class _Shapes:
                                   for d in tt.shape.dim]
         self.consts, self.batch, self.seq_len, self.named = consts, batch, seq_len, named
         self.unresolved: List[str] = []
+        self.runtime: Optional[Callable[[], Dict[str, list]]] = None
+        self.from_runtime: List[str] = []
 
     def shape(self, name: str) -> Optional[Tuple[int, ...]]:
         """Concrete shape of a value, or None when even its rank is unknown."""
@@ -395,6 +479,12 @@ class _Shapes:
         if canon is not None:
             return tuple(int(d) for d in self.consts[canon].dims)
         dims = self.dims.get(name)
+        if dims is None and self.runtime is not None:   # static inference gave up: ask onnxruntime once
+            found, self.runtime = self.runtime(), None
+            self.from_runtime = sorted(n for n in found if n not in self.dims)
+            for n in self.from_runtime:
+                self.dims[n] = found[n]
+            dims = self.dims.get(name)
         if dims is None:
             return None
         out = []
@@ -749,6 +839,8 @@ class _Walker:
             meta["not_searched"] = self.not_searched[:_META_LIST_CAP]
         if shapes.unresolved:
             meta["assumed_shapes"] = shapes.unresolved[:_META_LIST_CAP]
+        if shapes.from_runtime:
+            meta["runtime_shapes"] = len(shapes.from_runtime)   # shapes onnxruntime measured
         try:
             return ModelSpec(name=name, layers=layers, workload=workload, other_params=other, weights=weights,
                              meta=meta)
