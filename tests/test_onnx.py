@@ -397,3 +397,11 @@ def test_cli_input_shape(tmp_path, capsys):
     assert main(["evaluate", "--model", path, "--hardware", "arm_dot", "--config", str(cfg), "--json",
                  "--input-shape", "x=64x8"]) == 0
     assert json.loads(capsys.readouterr().out)["latency_ms"] > small["latency_ms"]
+
+
+def test_minus_one_input_dims_are_dynamic(tmp_path):
+    # exporters (paddle2onnx) write -1 for a dynamic dimension: it is symbolic, not a negative size
+    path = _save(tmp_path / "neg.onnx", [helper.make_node("MatMul", ["x", "fc.weight"], ["y"])],
+                 [helper.make_tensor_value_info("x", F, [-1, 8])], [helper.make_tensor_value_info("y", F, None)],
+                 {"fc.weight": _arr((8, 3))})
+    assert from_onnx(path, batch=5).layers[0].macs == 5 * 8 * 3

@@ -336,8 +336,9 @@ def _input_shapes(value, model, src: str) -> Dict[str, Tuple[int, ...]]:
     return out
 
 
-def _runtime_shapes(model, sk, graph) -> Dict[str, list]:
-    """Shapes of the weight-bearing nodes' values from one onnxruntime run on zero inputs.
+def _runtime_shapes(model, sk, graph):
+    """Shapes of the weight-bearing nodes' values from one onnxruntime run on zero inputs
+    (a dict), or a short reason why there are none (a str).
 
     The fallback when static shape inference cannot see through a dynamic ``Reshape`` and the
     like: the inputs get the concrete shapes of the skeleton (symbolic dims substituted).
@@ -346,7 +347,7 @@ def _runtime_shapes(model, sk, graph) -> Dict[str, list]:
         import onnxruntime as ort
         from onnx import helper
     except ImportError:
-        return {}
+        return "onnxruntime is not installed"
     inits = {t.name for t in graph.initializer}
     wanted = [x for n in graph.node if n.op_type in WEIGHT_OPS for x in list(n.input) + list(n.output)
               if x and x not in inits]
@@ -370,8 +371,8 @@ def _runtime_shapes(model, sk, graph) -> Dict[str, list]:
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         outs = sess.run(names, feed)
-    except Exception:  # the model cannot run on zero inputs: keep the static result
-        return {}
+    except Exception as e:  # the model cannot run on these inputs: keep the static result, say why
+        return f"it failed: {_first_line(e)[:200]}"
     return {n: list(np.shape(o)) for n, o in zip(names, outs)}
 
 
@@ -417,9 +418,9 @@ def _skeleton(onnx, model, batch: int, seq_len: int, input_shapes=None):
             shapeless.append(v.name)
             continue
         for axis, d in enumerate(v.type.tensor_type.shape.dim):
-            if d.HasField("dim_value"):
+            if d.HasField("dim_value") and d.dim_value > 0:
                 continue
-            key = d.dim_param
+            key = d.dim_param    # (exporters also write -1 or 0 for a dynamic dimension)
             if key and key in symbols:
                 value = symbols[key][0]
             else:
@@ -472,6 +473,7 @@ class _Shapes:
         self.unresolved: List[str] = []
         self.runtime: Optional[Callable[[], Dict[str, list]]] = None
         self.from_runtime: List[str] = []
+        self.runtime_error: Optional[str] = None
 
     def shape(self, name: str) -> Optional[Tuple[int, ...]]:
         """Concrete shape of a value, or None when even its rank is unknown."""
@@ -481,6 +483,8 @@ class _Shapes:
         dims = self.dims.get(name)
         if dims is None and self.runtime is not None:   # static inference gave up: ask onnxruntime once
             found, self.runtime = self.runtime(), None
+            if isinstance(found, str):
+                self.runtime_error, found = found, {}
             self.from_runtime = sorted(n for n in found if n not in self.dims)
             for n in self.from_runtime:
                 self.dims[n] = found[n]
@@ -565,8 +569,10 @@ class _Walker:
         shape = self.shapes.shape(tensor)
         if shape is None:
             raise QuantmooError(f"{self.path}: cannot determine the shape of '{tensor}', an input or output of "
-                                f"node '{self._label(node, i)}' ({node.op_type}); give the graph inputs a shape "
-                                "(or store inferred shapes in the model, e.g. with onnx.shape_inference)")
+                                f"node '{self._label(node, i)}' ({node.op_type}), neither by shape inference nor "
+                                f"from an onnxruntime run on zero inputs ({self.shapes.runtime_error or 'no run'}); "
+                                "give the inputs their real shape (--input-shape NAME=1x3x48x320, or "
+                                "input_shapes={...})")
         return math.prod(shape)
 
     def _per_feature(self, numel: int, k: int, node, i: int, tensor: str) -> int:
