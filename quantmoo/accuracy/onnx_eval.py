@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
@@ -247,8 +247,7 @@ class OnnxEvaluator:
         row = self._plan.layers[layer]
         x = self._activations().get(self._input_tensor(layer)) if spec.kind != "embedding" else None
         if spec.kind == "embedding":
-            node = row.nodes[0]
-            from ..export.onnx_qdq import collect_activations  # noqa: F401 (ids come from the data)
+            node = row.nodes[0]   # Gather(table, ids): the ids come straight from the data
             ids = [b[node.input[1]] for b in self._calib if node.input[1] in b]
             return np.concatenate([np.ravel(i) for i in ids]) if ids else np.zeros(0, np.int64)
         node = row.nodes[0]
