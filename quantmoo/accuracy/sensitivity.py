@@ -110,7 +110,7 @@ ANCHOR_WEIGHT_BITS = (2, 3, 4)
 #: Activation bit-widths at which each layer's activation gain is measured.
 ANCHOR_ACTIVATION_BITS = (4,)
 #: Bump when the proxy's method changes: old cached tables are then ignored.
-PROXY_VERSION = 2
+PROXY_VERSION = 3   # 3: tables built on the half-to-even, float32-dequantized grids (issue 15)
 _TINY = 1e-30
 
 
