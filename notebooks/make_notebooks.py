@@ -1,4 +1,4 @@
-"""Write the eight demo notebooks of quantmoo (``notebooks/NN_*.ipynb``) with nbformat.
+"""Write the demo notebooks of quantmoo (``notebooks/NN_*.ipynb``) with nbformat.
 
 The notebooks are generated from this file so that they can be reviewed as code and are stored
 without outputs; ``tests/test_notebooks.py`` executes them and checks that running this script
@@ -1150,6 +1150,95 @@ NB08 = [
     """),
 ]
 
+NB10 = [
+    md("""
+    # 10. onnxruntime as the runtime: measured accuracy and a deployable QDQ export for any ONNX model
+
+    quantmoo reads an ONNX file's layers and real weights, and with **onnxruntime** it can also *run* any
+    config: the config becomes a QDQ graph (integer weights + `DequantizeLinear`, calibrated
+    `QuantizeLinear -> DequantizeLinear` pairs on every quantized layer's input), and that graph is both
+    what `OnnxEvaluator` measures and what `export --format onnx` writes. This notebook uses the ONNX form of
+    the bundled `digits` MLP (small, so it runs in seconds); the same calls work for `quantmoo.zoo.load("open-nsfw")`,
+    a pretrained ResNet-50-1by2.
+
+    Accuracy kinds: `proxy` (the measured-sensitivity table) and `measured` (the QDQ model run in onnxruntime).
+    """),
+    code("""
+    import numpy as np
+    import onnx
+
+    import quantmoo
+    from quantmoo import QuantConfig
+    from quantmoo.accuracy.digits import digits_split, digits_to_onnx, load_digits_weights
+    from quantmoo.onnx import OnnxEvaluator, export_qdq, session, size_report
+
+    onnx.save(digits_to_onnx(), "digits.onnx")          # an fp32 ONNX model: Gemm + Relu
+    w, s = load_digits_weights(), digits_split()
+    x = ((s["x"] - w["mean"]) / w["scale"]).astype(np.float32)
+    np.savez("calib.npz", x=x[s["calibration"]])       # arrays named after the model's input 'x'
+    np.savez("inputs.npz", x=x[s["test"]])
+    ev = OnnxEvaluator("digits.onnx", "inputs.npz", calibration_data="calib.npz")
+    model = ev.spec
+    model.evaluator = ev
+    print(model)
+    print("evaluator:", ev.name)
+    """),
+    md("""
+    ## Measured accuracy of a config: the QDQ model run in onnxruntime
+
+    The default metric is fidelity to the fp32 model on the same inputs: KL divergence of the output
+    distributions for a classifier-like output (relative L2 otherwise), with top-1 agreement.
+    """),
+    code("""
+    for bits in (8, 4, 3, 2):
+        cfg = QuantConfig.uniform(model, bits, 8)
+        d = ev.details(cfg)
+        print(f"W{bits}A8: KL {d['kl']:.5f} nats/image, top-1 agreement {d['top1_agreement_pct']:.1f} %")
+    """),
+    md("""
+    ## Search with the measured-sensitivity proxy, then measure the front
+
+    A model with real weights is never searched with the prior: with an evaluator, the default accuracy model is
+    the measured-sensitivity proxy (one-layer QDQ runs in onnxruntime), computed once and cached.
+    """),
+    code("""
+    space = quantmoo.SearchSpace(weight_bits=(2, 3, 4, 8, 16), activation_bits=(8, 16), weight_schemes=("symmetric",),
+                                 activation_schemes=("asymmetric",), granularities=("per_channel",),
+                                 calibrations=("min_max",))
+    res = quantmoo.search(model, "arm_dot", space=space, objectives=("accuracy_loss", "size_mb"),
+                          pop_size=40, n_gen=30, seed=0, max_front=12)
+    print("searched accuracy kind:", res.accuracy_kind)
+    from quantmoo.accuracy.validate import validate
+    rep = validate(res, model=model, workers=1)
+    print(f"Kendall tau(proxy, measured) over {rep.n} front points: {rep.kendall_tau:.3f}")
+    for sol in res.front[:6]:
+        print(f"  {sol.objectives['size_mb']:.4f} MB  proxy {sol.objectives['accuracy_loss']:.4f}  "
+              f"measured {sol.measured['accuracy_loss']:.4f}")
+    """),
+    md("""
+    ## Export the knee as a QDQ model and account for its size
+
+    Weights are stored as int8/uint8/int4/uint4 initializers; 2/3-bit grids live in int4 (5/6-bit in int8) with
+    their values restricted to the grid. The size report compares the bytes in the file with quantmoo's packed
+    `size_mb` accounting and explains every difference.
+    """),
+    code("""
+    knee = res.knee()
+    q = export_qdq("digits.onnx", knee.config, calibration_data={"x": x[s["calibration"]]})
+    onnx.save(q, "digits.q.onnx")
+    y = session("digits.q.onnx").run(None, {"x": x[s["test"]]})[0]
+    print("test accuracy of the exported model:", f"{100 * np.mean(y.argmax(1) == s['y'][s['test']]):.2f} %")
+    for k, v in size_report(q).items():
+        print(f"  {k:<28} {v}")
+    """),
+    md("""
+    The exported file is what onnxruntime (CPU, QNN, CoreML execution providers) and TensorRT's ONNX parser
+    read. On the command line the same steps are `quantmoo search --model digits.onnx --data inputs.npz
+    --measured ...` and `quantmoo export RUN --format onnx --model digits.onnx --data calib.npz --out model.q.onnx`.
+    """),
+]
+
+
 NOTEBOOKS = {
     "01_basic_search": NB01,
     "02_hardware_comparison": NB02,
@@ -1159,6 +1248,7 @@ NOTEBOOKS = {
     "06_extreme_compression": NB06,
     "07_deployment_scenarios": NB07,
     "08_end_to_end_real_model": NB08,
+    "10_onnx_runtime": NB10,
 }
 
 

@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --measured: local processes for evaluations, started once for the whole search "
                         "(default 1: in-process)")
     _cache_args(s, "with --measured: ")
+    s.add_argument("--data", metavar="FILE.npz",
+                   help="for an .onnx --model: inputs (arrays named after the model inputs) on which onnxruntime "
+                        "measures the QDQ model's fidelity to fp32 (--measured, and the default proxy)")
+    _shape_args(s)
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True, help="zoo name or model file the config was made for (required)")
@@ -107,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                    "the config was exported from, if it still exists)")
     e.add_argument("--measured", action="store_true",
                    help="also measure accuracy_loss with the model's real evaluator (digits, minilm-l6, ...)")
+    _shape_args(e)
     e.add_argument("--json", action="store_true", help="print machine-readable output")
 
     x = cmd("export", "Export one solution of a saved run as a config file.")
@@ -115,11 +120,16 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--weights", help="for --pick best: e.g. accuracy_loss=0.7,latency_ms=0.3")
     x.add_argument("--index", type=int, help="front index (overrides --pick)")
     x.add_argument("--format", default="yaml",
-                   help="yaml, json, llama.cpp (the llama-quantize --tensor-type-file; needs --space llama.cpp) or "
-                        "mlx (the per-layer 'quantization' mapping of an MLX model's config.json)")
-    x.add_argument("--out", help="output file (default: stdout)")
+                   help="yaml, json, onnx (a QDQ model onnxruntime runs; needs --model model.onnx), llama.cpp "
+                        "(the llama-quantize --tensor-type-file; needs --space llama.cpp) or mlx (the per-layer "
+                        "'quantization' mapping of an MLX model's config.json)")
+    x.add_argument("--out", help="output file (default: stdout; required for onnx)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    x.add_argument("--model", help="for --format llama.cpp: the model, if not the run's zoo model")
+    x.add_argument("--model", help="with --format onnx: the fp32 .onnx file the run searched; with llama.cpp: "
+                   "the model, if not the run's zoo model")
+    x.add_argument("--data", metavar="FILE.npz",
+                   help="with --format onnx: calibration inputs, arrays named after the model's inputs")
+    _shape_args(x)
 
     m = cmd("models", "List the model zoo with parameter counts.")
     m.add_argument("--json", action="store_true", help="print machine-readable output")
@@ -159,6 +169,18 @@ def _cache(a):
     return False if a.no_cache else (a.cache_dir or True)
 
 
+def _shape_args(c):
+    c.add_argument("--batch", type=int, help="batch size given to the model's symbolic batch dimension")
+    c.add_argument("--seq-len", type=int, help="value of the other symbolic dimensions (sequence length, image side)")
+    c.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
+                   help="full shape of an ONNX input (repeatable), e.g. a detector's real 736x736 image")
+
+
+def _data_arg(c):
+    c.add_argument("--data", metavar="FILE.npz",
+                   help="for an .onnx model: inputs (arrays named after the model inputs) measured in onnxruntime")
+
+
 def _sensitivity_args(c):
     c.add_argument("--model", required=True,
                    help="a model with real weights: a zoo model that has them (see 'quantmoo models') or a "
@@ -166,6 +188,8 @@ def _sensitivity_args(c):
     c.add_argument("--out", required=True, help="output .npz file")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     c.add_argument("--space", help="search-space YAML, or 'llama.cpp'")
+    _data_arg(c)
+    _shape_args(c)
 
 
 def _validate_args(c):
@@ -178,6 +202,9 @@ def _validate_args(c):
     c.add_argument("--refine-on", default="size_mb", metavar="OBJ[,OBJ]",
                    help="objectives a refined point must not exceed its baseline on (default size_mb)")
     c.add_argument("--json", action="store_true", help="print machine-readable output")
+    c.add_argument("--model", help="for a run of an .onnx model: the .onnx file (with --data)")
+    _data_arg(c)
+    _shape_args(c)
 
 
 def _plot_args(c):
@@ -389,7 +416,7 @@ def cmd_search(a):
                 objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
                 constraints = _parse_constraints(a.constraint, a.scenario)
                 accuracy = _accuracy(a)
-                res = quantmoo.search(a.model, a.hardware, space=space, objectives=objectives,
+                res = quantmoo.search(_model_arg(a), a.hardware, space=space, objectives=objectives,
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
                                       checkpoint=where, seed_baselines=a.seed_baselines,
@@ -453,22 +480,84 @@ def _accuracy(a):
     return _measured_accuracy(a) if a.measured else None
 
 
+def _is_onnx(model) -> bool:
+    return isinstance(model, str) and model.lower().endswith(".onnx")
+
+
+def _overrides(a) -> dict:
+    """Model overrides from --batch, --seq-len and --input-shape NAME=1x3x224x224."""
+    ov = {k: v for k, v in (("batch", getattr(a, "batch", None)), ("seq_len", getattr(a, "seq_len", None)))
+          if v is not None}
+    shapes = {}
+    for item in getattr(a, "input_shape", None) or []:
+        name, sep, dims = item.rpartition("=")
+        try:
+            shape = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            shape = []
+        if not sep or not name or not shape or min(shape) < 1:
+            raise QuantmooError(f"The '--input-shape' must look like NAME=1x3x224x224 (integers >= 1); got {item!r}")
+        shapes[name] = shape
+    if shapes:
+        if not _is_onnx(a.model):
+            raise QuantmooError(f"'--input-shape' applies to an .onnx '--model'; got {a.model!r}")
+        ov["input_shapes"] = shapes
+    return ov
+
+
+def _onnx_recipe(a):
+    """A picklable factory of the .onnx model with its OnnxEvaluator on --data (None without --data)."""
+    if not getattr(a, "data", None):
+        return None
+    if not _is_onnx(a.model):
+        raise QuantmooError(f"'--data' measures an ONNX model: '--model' must be an .onnx file; got {a.model!r}")
+    import functools
+    from .accuracy.onnx_eval import onnx_evaluator
+    return functools.partial(onnx_evaluator, str(Path(a.model).resolve()), str(Path(a.data).resolve()),
+                             **_overrides(a))
+
+
+def _model_arg(a):
+    """--model as search() takes it: the zoo name / path (loaded with the overrides), or the ONNX spec
+    with its evaluator on --data."""
+    recipe = _onnx_recipe(a)
+    if recipe is not None:
+        return recipe()
+    ov = _overrides(a)
+    if ov and a.model:
+        from . import zoo
+        return zoo.load(a.model, **ov)
+    return a.model
+
+
+def _no_evaluator(a, model, what: str):
+    if _is_onnx(a.model):
+        from .onnx import input_requirements
+        from .export.onnx_qdq import qdq_plan
+        need = input_requirements(qdq_plan(a.model).model)
+        return QuantmooError(f"{what} an ONNX model needs '--data FILE.npz' with the model's inputs: arrays {need}")
+    return QuantmooError(f"{what} needs a model with real weights and an evaluator (digits, minilm-l6, or an .onnx "
+                         f"file with --data); model '{model.name}' has none")
+
+
 def _measured_accuracy(a):
     from . import zoo
     from .search.measured import MeasuredAccuracy
-    model = zoo.load(a.model)
-    if getattr(model, "evaluator", None) is None:
-        raise QuantmooError(f"'--measured' needs a model with real weights and an evaluator (digits, minilm-l6); "
-                            f"model '{model.name}' has none")
     if a.workers is not None and a.workers < 1:
         raise QuantmooError(f"The '--workers' must be an integer >= 1; got {a.workers}")
     cache = _cache(a)
     if cache is True:
         from .accuracy.cache import default_cache_dir
         cache = default_cache_dir()
-    # by zoo name: workers and a resumed run rebuild the evaluator from it; the cache as a path (it travels too)
-    return MeasuredAccuracy(model.name, eval_timeout=a.eval_timeout, workers=a.workers,
-                            cache=str(cache) if cache else None)
+    cache = str(cache) if cache else None    # a path travels to workers and into checkpoints
+    recipe = _onnx_recipe(a)
+    if recipe is not None:   # a picklable factory: worker processes rebuild the evaluator from it
+        return MeasuredAccuracy(recipe, eval_timeout=a.eval_timeout, workers=a.workers, cache=cache)
+    model = zoo.load(a.model)
+    if getattr(model, "evaluator", None) is None:
+        raise _no_evaluator(a, model, "'--measured'")
+    # by zoo name: workers and a resumed run rebuild the evaluator from it
+    return MeasuredAccuracy(model.name, eval_timeout=a.eval_timeout, workers=a.workers, cache=cache)
 
 
 def _run_space_and_accuracy(run_dir, model):
@@ -491,7 +580,8 @@ def cmd_evaluate(a):
     from .config import QuantConfig
     from .search.evaluate import evaluate_config
     cfg = QuantConfig.load(a.config)
-    model = zoo.load(a.model)
+    model = _model_arg(a)
+    model = zoo.load(model) if isinstance(model, str) else model
     if cfg.model is not None and cfg.model != model.name:
         raise QuantmooError(f"The config {a.config} was made for model '{cfg.model}', not '{model.name}': the layer "
                             f"names may match but the weights and sensitivities differ; search '{model.name}' itself")
@@ -540,6 +630,8 @@ def cmd_export(a):
         return _export_llamacpp(a, res, sol)
     if a.format == "mlx":
         return _export_mlx(a, sol)
+    if a.format == "onnx":
+        return _export_onnx(a, sol.config)
     import os
     cfg = sol.config
     # provenance: 'quantmoo evaluate' finds the run (its space and proxy table) from the config alone
@@ -558,7 +650,7 @@ def cmd_export(a):
         print(text)
 
 
-EXPORT_FORMATS = ("yaml", "json", "llama.cpp", "mlx")
+EXPORT_FORMATS = ("yaml", "json", "onnx", "llama.cpp", "mlx")
 
 
 def _export_mlx(a, sol):
@@ -599,6 +691,27 @@ def _export_llamacpp(a, res, sol):
     out = sys.stdout if a.out else sys.stderr     # stdout stays the file itself when there is no --out
     print("equivalent arguments:", file=out)
     print(f"  {args}", file=out)
+
+
+def _export_onnx(a, config):
+    from .export.onnx_qdq import export_qdq, size_report
+    from .io import atomic_write_bytes
+    if not a.model or not str(a.model).lower().endswith(".onnx"):
+        raise QuantmooError(f"'--format onnx' needs '--model' naming the fp32 .onnx file the run searched; "
+                            f"got {a.model!r}")
+    if not a.out:
+        raise QuantmooError("'--format onnx' needs '--out FILE.onnx'")
+    data = None
+    if a.data:
+        from .onnx import load_inputs
+        data = load_inputs(a.data)
+    _check_out_file(a.out, "--out", a.overwrite)
+    model = export_qdq(a.model, config, data, **_overrides(a))
+    atomic_write_bytes(Path(a.out), model.SerializeToString())
+    r = size_report(model)
+    print(f"wrote {a.out} ({r['file_bytes'] / 1e6:.3f} MB): quantized weights {r['onnx_weight_bytes'] / 1e6:.3f} MB "
+          f"vs quantmoo's packed {r['quantmoo_weight_bytes'] / 1e6:.3f} MB (+{r['width_overhead']} B for 2/3/5/6-bit "
+          f"grids in 4/8-bit types, {r['scale_zero_point_overhead']:+d} B fp32 scales / packed zero points)")
 
 
 PLOT_KINDS = ("front", "front3d", "matrix", "parallel", "convergence", "heatmap", "hardware")
@@ -659,7 +772,8 @@ def cmd_sensitivity(a):
     if out.suffix != ".npz":
         raise QuantmooError(f"The '--out' file must end in .npz; got {a.out!r}")
     _check_out_file(a.out, "--out", a.overwrite)
-    model = zoo.load(a.model)
+    model = _model_arg(a)
+    model = zoo.load(model) if isinstance(model, str) else model
     if model.evaluator is None and model.weights is None:
         raise QuantmooError(f"The model '{model.name}' has no real weights and evaluator; sensitivity needs one of "
                             "{digits, minilm-l6} or a model with weights (e.g. an ONNX file)")
@@ -672,8 +786,16 @@ def cmd_sensitivity(a):
 def cmd_validate(a):
     from .accuracy.validate import validate
     refine_on = tuple(v.strip() for v in a.refine_on.split(",") if v.strip())
-    report = validate(a.run, workers=a.workers, dask_address=a.dask_address, progress=True, refine=a.refine,
-                      refine_on=refine_on, cache=_cache(a))
+    model = None
+    if a.data or a.model:
+        model = _model_arg(a)
+        if isinstance(model, str):
+            from . import zoo
+            model = zoo.load(model)
+            if model.evaluator is None:
+                raise _no_evaluator(a, model, "validating")
+    report = validate(a.run, model=model, workers=a.workers, dask_address=a.dask_address, progress=True,
+                      refine=a.refine, refine_on=refine_on, cache=_cache(a))
     info = report if isinstance(report, dict) else getattr(report, "__dict__", {})
     if a.json:
         return _print(info, True)

@@ -188,7 +188,7 @@ def test_measured_accuracy_on_digits():
     for g in engine.pareto_front:
         d = ev.details(g.to_quant_config())
         assert g.accuracy == d["accuracy_pct"] and g.measured["loss"] == d["loss"]
-        assert g.accuracy_kind == "prior"       # the searched loss keeps its own kind
+        assert g.accuracy_kind == "proxy"       # searched with the default proxy (real weights: never the prior)
     assert engine.result.meta["measured_with"] == ev.name
 
 

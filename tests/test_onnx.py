@@ -181,7 +181,7 @@ def test_zoo_load_routes_onnx_files(mlp):
     assert zoo.load(str(path)).spec_hash() == from_onnx(path).spec_hash()
     assert zoo.load(path, name="my-mlp").name == "my-mlp"
     with pytest.raises(QuantmooError, match=r"Unknown override\(s\) \['image_size'\] for the ONNX file .*mlp.onnx; "
-                                            r"allowed overrides are \{batch, seq_len, name\}"):
+                                            r"allowed overrides are \{batch, seq_len, name, input_shapes\}"):
         zoo.load(path, image_size=160)
     with pytest.raises(QuantmooError, match="'seq_len' override .* has no effect"):
         zoo.load(path, seq_len=64)        # the only symbolic dimension is the batch
@@ -328,3 +328,80 @@ def test_cli_sensitivity_then_search_with_the_omega_table(mlp, tmp_path, capsys)
                  "--accuracy-table", str(table), "--out", str(run_dir), "--no-plot", "--json"]) == 0
     res = json.loads((run_dir / "results.json").read_text())
     assert res["accuracy_kind"] == "proxy"
+
+
+def test_lstm_weights_are_reported_not_searched(tmp_path):
+    # LSTM W (1, 16, 3) and R (1, 16, 4): 48 + 64 = 112 parameters, then x @ fc (4, 2)
+    path = _save(tmp_path / "lstm.onnx",
+                 [helper.make_node("LSTM", ["x", "W", "R"], ["y", "h"], hidden_size=4),
+                  helper.make_node("Squeeze", ["h"], ["hs"]), helper.make_node("MatMul", ["hs", "fc.weight"], ["out"])],
+                 [helper.make_tensor_value_info("x", F, [5, 1, 3])], [helper.make_tensor_value_info("out", F, None)],
+                 {"W": _arr((1, 16, 3)), "R": _arr((1, 16, 4)), "fc.weight": _arr((4, 2))}, opset=13)
+    spec = from_onnx(path)
+    assert spec.layer_names == ["fc"] and spec.other_params == 112
+    (ns,) = spec.meta["not_searched"]
+    assert (ns["op"], ns["params"], ns["tensors"]) == ("LSTM", 112, ["W", "R"]) and "not searched" in ns["reason"]
+
+
+def test_weights_only_inside_if_get_an_error_naming_the_control_flow(tmp_path):
+    sub = helper.make_graph([helper.make_node("MatMul", ["x2", "w_in"], ["o"])], "then", [],
+                            [helper.make_tensor_value_info("o", F, None)], [numpy_helper.from_array(_arr((3, 3)), "w_in")])
+    path = _save(tmp_path / "if.onnx",
+                 [helper.make_node("Identity", ["x"], ["x2"]),
+                  helper.make_node("If", ["c"], ["o"], then_branch=sub, else_branch=sub)],
+                 [helper.make_tensor_value_info("x", F, [2, 3]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                 [helper.make_tensor_value_info("o", F, None)], {}, opset=13)
+    with pytest.raises(QuantmooError, match=r"no weight-bearing layers.*does not search: If \('#1 \(If\)', 18 parameters\)"):
+        from_onnx(path)
+
+
+def _if_model(path):
+    """If(c) gives x reshaped to [8] or x [n, 8] (ranks differ: static inference loses the shape),
+    then MatMul with fc.weight (8, 3)."""
+    then = helper.make_graph([helper.make_node("Reshape", ["x", "s1"], ["o"])], "then", [],
+                             [helper.make_tensor_value_info("o", F, None)],
+                             [numpy_helper.from_array(np.array([8], np.int64), "s1")])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["o2"])], "else", [],
+                              [helper.make_tensor_value_info("o2", F, None)])
+    return _save(path, [helper.make_node("If", ["c"], ["h"], then_branch=then, else_branch=other),
+                        helper.make_node("MatMul", ["h", "fc.weight"], ["y"])],
+                 [helper.make_tensor_value_info("x", F, ["n", 8]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                 [helper.make_tensor_value_info("y", F, None)], {"fc.weight": _arr((8, 3))}, opset=13)
+
+
+def test_shapes_from_one_onnxruntime_run_when_inference_fails(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path = _if_model(tmp_path / "dyn.onnx")
+    spec = from_onnx(path, batch=4)          # c = False on zero inputs: the else branch, x [4, 8]
+    (fc,) = spec.layers
+    assert (fc.macs, fc.act_in, fc.act_out) == (4 * 8 * 3, 32, 12) and spec.meta["runtime_shapes"] == 2
+    # --input-shape gives the full shape of an input
+    spec = from_onnx(path, input_shapes={"x": [16, 8]})
+    assert spec.layers[0].macs == 16 * 8 * 3 and spec.workload["input_shapes"] == {"x": [16, 8]}
+    with pytest.raises(QuantmooError, match=r"names 'y', which is not a graph input; the inputs are \['x', 'c'\]"):
+        from_onnx(path, input_shapes={"y": [1, 8]})
+    with pytest.raises(QuantmooError, match="has 3 dimensions; the input has 2"):
+        from_onnx(path, input_shapes={"x": [1, 1, 8]})
+
+
+def test_cli_input_shape(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    path = str(_if_model(tmp_path / "dyn.onnx"))
+    assert main(["search", "--model", path, "--hardware", "arm_dot", "--input-shape", "x=16by8"]) != 0
+    assert "'--input-shape' must look like NAME=1x3x224x224" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(quantmoo.QuantConfig.uniform(from_onnx(path), 8, 8).to_yaml())
+    assert main(["evaluate", "--model", path, "--hardware", "arm_dot", "--config", str(cfg), "--json",
+                 "--input-shape", "x=16x8"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--model", path, "--hardware", "arm_dot", "--config", str(cfg), "--json",
+                 "--input-shape", "x=64x8"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] > small["latency_ms"]
+
+
+def test_minus_one_input_dims_are_dynamic(tmp_path):
+    # exporters (paddle2onnx) write -1 for a dynamic dimension: it is symbolic, not a negative size
+    path = _save(tmp_path / "neg.onnx", [helper.make_node("MatMul", ["x", "fc.weight"], ["y"])],
+                 [helper.make_tensor_value_info("x", F, [-1, 8])], [helper.make_tensor_value_info("y", F, None)],
+                 {"fc.weight": _arr((8, 3))})
+    assert from_onnx(path, batch=5).layers[0].macs == 5 * 8 * 3

@@ -34,7 +34,9 @@ from ..io import atomic_write_text
 
 __all__ = ["EvalCache", "default_cache_dir", "model_key", "weights_digest", "jsonable_details", "CACHE_FORMAT"]
 
-CACHE_FORMAT = "quantmoo-eval/1"
+#: Version 2: the grids round half to even (ONNX QuantizeLinear) and dequantize in float32, so
+#: measurements cached by version 1 may differ on rounding ties; they are misses now.
+CACHE_FORMAT = "quantmoo-eval/2"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -30,7 +30,7 @@ from ..models.spec import LayerSpec, ModelSpec
 from .evaluator import NumpyEvaluator
 
 __all__ = ["DIGITS_WEIGHTS", "HIDDEN", "digits_split", "train_digits_mlp", "load_digits_weights",
-           "digits_forward", "DigitsEvaluator", "load_digits_model"]
+           "digits_forward", "DigitsEvaluator", "load_digits_model", "digits_to_onnx"]
 
 #: The shipped trained weights.
 DIGITS_WEIGHTS = Path(__file__).with_name("data") / "digits_mlp.npz"
@@ -271,3 +271,36 @@ def load_digits_model(weights_path=None) -> ModelSpec:
     spec.evaluator = ev
     spec.meta["fp32_test_accuracy_pct"] = round(float(ev.fp32_accuracy_pct), 4)
     return spec
+
+
+def digits_to_onnx(weights: Optional[Dict[str, np.ndarray]] = None):
+    """The fp32 digits MLP as an ONNX model (opset 13): ``Gemm`` (``transB=1``) and ``Relu``.
+
+    Input ``x`` float32 ``[batch, 64]`` is the *standardised* image (as :func:`digits_forward`
+    reads it), output ``logits`` ``[batch, 10]``. Weight tensors are named ``fc<i>.weight`` and
+    ``fc<i>.bias``, so :func:`quantmoo.zoo.load` of the saved file has the layers ``fc1``..``fc4``
+    of the ``digits`` model and the same configs apply to both.
+    """
+    from ..errors import require
+    onnx = require("onnx", "onnx", "the ONNX form of the digits model")
+    from onnx import helper, numpy_helper
+    arrs = weights if weights is not None else load_digits_weights()
+    names = _layer_names(arrs)
+    nodes, inits, h = [], [], "x"
+    for i, name in enumerate(names):
+        inits += [numpy_helper.from_array(np.asarray(arrs[f"W{i + 1}"], np.float32), f"{name}.weight"),
+                  numpy_helper.from_array(np.asarray(arrs[f"b{i + 1}"], np.float32), f"{name}.bias")]
+        out = "logits" if i == len(names) - 1 else f"{name}.out"
+        nodes.append(helper.make_node("Gemm", [h, f"{name}.weight", f"{name}.bias"], [out], name=name, transB=1))
+        if i < len(names) - 1:
+            nodes.append(helper.make_node("Relu", [out], [f"{name}.relu"]))
+            out = f"{name}.relu"
+        h = out
+    n_in = int(np.shape(arrs["W1"])[1])
+    n_out = int(np.shape(arrs[f"W{len(names)}"])[0])
+    graph = helper.make_graph(nodes, "digits", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", n_in])],
+                              [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", n_out])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="quantmoo")
+    model.ir_version = 8
+    return model

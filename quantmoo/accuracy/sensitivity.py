@@ -110,7 +110,7 @@ ANCHOR_WEIGHT_BITS = (2, 3, 4)
 #: Activation bit-widths at which each layer's activation gain is measured.
 ANCHOR_ACTIVATION_BITS = (4,)
 #: Bump when the proxy's method changes: old cached tables are then ignored.
-PROXY_VERSION = 2
+PROXY_VERSION = 3   # 3: tables built on the half-to-even, float32-dequantized grids (issue 15)
 _TINY = 1e-30
 
 
@@ -391,6 +391,30 @@ def sensitivity(model, space=None, evaluator=None, measure: str = "auto", progre
     if path is not None:
         _save_atomic(table, path)
     return table
+
+
+def default_table_dir() -> Path:
+    """Where default proxy tables are cached: ``<evaluation cache>/_proxy_tables``."""
+    from .cache import default_cache_dir
+    return default_cache_dir() / "_proxy_tables"
+
+
+def default_accuracy(model, space=None) -> AccuracyTable:
+    """The accuracy model a search uses when none is given (DESIGN.md section 6, "Defaults").
+
+    A model with real weights is never searched with the prior: with an evaluator that can run
+    its calibration split it gets the measured-sensitivity proxy (``measure="anchors"``),
+    otherwise the weights-only omega proxy; both are cached in :func:`default_table_dir`
+    (keyed by model, weights, space and evaluator), so only the first search pays for them.
+    The documented prior is the default only for layer tables without weights.
+    """
+    from .tables import prior_table
+    model, space = _resolve(model, space)
+    ev = getattr(model, "evaluator", None)
+    if model.weights is None and not hasattr(ev, "fp32_weight"):
+        return prior_table(model, space.bind(model))
+    return sensitivity(model, space, ev, measure="anchors" if _can_probe(ev) else "omega",
+                       cache_dir=default_table_dir())
 
 
 def _save_atomic(table: AccuracyTable, path: Path) -> None:

@@ -46,10 +46,16 @@ Layer names
     rows would get the same name, both keep their full tensor name (unique in a graph).
     ``meta["onnx_tensors"]`` maps each layer name to its tensor.
 
+Not searched, and said so
+    ``LSTM``/``GRU``/``RNN`` gate weights and weights inside control-flow subgraphs (``If``,
+    ``Loop``, ``Scan``) are not rows: ``meta["not_searched"]`` lists each such node with its
+    parameter count and the reason (recurrent weights count in ``other_params``; subgraph weights
+    are not walked), and a graph whose only weights are there gets an error naming them.
+
 Not covered
-    Nodes inside control-flow subgraphs (``If``, ``Loop``, ``Scan``), sparse initializers, and
-    already-quantized graphs (``DequantizeLinear`` in front of the weights, ``MatMulInteger``,
-    ``QLinearConv``): import the floating-point model. Tie groups and blocks are left unset.
+    Sparse initializers and already-quantized graphs (``DequantizeLinear`` in front of the
+    weights, ``MatMulInteger``, ``QLinearConv``): import the floating-point model. Tie groups and
+    blocks are left unset.
 """
 from __future__ import annotations
 
@@ -67,7 +73,7 @@ from .spec import LayerSpec, ModelSpec
 __all__ = ["from_onnx", "ONNX_OVERRIDES", "WEIGHT_OPS"]
 
 #: Keyword overrides :func:`from_onnx` (and ``zoo.load`` for an ``.onnx`` path) accepts.
-ONNX_OVERRIDES = ("batch", "seq_len", "name")
+ONNX_OVERRIDES = ("batch", "seq_len", "name", "input_shapes")
 #: Node types that become rows when their weight is a floating-point initializer.
 WEIGHT_OPS = ("Gemm", "MatMul", "Conv", "ConvTranspose", "Gather")
 
@@ -92,7 +98,7 @@ def _workload_int(field: str, value: Any, src: str) -> int:
     return int(value)
 
 
-def from_onnx(path, **overrides) -> ModelSpec:
+def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
     """Build a layer table with real weights from an ONNX file.
 
     Parameters
@@ -107,7 +113,14 @@ def from_onnx(path, **overrides) -> ModelSpec:
         length, or a dynamic image height or width) takes ``seq_len``. A named dimension keeps
         its first value everywhere (``input_ids`` and ``attention_mask`` share ``"seq"``).
         Passing one that matches no symbolic dimension is an error (it would change nothing).
+        ``input_shapes`` (``{input name: [d0, d1, ...]}``): the full shape of those inputs (e.g.
+        a detector's real ``[1, 3, 736, 736]``), before the substitution above.
         ``name`` (str): the model name, by default the file name without ``.onnx``.
+
+        When static shape inference cannot give a weight-bearing node's input or output shape
+        (a dynamic ``Reshape``, control flow), the model is run once in onnxruntime on zero
+        inputs of those shapes and the shapes it produces are used (``meta["runtime_shapes"]``
+        counts them).
 
     Returns
     -------
@@ -154,7 +167,8 @@ def from_onnx(path, **overrides) -> ModelSpec:
     _load_external_data(onnx, model, path)
     graph = model.graph
     consts = _Consts(graph)
-    sk, symbols, shapeless = _skeleton(onnx, model, batch, seq_len)
+    input_shapes = _input_shapes(overrides.get("input_shapes"), model, src)
+    sk, symbols, shapeless = _skeleton(onnx, model, batch, seq_len, input_shapes)
     # The checker insists on a shape for every graph input; one without (legal for runtimes,
     # rank unknown) is reported below only if a weight-bearing node needs its shape.
     if not shapeless:
@@ -171,6 +185,7 @@ def from_onnx(path, **overrides) -> ModelSpec:
     except Exception as e:  # onnx.shape_inference.InferenceError, RuntimeError
         raise QuantmooError(f"{path}: shape inference failed: {_first_line(e)}") from None
     shapes = _Shapes(inferred.graph, consts, batch, seq_len, {k: v[0] for k, v in symbols.items()})
+    shapes.runtime = lambda: _runtime_shapes(model, sk, graph)
 
     walker = _Walker(path, graph, consts, shapes)
     walker.walk()
@@ -178,10 +193,43 @@ def from_onnx(path, **overrides) -> ModelSpec:
         quantized = sorted({n.op_type for n in graph.node if n.op_type in _QUANTIZED_OPS})
         hint = (f"; the graph is already quantized ({', '.join(quantized)}): import its floating-point version"
                 if quantized else "")
+        if walker.not_searched:
+            hint += "; " + _not_searched_text(walker.not_searched)
         ops = ", ".join(WEIGHT_OPS[:-1]) + " or " + WEIGHT_OPS[-1]
         raise QuantmooError(f"{path}: no weight-bearing layers: no {ops} node has a floating-point "
                             f"initializer as its weight{hint}")
-    return walker.spec(name, model, batch, seq_len, symbols, shapes)
+    spec = walker.spec(name, model, batch, seq_len, symbols, shapes)
+    if input_shapes:
+        spec.workload.pop("shapes", None)
+        spec.workload["input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
+    if _keep is not None:   # the ONNX export needs the graph and the node of every use
+        _keep.update(model=model, rows=walker.rows, names=walker._names())
+    return spec
+
+
+#: Recurrent ops: their gate weights are reported in ``meta["not_searched"]``, not searched.
+_RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+#: Control-flow ops whose subgraphs may hold weights the walk does not enter.
+_CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
+
+
+def _subgraph_weights(node) -> int:
+    """Floating-point parameters (initializers and Constants of >1 element) inside a node's subgraphs."""
+    total = 0
+    graphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+    for g in graphs:
+        tensors = list(g.initializer) + [a.t for n in g.node if n.op_type == "Constant"
+                                         for a in n.attribute if a.HasField("t")]
+        total += sum(_size(t) for t in tensors if _is_float(t) and _size(t) > 1)
+        for n in g.node:
+            if n.op_type in _CONTROL_FLOW_OPS:
+                total += _subgraph_weights(n)
+    return total
+
+
+def _not_searched_text(items: List[dict]) -> str:
+    ops = ", ".join(sorted({f"{d['op']} ('{d['node']}', {d['params']:,} parameters)" for d in items}))
+    return f"weights quantmoo does not search: {ops}"
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -267,7 +315,68 @@ def _size(t) -> int:
     return math.prod(int(d) for d in t.dims)
 
 
-def _skeleton(onnx, model, batch: int, seq_len: int):
+def _input_shapes(value, model, src: str) -> Dict[str, Tuple[int, ...]]:
+    """Check the ``input_shapes`` override: ``{graph input name: dims}`` with every dim >= 1."""
+    if value is None:
+        return {}
+    inits = {t.name for t in model.graph.initializer}
+    names = [v.name for v in model.graph.input if v.name not in inits]
+    if not isinstance(value, dict):
+        raise QuantmooError(f"The 'input_shapes' override of {src} must map input names to shapes; got {brief(value)}")
+    out = {}
+    for k, dims in value.items():
+        if k not in names:
+            raise QuantmooError(f"The 'input_shapes' override of {src} names '{k}', which is not a graph input; "
+                                f"the inputs are {names}")
+        if not isinstance(dims, (list, tuple)) or not dims or not all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= _MAX_WORKLOAD for d in dims):
+            raise QuantmooError(f"The 'input_shapes' override of {src} for '{k}' must be a list of integers >= 1; "
+                                f"got {brief(dims)}")
+        out[k] = tuple(int(d) for d in dims)
+    return out
+
+
+def _runtime_shapes(model, sk, graph):
+    """Shapes of the weight-bearing nodes' values from one onnxruntime run on zero inputs
+    (a dict), or a short reason why there are none (a str).
+
+    The fallback when static shape inference cannot see through a dynamic ``Reshape`` and the
+    like: the inputs get the concrete shapes of the skeleton (symbolic dims substituted).
+    """
+    try:
+        import onnxruntime as ort
+        from onnx import helper
+    except ImportError:
+        return "onnxruntime is not installed"
+    inits = {t.name for t in graph.initializer}
+    wanted = [x for n in graph.node if n.op_type in WEIGHT_OPS for x in list(n.input) + list(n.output)
+              if x and x not in inits]
+    m = type(model)()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for x in dict.fromkeys(wanted):
+        if x not in have:
+            m.graph.output.append(helper.make_empty_tensor_value_info(x))
+    feed = {}
+    for v in sk.graph.input:
+        if v.name in inits or not _has_shape(v) or v.name not in {i.name for i in graph.input}:
+            continue
+        tt = v.type.tensor_type
+        dims = [d.dim_value for d in tt.shape.dim]
+        feed[v.name] = np.zeros(dims, dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    try:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        outs = sess.run(names, feed)
+    except Exception as e:  # the model cannot run on these inputs: keep the static result, say why
+        return f"it failed: {_first_line(e)[:200]}"
+    return {n: list(np.shape(o)) for n, o in zip(names, outs)}
+
+
+def _skeleton(onnx, model, batch: int, seq_len: int, input_shapes=None):
     """A weight-free copy of the model for checking and shape inference, with concrete inputs.
 
     Floating-point initializers become typed graph inputs (their shape is all inference needs),
@@ -295,13 +404,23 @@ def _skeleton(onnx, model, batch: int, seq_len: int):
         input_names.add(v.name)
         if v.name in init_names:
             continue
+        if v.name in (input_shapes or {}):   # given on the command line: every dim concrete
+            tt = v.type.tensor_type
+            dims = input_shapes[v.name]
+            if _has_shape(v) and len(tt.shape.dim) != len(dims):
+                raise QuantmooError(f"The 'input_shapes' override for '{v.name}' has {len(dims)} dimensions; the "
+                                    f"input has {len(tt.shape.dim)}")
+            tt.shape.Clear()
+            for d in dims:
+                tt.shape.dim.add().dim_value = d
+            continue
         if not _has_shape(v):
             shapeless.append(v.name)
             continue
         for axis, d in enumerate(v.type.tensor_type.shape.dim):
-            if d.HasField("dim_value"):
+            if d.HasField("dim_value") and d.dim_value > 0:
                 continue
-            key = d.dim_param
+            key = d.dim_param    # (exporters also write -1 or 0 for a dynamic dimension)
             if key and key in symbols:
                 value = symbols[key][0]
             else:
@@ -352,6 +471,9 @@ class _Shapes:
                                   for d in tt.shape.dim]
         self.consts, self.batch, self.seq_len, self.named = consts, batch, seq_len, named
         self.unresolved: List[str] = []
+        self.runtime: Optional[Callable[[], Dict[str, list]]] = None
+        self.from_runtime: List[str] = []
+        self.runtime_error: Optional[str] = None
 
     def shape(self, name: str) -> Optional[Tuple[int, ...]]:
         """Concrete shape of a value, or None when even its rank is unknown."""
@@ -359,6 +481,14 @@ class _Shapes:
         if canon is not None:
             return tuple(int(d) for d in self.consts[canon].dims)
         dims = self.dims.get(name)
+        if dims is None and self.runtime is not None:   # static inference gave up: ask onnxruntime once
+            found, self.runtime = self.runtime(), None
+            if isinstance(found, str):
+                self.runtime_error, found = found, {}
+            self.from_runtime = sorted(n for n in found if n not in self.dims)
+            for n in self.from_runtime:
+                self.dims[n] = found[n]
+            dims = self.dims.get(name)
         if dims is None:
             return None
         out = []
@@ -398,13 +528,14 @@ def _convtranspose_layout(groups: int) -> Callable[[np.ndarray], np.ndarray]:
 class _Row:
     """A layer in the making (LayerSpec is frozen; shared weights add MACs after creation)."""
 
-    __slots__ = ("tensor", "node", "kind", "shape", "layout", "macs", "act_in", "act_out", "bias", "uses")
+    __slots__ = ("tensor", "node", "kind", "shape", "layout", "macs", "act_in", "act_out", "bias", "uses", "nodes")
 
     def __init__(self, tensor: str, node, kind: str, shape, layout, macs: int, act_in: int, act_out: int):
         self.tensor, self.node, self.kind, self.shape, self.layout = tensor, node, kind, tuple(shape), layout
         self.macs, self.act_in, self.act_out = macs, act_in, act_out
         self.bias: List[str] = []
         self.uses: List[str] = []
+        self.nodes: list = []   # every node using the weight (uses are their labels)
 
 
 class _Walker:
@@ -414,6 +545,7 @@ class _Walker:
         self.path, self.graph, self.consts, self.shapes = path, graph, consts, shapes
         self.rows: Dict[str, _Row] = {}   # canonical weight tensor -> row (insertion order = graph order)
         self.skipped: List[dict] = []
+        self.not_searched: List[dict] = []   # recurrent and control-flow weights, with the reason
         self.consumers: Dict[str, list] = {}
         for node in graph.node:
             for x in node.input:
@@ -437,8 +569,10 @@ class _Walker:
         shape = self.shapes.shape(tensor)
         if shape is None:
             raise QuantmooError(f"{self.path}: cannot determine the shape of '{tensor}', an input or output of "
-                                f"node '{self._label(node, i)}' ({node.op_type}); give the graph inputs a shape "
-                                "(or store inferred shapes in the model, e.g. with onnx.shape_inference)")
+                                f"node '{self._label(node, i)}' ({node.op_type}), neither by shape inference nor "
+                                f"from an onnxruntime run on zero inputs ({self.shapes.runtime_error or 'no run'}); "
+                                "give the inputs their real shape (--input-shape NAME=1x3x48x320, or "
+                                "input_shapes={...})")
         return math.prod(shape)
 
     def _per_feature(self, numel: int, k: int, node, i: int, tensor: str) -> int:
@@ -457,11 +591,13 @@ class _Walker:
         if row is not None:               # a shared (tied) weight: one row, the MACs of every use
             row.macs += macs
             row.uses.append(label)
+            row.nodes.append(node)
             if {row.kind, kind} == {"embedding", "linear"}:
                 row.kind = "lm_head"
             return row
         row = _Row(w, node, kind, shape, layout, macs, act_in, act_out)
         row.uses.append(label)
+        row.nodes.append(node)
         self.rows[w] = row
         return row
 
@@ -475,6 +611,21 @@ class _Walker:
             if node.domain in ("", "ai.onnx") and node.op_type in WEIGHT_OPS and len(node.input) >= 2 \
                     and node.output:
                 getattr(self, "_" + node.op_type.lower())(node, i)
+            elif node.op_type in _RECURRENT_OPS:
+                ws = [w for w in (self._const(x) for x in node.input[1:3]) if w is not None]
+                if ws:
+                    self.not_searched.append({
+                        "node": self._label(node, i), "op": node.op_type, "tensors": ws,
+                        "params": sum(_size(self.consts[w]) for w in ws),
+                        "reason": f"{node.op_type} gate weights are not searched (quantmoo's kernels and the QDQ "
+                                  "export cover Gemm/MatMul/Conv/ConvTranspose/Gather); counted in other_params"})
+            elif node.op_type in _CONTROL_FLOW_OPS:
+                n_w = _subgraph_weights(node)
+                if n_w:
+                    self.not_searched.append({
+                        "node": self._label(node, i), "op": node.op_type, "params": n_w,
+                        "reason": f"weights inside the {node.op_type} subgraph(s) are not imported (only the main "
+                                  "graph is walked)"})
 
     # -- ops
     def _matmul(self, node, i: int) -> None:
@@ -690,8 +841,12 @@ class _Walker:
             meta["shared_weights"] = shared
         if self.skipped:
             meta["skipped_nodes"] = self.skipped[:_META_LIST_CAP]
+        if self.not_searched:
+            meta["not_searched"] = self.not_searched[:_META_LIST_CAP]
         if shapes.unresolved:
             meta["assumed_shapes"] = shapes.unresolved[:_META_LIST_CAP]
+        if shapes.from_runtime:
+            meta["runtime_shapes"] = len(shapes.from_runtime)   # shapes onnxruntime measured
         try:
             return ModelSpec(name=name, layers=layers, workload=workload, other_params=other, weights=weights,
                              meta=meta)

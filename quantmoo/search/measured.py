@@ -40,7 +40,8 @@ class MeasuredAccuracy:
         ModelSpec with an ``evaluator``.
     table : AccuracyTable, optional
         The separable per-layer table the search still needs where it reasons layer by layer
-        (seeding, the greedy / ILP baselines' curves); default: the model's prior table. It
+        (seeding, the greedy / ILP baselines' curves); default: the model's default proxy
+        (:func:`~quantmoo.accuracy.sensitivity.default_accuracy`). It
         never provides a reported ``accuracy_loss``.
     eval_timeout : float, optional
         Seconds one evaluation may take before it counts as failed.
@@ -82,11 +83,12 @@ class MeasuredAccuracy:
     # -- the AccuracyTable interface the problem and operators use ------------------------------
     def check(self, encoding, model=None, hardware_name: Optional[str] = None) -> "MeasuredAccuracy":
         """Bind to the problem's encoding (and build the default separable table)."""
-        from ..accuracy.tables import AccuracyTable, prior_table
+        from ..accuracy.sensitivity import default_accuracy
+        from ..accuracy.tables import AccuracyTable
         if self.table is None:
             if model is None:
-                raise QuantmooError("MeasuredAccuracy.check needs the model to build its default prior table")
-            self.table = prior_table(model, encoding)
+                raise QuantmooError("MeasuredAccuracy.check needs the model to build its default table")
+            self.table = default_accuracy(model, encoding.space)
         if not isinstance(self.table, AccuracyTable):
             raise QuantmooError(f"The 'table' of MeasuredAccuracy must be an AccuracyTable; got "
                                 f"{type(self.table).__name__}")

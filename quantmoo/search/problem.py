@@ -116,8 +116,9 @@ class QuantizationProblem(Problem):
         A scenario name (``SCENARIOS``) or ``{objective: upper_bound}``; enforced as pymoo
         inequality constraints ``G = value - bound <= 0``.
     accuracy : AccuracyTable or MeasuredAccuracy, optional
-        Defaults to the documented prior (:func:`quantmoo.accuracy.tables.prior_table`), or to
-        a proxy table if one is attached to the model. A
+        Defaults to :func:`quantmoo.accuracy.sensitivity.default_accuracy`: for a model with real
+        weights a proxy (measured sensitivity with an evaluator, the omega proxy without), for a
+        layer table without weights the documented prior. A
         :class:`~quantmoo.search.measured.MeasuredAccuracy` measures every genome with a real
         evaluator instead; a failed evaluation then violates the extra constraint
         ``evaluation_failed <= 0`` (listed last in ``constraint_names``).
@@ -131,7 +132,7 @@ class QuantizationProblem(Problem):
 
     def __init__(self, model, hardware, space: Optional[SearchSpace] = None,
                  objectives: Sequence[str] = DEFAULT_OBJECTIVES, constraints=None, accuracy=None):
-        from ..accuracy.tables import AccuracyTable, prior_table
+        from ..accuracy.tables import AccuracyTable
         from .measured import MeasuredAccuracy
 
         self.model = resolve_model(model)
@@ -141,12 +142,12 @@ class QuantizationProblem(Problem):
         self.constraints = resolve_constraints(constraints)
         self.encoding = space.bind(self.model)
         self.costs = build_cost_tables(self.model, self.hardware, self.encoding)
-        if accuracy is None:
+        if accuracy is None:   # real weights: a proxy (cached), never the prior
             if self.model.weights is not None:
-                # the prior ignores the weights, but weights that no proxy could use (NaN, a
-                # wrong shape) mean a broken model: refuse it rather than search it quietly
+                # weights that no proxy could use (NaN, a wrong shape) mean a broken model: refuse it
                 self.model.check_weights()
-            accuracy = prior_table(self.model, self.encoding)
+            from ..accuracy.sensitivity import default_accuracy
+            accuracy = default_accuracy(self.model, space)
         self.measured = isinstance(accuracy, MeasuredAccuracy)
         if self.measured:
             self.accuracy = accuracy.check(self.encoding, model=self.model, hardware_name=self.hardware.name)

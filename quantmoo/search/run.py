@@ -230,8 +230,11 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
     progress : bool, optional
         Show a tqdm bar; default: only when stderr is a terminal.
     accuracy : AccuracyTable, optional
-        Accuracy model; default the documented prior (kind ``prior``). A model whose weights
-        are broken (NaN/inf, or not its layers' ``weight_shape``) is refused.
+        Accuracy model; default :func:`~quantmoo.accuracy.sensitivity.default_accuracy`: a
+        proxy for a model with real weights (measured sensitivity with an evaluator, the omega
+        proxy without; cached), the documented prior (kind ``prior``) for a layer table without
+        weights. A model whose weights are broken (NaN/inf, or not its layers' ``weight_shape``)
+        is refused.
     strict : bool
         Hardware-strict repair: only natively supported choices.
     weights : dict, optional
