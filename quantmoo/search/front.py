@@ -80,7 +80,7 @@ def infeasibility_message(problem, sol) -> str:
             + ". Relax these bounds or widen the search space.")
 
 
-def evaluation_table(problem, evaluated) -> dict:
+def evaluation_table(problem, evaluated, chunk: int = 1024) -> dict:
     """Every evaluated genome as columns: generation, every objective, feasibility, per-layer bits.
 
     ``evaluated`` is a list with one (N_g, n_var) genome array per generation (generation 1 is the
@@ -88,16 +88,20 @@ def evaluation_table(problem, evaluated) -> dict:
     """
     if not evaluated:
         return {}
-    X = np.concatenate([np.asarray(e, dtype=np.int64) for e in evaluated])
+    X = np.concatenate(evaluated)
     gen = np.concatenate([np.full(len(e), g + 1, dtype=np.int32) for g, e in enumerate(evaluated)])
-    vals = problem.evaluate_all(X)
-    C = problem.encoding.choices(X)
     cv = problem.encoding.choice_value
-    out = {"generation": gen, **{k: np.asarray(v, dtype=float) for k, v in vals.items()},
-           "feasible": problem.feasible_mask(vals),
-           "weight_bits": cv["weight_bits"][C].astype(np.int8),
-           "activation_bits": cv["activation_bits"][C].astype(np.int8)}
-    return out
+    parts = []
+    # in chunks: the per-layer intermediates of 10,000 genomes of a 405B model would take GBs at once
+    for s in range(0, len(X), chunk):
+        Xc = X[s:s + chunk].astype(np.int64)
+        vals = problem.evaluate_all(Xc)
+        C = problem.encoding.choices(Xc)
+        parts.append({**{k: np.asarray(v, dtype=float) for k, v in vals.items()},
+                      "feasible": problem.feasible_mask(vals),
+                      "weight_bits": cv["weight_bits"][C].astype(np.int8),
+                      "activation_bits": cv["activation_bits"][C].astype(np.int8)})
+    return {"generation": gen, **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}}
 
 
 def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_ref, baselines=True,
