@@ -222,12 +222,12 @@ class SearchResult:
             (tmp / "front.csv").write_text(table)
             if evals:
                 (tmp / "evaluations.csv").write_text(evaluations_csv(evals, self.objectives))
-                np.savez_compressed(tmp / "evaluations.npz", weight_bits=evals["weight_bits"],
+                _savez(tmp / "evaluations.npz", weight_bits=evals["weight_bits"],
                                     activation_bits=evals["activation_bits"], generation=evals["generation"],
                                     layers=np.array(self._layer_order()))
             if self.nondominated is not None:
                 X, F = self.nondominated
-                np.savez_compressed(tmp / "nondominated.npz", X=X, F=F, objectives=np.array(self.objectives))
+                _savez(tmp / "nondominated.npz", X=X, F=F, objectives=np.array(self.objectives))
             for name, blob in extra_files.items():
                 (tmp / name).write_bytes(blob)
             if plot and self.front:
@@ -282,16 +282,19 @@ class SearchResult:
         rows = {"front": [], "baselines": [], "history": [_jsonable(h) for h in self.history]}
         for s, ids in zip(self.front, front_ids):
             p = s.to_dict(config=False)
-            p.update({"calibration": s.config.calibration, "choices": ids})
+            p["calibration"] = s.config.calibration
             if s.config.meta:
                 p["config_meta"] = dict(s.config.meta)
-            rows["front"].append(_jsonable(p))
+            rows["front"].append({**_jsonable(p), "choices": ids})     # ids: plain ints already
         for b, ids in zip(self.baselines, base_ids):
             b = dict(b)
             if ids is not None:
                 cfg = b.pop("config")
-                b.update({"calibration": cfg.get("calibration", "min_max"), "choices": ids})
-            rows["baselines"].append(_jsonable(b))
+                b["calibration"] = cfg.get("calibration", "min_max")
+            b = _jsonable(b)
+            if ids is not None:
+                b["choices"] = ids
+            rows["baselines"].append(b)
         text = json.dumps(_jsonable(head), indent=1)[:-2]
         for key, items in rows.items():
             text += f',\n "{key}": [' + ",".join("\n  " + json.dumps(r, separators=(",", ":")) for r in items)
@@ -590,6 +593,16 @@ def load_result(directory) -> SearchResult:
     if path.is_dir():
         path = path / "results.json"
     return SearchResult.from_dict(load_json(path), source=str(path))
+
+
+def _savez(path, **arrays) -> None:
+    """``np.savez_compressed`` at zlib level 1: 4-5x faster on the bit matrices, nearly as small,
+    and read by ``np.load`` (``allow_pickle=False``) the same way."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for name, a in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
 
 
 def _jsonable(o):
