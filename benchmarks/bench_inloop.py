@@ -1,0 +1,141 @@
+"""Issue 19: measured-in-the-loop search against proxy front + validation and random search, per real evaluation.
+
+For every model, budget ``N`` of real evaluations and seed, the measured hypervolume of
+(measured ``accuracy_loss``, ``size_mb``) of the non-dominated measured points of:
+
+* **proxy + validation** (today's pipeline): the proxy NSGA-II's non-dominated set thinned to ``N``
+  points (the epsilon-net of the reported front), every point measured;
+* **in-loop** (:func:`quantmoo.search.inloop.search_measured`): the same proxy search, ``N/2`` of
+  its thinned front measured, then the rest chosen by expected HV improvement on the corrected
+  surrogate, ``N/10`` per round;
+* **random**: ``N`` uniformly random genomes of the space, measured.
+
+All three use the same hypervolume reference (the proxy problem's fixed reference point, see
+:func:`quantmoo.search.run.hv_reference`), the same proxy table (computed once per model) and
+the same proxy search settings (pop 100 x 100 generations, the seed). Kendall tau: the proxy
+over the in-loop run's measured points vs the corrected surrogate's leave-one-out predictions
+over the same points, and the proxy vs the surrogate on the last round's batch (predicted
+before it was measured).
+
+Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,minilm-l6]``.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from benchmarks._common import machine, md_table, stamp
+
+BUDGETS = {"digits": (50, 100, 200, 400), "minilm-l6": (50, 100, 200)}
+SEEDS = (0, 1, 2)
+HARDWARE = "arm_dot"
+
+
+def _measure(problem, source, X):
+    from quantmoo.accuracy.parallel import evaluate_many
+    cfgs = [problem.encoding.decode(x, hardware=problem.hardware.name) for x in X]
+    d = evaluate_many(source, cfgs, workers=1)
+    return np.array([float(r["loss"]) if "error" not in r else np.nan for r in d])
+
+
+def _hv(problem, ref, X, loss):
+    from quantmoo.search.run import hypervolume
+    ok = np.isfinite(loss)
+    size = problem.evaluate_all(X)["size_mb"]
+    return hypervolume(np.column_stack([loss[ok], size[ok]]), ref)
+
+
+def proxy_validation(model, table, budget, seed, pop_size, n_gen):
+    from quantmoo.search.archive import thin
+    from quantmoo.search.run import SearchRun, drive
+    run = SearchRun(model, HARDWARE, objectives=("accuracy_loss", "size_mb"), accuracy=table, pop_size=pop_size,
+                    n_gen=n_gen, seed=seed, baselines=False, max_front=None)
+    run.setup()
+    drive(run, progress=False)
+    X, F = run.archive.X, run.archive.F
+    X = X[thin(F, budget)] if len(F) > budget else X
+    return _hv(run.problem, run.hv_ref, X, _measure(run.problem, model.name, X)), len(X), run
+
+
+def random_search(problem, ref, model, budget, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(problem.xl, problem.xu + 1, size=(budget, problem.n_var))
+    return _hv(problem, ref, X, _measure(problem, model.name, X))
+
+
+def run_model(name, budgets, seeds, pop_size=100, n_gen=100):
+    import quantmoo
+    from quantmoo.search.inloop import search_measured
+    model = quantmoo.zoo.load(name)
+    t0 = time.perf_counter()
+    table = quantmoo.sensitivity(model, evaluator=model.evaluator)
+    t_sens = time.perf_counter() - t0
+    rows = {}
+    for b in budgets:
+        for s in seeds:
+            t0 = time.perf_counter()
+            hv_a, n_a, run = proxy_validation(model, table, b, s, pop_size, n_gen)
+            t_a = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            res = search_measured(model, HARDWARE, budget=b, accuracy=table, seed=s, pop_size=pop_size, n_gen=n_gen)
+            t_b = time.perf_counter() - t0
+            hv_r = random_search(run.problem, run.hv_ref, model, b, s)
+            il = res.meta["inloop"]
+            rows.setdefault(b, []).append({"a": hv_a, "n_a": n_a, "b": il["measured_hypervolume"], "r": hv_r,
+                                           "tau": il["kendall_tau"], "n_b": il["n_evaluations"], "t_a": t_a,
+                                           "t_b": t_b, "eval_s": il["seconds_evaluating"]})
+            print(f"{name} N={b} seed={s}: proxy+validation {hv_a:.4f} ({n_a} measured), in-loop "
+                  f"{il['measured_hypervolume']:.4f} ({il['n_evaluations']}), random {hv_r:.4f}; tau "
+                  f"{il['kendall_tau']}", file=sys.stderr, flush=True)
+    return rows, t_sens
+
+
+def _med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def table_rows(name, rows):
+    out = []
+    for b, rs in rows.items():
+        a, il, r = _med([x["a"] for x in rs]), _med([x["b"] for x in rs]), _med([x["r"] for x in rs])
+        wins = sum(x["b"] >= x["a"] for x in rs)
+        t = [x["tau"] for x in rs]
+        out.append([name, b, len(rs), f"{a:.4f}", f"{il:.4f}", f"{r:.4f}", f"{il / a:.4f}", f"{wins}/{len(rs)}",
+                    f"{_med([x['proxy_all'] for x in t]):.3f} / {_med([x['surrogate_loo_all'] for x in t]):.3f}",
+                    f"{_med([x['proxy_last_round'] for x in t]):.3f} / "
+                    f"{_med([x['surrogate_last_round'] for x in t]):.3f}",
+                    f"{_med([x['eval_s'] for x in rs]):.2f}", f"{_med([x['t_b'] for x in rs]):.1f}"])
+    return out
+
+
+HEADER = ["model", "N", "seeds", "proxy + validation", "in-loop", "random", "in-loop / proxy+val",
+          "in-loop >= proxy+val", "tau proxy / surrogate (all measured, LOO)", "tau proxy / surrogate (last round)",
+          "eval s (in-loop)", "wall s (in-loop)"]
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tiny = "--tiny" in argv
+    models = ["digits"]
+    if "--models" in argv:
+        models = argv[argv.index("--models") + 1].split(",")
+    warnings.simplefilter("ignore", RuntimeWarning)
+    all_rows = []
+    for name in models:
+        budgets = (10,) if tiny else BUDGETS.get(name, (50, 100, 200))
+        seeds = (0,) if tiny else SEEDS
+        rows, t_sens = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)))
+        all_rows += table_rows(name, rows)
+    text = (f"Measured hypervolume of (measured accuracy_loss, size_mb), median over seeds {list(SEEDS)}; "
+            f"hardware {HARDWARE}; {stamp()}; {machine()}\n\n" + md_table(HEADER, all_rows))
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
