@@ -8,6 +8,7 @@ For every model, budget ``N`` of real evaluations and seed, the measured hypervo
 * **in-loop** (:func:`quantmoo.search.inloop.search_measured`): the same proxy search, ``N/2`` of
   its thinned front measured, then the rest chosen by expected HV improvement on the corrected
   surrogate, ``N/10`` per round;
+* **in-loop, no neighbour moves**: the same, candidates only from the genomes the proxy search evaluated;
 * **random**: ``N`` uniformly random genomes of the space, measured.
 
 All three use the same hypervolume reference (the proxy problem's fixed reference point, see
@@ -84,12 +85,16 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100):
             res = search_measured(model, HARDWARE, budget=b, accuracy=table, seed=s, pop_size=pop_size, n_gen=n_gen)
             t_b = time.perf_counter() - t0
             hv_r = random_search(run.problem, run.hv_ref, model, b, s)
+            hv_nn = search_measured(model, HARDWARE, budget=b, accuracy=table, seed=s, pop_size=pop_size, n_gen=n_gen,
+                                    neighbours=False).meta["inloop"]["measured_hypervolume"]
             il = res.meta["inloop"]
             rows.setdefault(b, []).append({"a": hv_a, "n_a": n_a, "b": il["measured_hypervolume"], "r": hv_r,
+                                           "nn": hv_nn,
                                            "tau": il["kendall_tau"], "n_b": il["n_evaluations"], "t_a": t_a,
                                            "t_b": t_b, "eval_s": il["seconds_evaluating"]})
             print(f"{name} N={b} seed={s}: proxy+validation {hv_a:.4f} ({n_a} measured), in-loop "
-                  f"{il['measured_hypervolume']:.4f} ({il['n_evaluations']}), random {hv_r:.4f}; tau "
+                  f"{il['measured_hypervolume']:.4f} ({il['n_evaluations']}), no neighbours {hv_nn:.4f}, random "
+                  f"{hv_r:.4f}; tau "
                   f"{il['kendall_tau']}", file=sys.stderr, flush=True)
     return rows, t_sens
 
@@ -105,7 +110,8 @@ def table_rows(name, rows):
         a, il, r = _med([x["a"] for x in rs]), _med([x["b"] for x in rs]), _med([x["r"] for x in rs])
         wins = sum(x["b"] >= x["a"] for x in rs)
         t = [x["tau"] for x in rs]
-        out.append([name, b, len(rs), f"{a:.4f}", f"{il:.4f}", f"{r:.4f}", f"{il / a:.4f}", f"{wins}/{len(rs)}",
+        out.append([name, b, len(rs), f"{a:.4f}", f"{il:.4f}", f"{_med([x['nn'] for x in rs]):.4f}", f"{r:.4f}",
+                    f"{il / a:.4f}", f"{wins}/{len(rs)}",
                     f"{_med([x['proxy_all'] for x in t]):.3f} / {_med([x['surrogate_loo_all'] for x in t]):.3f}",
                     f"{_med([x['proxy_last_round'] for x in t]):.3f} / "
                     f"{_med([x['surrogate_last_round'] for x in t]):.3f}",
@@ -113,7 +119,8 @@ def table_rows(name, rows):
     return out
 
 
-HEADER = ["model", "N", "seeds", "proxy + validation", "in-loop", "random", "in-loop / proxy+val",
+HEADER = ["model", "N", "seeds", "proxy + validation", "in-loop", "in-loop, no neighbour moves", "random",
+          "in-loop / proxy+val",
           "in-loop >= proxy+val", "tau proxy / surrogate (all measured, LOO)", "tau proxy / surrogate (last round)",
           "eval s (in-loop)", "wall s (in-loop)"]
 

@@ -142,9 +142,10 @@ def test_surrogate_prediction_matches_a_loop(problem):
     sur = fit_surrogate(T[:25], y[:25], n_pairs=3)
     mean, std = sur.predict(T[25:])
     for t, mu, sd in zip(T[25:], mean, std):
-        phi = [1.0, *t] + [np.sqrt(t[i] * t[j]) for i, j in sur.pairs]
+        phi = [1.0, *t] + [max(0.0, sum(t) - k) for k in sur.knots] + [np.sqrt(t[i] * t[j]) for i, j in sur.pairs]
         assert mu == pytest.approx(float(np.dot(phi, sur.m)))
-        assert sd == pytest.approx(float(np.sqrt(np.dot(phi, sur.S @ phi) + sur.sigma ** 2)))
+        noise = sur.sigma * (sum(max(v, 0.0) for v in t) + sur.delta)
+        assert sd == pytest.approx(float(np.sqrt(np.dot(phi, sur.S @ phi) + noise ** 2)))
     # the correction helps: closer to the truth than the uncorrected proxy
     assert np.abs(mean - y[25:]).mean() < np.abs(T[25:].sum(axis=1) - y[25:]).mean()
 
@@ -154,11 +155,11 @@ def test_surrogate_loo_matches_refits_at_fixed_noise():
     rng = np.random.default_rng(2)
     T = rng.uniform(0, 1, size=(12, 3))
     y = T @ np.array([1.0, 2.0, 0.5]) + 0.3
-    full = fit_surrogate(T, y, n_pairs=0, noise_floor=0.01)   # exact fit: the noise sits at the floor
+    full = fit_surrogate(T, y, n_pairs=0, n_knots=0, noise_floor=0.01)   # exact fit: the noise sits at the floor
     inner = [i for i in range(len(y)) if i not in (np.argmin(y), np.argmax(y))]   # same range, same prior
     for i in inner:
         keep = np.arange(len(y)) != i
-        sub = fit_surrogate(T[keep], y[keep], n_pairs=0, noise_floor=0.01)
+        sub = fit_surrogate(T[keep], y[keep], n_pairs=0, n_knots=0, noise_floor=0.01)
         assert sub.sigma == pytest.approx(full.sigma, rel=1e-12)
         assert full.loo[i] == pytest.approx(sub.predict(T[i:i + 1])[0][0], rel=1e-9, abs=1e-12)
 

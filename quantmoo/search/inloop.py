@@ -5,19 +5,27 @@ evaluations of the model's evaluator (through :func:`~quantmoo.accuracy.parallel
 the evaluation cache, local processes or a Dask cluster), in rounds:
 
 1. **Proxy search.** The ordinary NSGA-II on the proxy table (:func:`quantmoo.search`). Every genome
-   it evaluated (unique, feasible) is the candidate pool: dense around the proxy front, with the
+   it evaluated (unique, feasible) starts the candidate pool: dense around the proxy front, with the
    spread of the whole run.
 2. **Initial design.** ``ceil(init_fraction * budget)`` points of the proxy's non-dominated set,
    thinned by the same epsilon-net as the reported front (:func:`~quantmoo.search.archive.thin`),
    are measured.
-3. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
-   measured point (:func:`fit_surrogate`): ``loss ~ b + sum_l a_l t_l + sum_(i<j) c_ij sqrt(t_i t_j)``
-   with ``t_l`` layer ``l``'s proxy contribution (the gathered table entry). The prior is the
-   proxy itself (``a_l = 1``, ``b = c_ij = 0``); the interaction terms are for the ``n_pairs``
-   layers with the largest proxy contributions over the measured points (where a non-separable
-   error shows). The posterior gives a mean and a standard deviation for every candidate
-   (one matrix product for the whole pool).
-4. **Acquisition.** The expected improvement of the measured hypervolume of (measured loss,
+3. **Neighbours.** Every round the single-gene neighbours of the measured front join the pool
+   (:func:`neighbour_genomes`): moves between neighbouring configs, where the corrected surrogate
+   is most trustworthy.
+4. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
+   measured point (:func:`fit_surrogate`)::
+
+       loss ~ b + sum_l a_l t_l + sum_k h_k max(0, p - knot_k) + sum_(i<j) c_ij sqrt(t_i t_j)
+
+   with ``t_l`` layer ``l``'s proxy contribution (the gathered table entry) and ``p = sum_l t_l``
+   the proxy loss. The prior is the proxy itself (``a_l = 1``, everything else 0); the hinges let
+   the measured loss bend away from the additive proxy (errors compound, then accuracy saturates),
+   the interaction terms are for the ``n_pairs`` layers with the largest proxy contributions. The
+   noise of a point is proportional to its proxy loss (plus 1% of the measured range). The
+   posterior gives a mean and a standard deviation for every candidate (matrix products over the
+   whole pool).
+5. **Acquisition.** The expected improvement of the measured hypervolume of (measured loss,
    second objective) (:func:`expected_hvi`: exact for a Gaussian loss and a known cost, a sum over
    the measured front's staircase), batch by batch: after a pick, its predicted loss joins the
    front ("kriging believer") so a batch spreads out. ``batch`` points per round; the surrogate
@@ -42,10 +50,11 @@ import numpy as np
 
 from ..errors import QuantmooError
 
-__all__ = ["search_measured", "fit_surrogate", "Surrogate", "expected_hvi", "proxy_terms"]
+__all__ = ["search_measured", "fit_surrogate", "Surrogate", "expected_hvi", "proxy_terms", "neighbour_genomes"]
 
 _PAIR_PRIOR = 0.5     # prior std of an interaction coefficient (loss units per unit of sqrt(t_i t_j))
 _SCALE_PRIOR = 0.5    # prior std of a layer's scale around the proxy's 1
+_HINGE_PRIOR = 2.0    # prior std of a change of slope of the loss in the proxy loss
 
 
 # -- the surrogate -------------------------------------------------------------------------------------
@@ -60,37 +69,48 @@ def proxy_terms(problem, X) -> np.ndarray:
 
 
 class Surrogate:
-    """A fitted correction of the proxy: posterior mean ``m``, covariance ``S``, noise ``sigma``."""
+    """A fitted correction of the proxy: posterior mean ``m`` and covariance ``S`` of the coefficients;
+    the noise of a point is ``sigma * (proxy loss + delta)`` (errors grow with the loss)."""
 
-    def __init__(self, pairs, m, S, sigma, loo=None):
+    def __init__(self, pairs, knots, m, S, sigma, delta, loo=None):
         self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        self.m, self.S, self.sigma = m, S, float(sigma)
+        self.knots = np.asarray(knots, dtype=np.float64).reshape(-1)
+        self.m, self.S, self.sigma, self.delta = m, S, float(sigma), float(delta)
         self.loo = loo
 
     def features(self, T: np.ndarray) -> np.ndarray:
-        return _features(T, self.pairs)
+        return _features(T, self.pairs, self.knots)
 
     def predict(self, T: np.ndarray):
         """``(mean, std)`` of the measured loss for per-layer proxy terms ``T`` (N, n_layers)."""
         P = self.features(T)
         mean = P @ self.m
-        var = np.einsum("ij,jk,ik->i", P, self.S, P) + self.sigma ** 2
+        noise = self.sigma * (np.maximum(T, 0.0).sum(axis=1) + self.delta)
+        var = np.einsum("ij,jk,ik->i", P, self.S, P) + noise ** 2
         return mean, np.sqrt(np.maximum(var, 0.0))
 
     def to_dict(self) -> dict:
-        return {"pairs": self.pairs.tolist(), "coef": [float(v) for v in self.m], "sigma": self.sigma}
+        return {"pairs": self.pairs.tolist(), "knots": self.knots.tolist(), "coef": [float(v) for v in self.m],
+                "sigma": self.sigma,
+                "delta": self.delta}
 
 
-def _features(T, pairs) -> np.ndarray:
+def _features(T, pairs, knots) -> np.ndarray:
+    """``[1, t_1..t_L, max(0, p - k) for each knot k, sqrt(t_i t_j) for each pair]``, ``p = sum_l t_l``."""
     T = np.maximum(np.asarray(T, dtype=np.float64), 0.0)
-    cols = [np.ones((len(T), 1)), T]
+    cols = [np.ones((len(T), 1)), T, np.maximum(T.sum(axis=1)[:, None] - np.asarray(knots)[None, :], 0.0)]
     if len(pairs):
         cols.append(np.sqrt(T[:, pairs[:, 0]] * T[:, pairs[:, 1]]))
     return np.concatenate(cols, axis=1)
 
 
-def fit_surrogate(T: np.ndarray, y: np.ndarray, n_pairs: int = 4, noise_floor: float = 1e-3) -> Surrogate:
+def fit_surrogate(T: np.ndarray, y: np.ndarray, n_pairs: int = 4, n_knots: int = 3,
+                  noise_floor: float = 1e-3) -> Surrogate:
     """Bayesian linear correction of the proxy fitted to measured points (module docstring, step 3).
+
+    The noise of a point is taken proportional to its proxy loss plus ``delta`` (1% of the measured
+    range): a 2-bit config that loses 80 points may miss by a few points, a near-lossless one by a
+    fraction of one; without this the large losses set the fit and the uncertainty everywhere.
 
     Parameters
     ----------
@@ -100,40 +120,43 @@ def fit_surrogate(T: np.ndarray, y: np.ndarray, n_pairs: int = 4, noise_floor: f
         Their measured loss.
     n_pairs : int
         Interaction terms among this many layers (those with the largest mean contribution).
+    n_knots : int
+        Hinge terms ``max(0, proxy - k)`` at this many quantiles of the measured points' proxy loss: the
+        measured loss bends away from the additive proxy (errors compound, then accuracy saturates).
     noise_floor : float
-        Smallest noise standard deviation, as a fraction of the measured loss range.
+        Smallest relative noise ``sigma``.
     """
     T = np.asarray(T, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n, L = T.shape
     top = np.sort(np.argsort(-T.mean(axis=0), kind="stable")[:min(n_pairs, L)]) if n else np.zeros(0, int)
     pairs = np.array([(a, b) for i, a in enumerate(top) for b in top[i + 1:]], dtype=np.int64).reshape(-1, 2)
-    P = _features(T, pairs)
+    knots = np.quantile(np.maximum(T, 0.0).sum(axis=1), np.arange(1, n_knots + 1) / (n_knots + 1)) if n else []
+    P = _features(T, pairs, knots)
     p = P.shape[1]
     m0 = np.zeros(p)
     m0[1:1 + L] = 1.0
     scale = float(np.ptp(y)) if n > 1 and np.ptp(y) > 0 else max(float(np.abs(y).max()) if n else 1.0, 1e-9)
+    delta = 0.01 * scale
     prior_sd = np.full(p, _SCALE_PRIOR)
     prior_sd[0] = scale
     prior_sd[1 + L:] = _PAIR_PRIOR
+    prior_sd[1 + L:1 + L + len(knots)] = _HINGE_PRIOR
     lam0 = 1.0 / prior_sd ** 2
-    z = y - P @ m0                       # what the proxy misses
-    sigma2 = max(float(np.mean(z ** 2)) if n else scale ** 2, (noise_floor * scale) ** 2)
-    for _ in range(5):                   # noise level and coefficients together (a few fixed-point steps)
-        A = np.diag(lam0) + P.T @ P / sigma2
-        S = np.linalg.inv(A)
-        w = S @ (P.T @ z) / sigma2
-        r = z - P @ w
-        H = np.einsum("ij,jk,ik->i", P, S, P) / sigma2       # leverage of each measured point
-        dof = max(n - float(H.sum()), 1.0)
-        sigma2 = max(float(r @ r) / dof, (noise_floor * scale) ** 2)
-    A = np.diag(lam0) + P.T @ P / sigma2
-    S = np.linalg.inv(A)
-    w = S @ (P.T @ z) / sigma2
-    r = z - P @ w
-    H = np.einsum("ij,jk,ik->i", P, S, P) / sigma2
-    loo = y - r / np.maximum(1.0 - H, 1e-9)        # leave-one-out predictions (exact for a fixed noise)
-    return Surrogate(pairs, m0 + w, S, math.sqrt(sigma2), loo)
+    u = 1.0 / (np.maximum(T, 0.0).sum(axis=1) + delta)     # rows scaled to unit relative noise
+    Pu = P * u[:, None]
+    z = (y - P @ m0) * u                 # what the proxy misses, relative
+    sigma2 = max(float(np.mean(z ** 2)) if n else 1.0, noise_floor ** 2)
+    for it in range(6):                  # noise level and coefficients together (a few fixed-point steps)
+        S = np.linalg.inv(np.diag(lam0) + Pu.T @ Pu / sigma2)
+        w = S @ (Pu.T @ z) / sigma2
+        r = z - Pu @ w
+        H = np.einsum("ij,jk,ik->i", Pu, S, Pu) / sigma2       # leverage of each measured point
+        if it == 5:
+            break
+        sigma2 = max(float(r @ r) / max(n - float(H.sum()), 1.0), noise_floor ** 2)
+    loo = y - r / u / np.maximum(1.0 - H, 1e-9)   # leave-one-out predictions (exact for a fixed noise)
+    return Surrogate(pairs, knots, m0 + w, S, math.sqrt(sigma2), delta, loo)
 
 
 # -- acquisition -------------------------------------------------------------------------------------
@@ -205,6 +228,20 @@ def _tau(a, b):
     return tau(a, b)[0]
 
 
+def neighbour_genomes(problem, X) -> np.ndarray:
+    """Every genome one gene away from a row of ``X`` (each gene set to each other value of its range),
+    repaired for the space (tie groups). Vectorised: one (rows x moves) scatter."""
+    from .operators.repair import repair_genomes
+    X = np.asarray(X, dtype=np.int64).reshape(-1, problem.n_var)
+    xl, xu = np.asarray(problem.xl, dtype=np.int64), np.asarray(problem.xu, dtype=np.int64)
+    gene = np.repeat(np.arange(problem.n_var), xu - xl + 1)
+    value = np.concatenate([np.arange(a, b + 1) for a, b in zip(xl, xu)])     # per gene, not per genome
+    N = np.repeat(X, len(gene), axis=0)
+    rows = np.arange(len(N))
+    N[rows, np.tile(gene, len(X))] = np.tile(value, len(X))
+    return repair_genomes(N, problem.encoding)
+
+
 # -- the search --------------------------------------------------------------------------------------
 def _check_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -214,7 +251,8 @@ def _check_int(name, v, lo):
 
 def search_measured(model, hardware, budget: int, space=None, objectives=("accuracy_loss", "size_mb"),
                     constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
-                    init_fraction: float = 0.5, n_pairs: int = 4, pop_size: int = 100, n_gen: int = 100,
+                    init_fraction: float = 0.5, n_pairs: int = 4, neighbours: bool = True, pop_size: int = 100,
+                    n_gen: int = 100,
                     workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
                     progress: Optional[bool] = None):
     """Proxy search, then ``budget`` real evaluations chosen by a corrected surrogate (module docstring).
@@ -240,6 +278,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         Share of the budget spent on the thinned proxy front before the surrogate chooses.
     n_pairs : int
         Layers with interaction terms in the surrogate (0: a per-layer correction only).
+    neighbours : bool
+        Add the single-gene neighbours of the measured front to the candidates every round
+        (:func:`neighbour_genomes`); False: only the genomes the proxy search evaluated.
     pop_size, n_gen : int
         The proxy search's NSGA-II.
     workers, dask_address, cache, eval_timeout :
@@ -263,6 +304,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     from ..accuracy.parallel import _in_zoo, evaluate_many, resolve_cache
     from ..accuracy.tables import AccuracyTable
     from .archive import thin
+    from .operators.duplicates import duplicate_mask
     from .problem import QuantizationProblem, resolve_model, resolve_objectives
     from .run import SearchRun, drive, hypervolume
 
@@ -297,24 +339,39 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     proxy_res = drive(run, progress=progress)
     problem = run.problem
     ref = run.hv_ref
-    pool = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated]
-                                    + [run.archive.X]), axis=0)
-    vals = problem.evaluate_all(pool)
-    pool = pool[problem.feasible_mask(vals)]
+    nd_X, nd_F = run.archive.X, run.archive.F
+    # the candidate pool, extended every round; one row per distinct feasible genome
+    pool = np.zeros((0, problem.n_var), dtype=np.int64)
+    T = np.zeros((0, problem.encoding.n_layers))
+    cost = proxy = measured = np.zeros(0)
+    done = np.zeros(0, dtype=bool)
+
+    def extend(X):
+        nonlocal pool, T, cost, proxy, measured, done
+        X = np.unique(np.asarray(X, dtype=np.int64), axis=0)
+        X = X[~duplicate_mask(X, pool)] if len(pool) else X
+        if not len(X):
+            return
+        v = problem.evaluate_all(X)
+        X = X[problem.feasible_mask(v)]
+        v = {k: a[problem.feasible_mask(v)] for k, a in v.items()}
+        pool = np.concatenate([pool, X])
+        T = np.concatenate([T, proxy_terms(problem, X)])
+        cost = np.concatenate([cost, v[objectives[1]] / ref[1]])
+        proxy = np.concatenate([proxy, v["accuracy_loss"]])
+        measured = np.concatenate([measured, np.full(len(X), np.nan)])   # loss once measured
+        done = np.concatenate([done, np.zeros(len(X), dtype=bool)])
+
+    extend(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [nd_X]))
     if not len(pool):
         raise QuantmooError(proxy_res.message or "The proxy search found no feasible configuration")
-    vals = problem.evaluate_all(pool)
-    cost = vals[objectives[1]] / ref[1]
-    proxy = vals["accuracy_loss"]
-    T = proxy_terms(problem, pool)
-    nd_X = run.archive.X
-    nd_F = run.archive.F
-
-    measured = np.full(len(pool), np.nan)        # per pool row: loss once measured
-    done = np.zeros(len(pool), dtype=bool)
-    key_row = {k: i for i, k in enumerate(map(bytes, pool))}
     records, history, batches = [], [], []
     rec_of = {}                                  # pool row -> index of its evaluation record
+
+    def measured_front():
+        ok = np.flatnonzero(done & np.isfinite(measured))
+        F = np.column_stack([measured[ok], cost[ok] * ref[1]])
+        return ok, F, _nondominated(F)
 
     def measure(rows, rnd, predicted):
         configs = [problem.encoding.decode(pool[r], hardware=problem.hardware.name) for r in rows]
@@ -343,42 +400,42 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
                 rec["loss"] = measured[r]
             records.append(rec)
         batches.append(np.asarray(rows, dtype=np.int64))
-        ok = done & np.isfinite(measured)
-        F = np.column_stack([measured[ok], vals[objectives[1]][ok]])
+        _, F, nd = measured_front()
         history.append({"n_gen": rnd, "n_eval": len(records), "hypervolume": hypervolume(F, ref),
-                        "n_front": int(_nondominated(F).sum())})
+                        "n_front": int(nd.sum())})
 
     # 2. initial design: the thinned proxy front
-    n0 = min(budget, max(2, math.ceil(init_fraction * budget)), len(pool))
+    n0 = min(budget, max(2, math.ceil(init_fraction * budget)))
     keep = thin(nd_F, n0) if len(nd_F) > n0 else np.arange(len(nd_F))
-    rows = [key_row[bytes(x)] for x in nd_X[keep] if bytes(x) in key_row]
+    lookup = {bytes(x): i for i, x in enumerate(pool)}
+    rows = [lookup[bytes(x)] for x in nd_X[keep] if bytes(x) in lookup]
     measure(rows, 0, [None] * len(rows))
     start_rows = np.array(rows, dtype=np.int64)
 
-    # 3-4. refit, choose by expected HV improvement, measure
+    # 3-4. grow the pool around the measured front, refit, choose by expected HV improvement, measure
     rnd = 0
-    sur = None
-    while len(records) < budget and not done.all():
+    while len(records) < budget:
         rnd += 1
-        ok = done & np.isfinite(measured)
-        sur = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs)
+        ok, F, nd = measured_front()
+        if neighbours:
+            extend(neighbour_genomes(problem, pool[ok[nd]]))
         cand = np.flatnonzero(~done)
+        if not len(cand):
+            break
+        sur = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs)
         mean, std = sur.predict(T[cand])
         front = np.column_stack([measured[ok] / ref[0], cost[ok]])
         q = min(batch, budget - len(records))
         pick = choose_batch(front, cost[cand], mean / ref[0], std / ref[0], q)
-        if not len(pick):
-            break
         measure(cand[pick].tolist(), rnd, list(zip(mean[pick], std[pick])))
 
     # the result: the non-dominated measured points
-    ok = done & np.isfinite(measured)
+    rows_ok, F, nd = measured_front()
+    ok = np.zeros(len(pool), dtype=bool)
+    ok[rows_ok] = True
     final = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs) if ok.sum() >= 2 else None
-    rows_ok = np.flatnonzero(ok)
-    F = np.column_stack([measured[ok], vals[objectives[1]][ok]])
-    front_rows = rows_ok[_nondominated(F)]
-    order = np.argsort(vals[objectives[1]][front_rows], kind="stable")
-    front_rows = front_rows[order]
+    front_rows = rows_ok[nd]
+    front_rows = front_rows[np.argsort(cost[front_rows], kind="stable")]
     from .front import evaluation_table, solutions_from_genomes
     front = solutions_from_genomes(problem, pool[front_rows])
     for s, r in zip(front, front_rows):
