@@ -305,7 +305,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     from ..accuracy.tables import AccuracyTable
     from .archive import thin
     from .operators.duplicates import duplicate_mask
-    from .problem import QuantizationProblem, resolve_model, resolve_objectives
+    from .problem import resolve_model, resolve_objectives
     from .run import SearchRun, drive, hypervolume
 
     budget = _check_int("budget", budget, 1)
