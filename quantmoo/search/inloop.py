@@ -54,6 +54,7 @@ __all__ = ["search_measured", "fit_surrogate", "Surrogate", "expected_hvi", "pro
 
 _PAIR_PRIOR = 0.5     # prior std of an interaction coefficient (loss units per unit of sqrt(t_i t_j))
 _SCALE_PRIOR = 0.5    # prior std of a layer's scale around the proxy's 1
+_DELTA = 0.01        # the noise floor of the loss-proportional noise, as a fraction of the measured range
 _HINGE_PRIOR = 2.0    # prior std of a change of slope of the loss in the proxy loss
 
 
@@ -137,7 +138,7 @@ def fit_surrogate(T: np.ndarray, y: np.ndarray, n_pairs: int = 4, n_knots: int =
     m0 = np.zeros(p)
     m0[1:1 + L] = 1.0
     scale = float(np.ptp(y)) if n > 1 and np.ptp(y) > 0 else max(float(np.abs(y).max()) if n else 1.0, 1e-9)
-    delta = 0.01 * scale
+    delta = _DELTA * scale
     prior_sd = np.full(p, _SCALE_PRIOR)
     prior_sd[0] = scale
     prior_sd[1 + L:] = _PAIR_PRIOR
