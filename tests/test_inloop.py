@@ -101,7 +101,7 @@ def test_result_files_hold_every_evaluation(digits, table, tmp_path):
 
 @pytest.mark.parametrize("kw, needle", [
     (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
-    (dict(init_fraction=0), "'init_fraction'"), (dict(objectives=("accuracy_loss", "size_mb", "latency_ms")),
+    (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"), (dict(objectives=("accuracy_loss", "size_mb", "latency_ms")),
                                                  "'objectives'"),
 ])
 def test_bad_input(digits, table, kw, needle):
@@ -179,15 +179,16 @@ def test_surrogate_loo_matches_refits_at_fixed_noise():
         assert full.loo[i] == pytest.approx(sub.predict(T[i:i + 1])[0][0], rel=1e-9, abs=1e-12)
 
 
-def _ehvi_reference(front, cost, mean, std):
+def _ehvi_reference(front, cost, mean, std, floor=-np.inf):
     """Per candidate: E[HV gain] by Gauss-Hermite quadrature over the loss, HV by moocore."""
     from quantmoo.search.run import hypervolume
     z, w = np.polynomial.hermite_e.hermegauss(80)
     w = w / w.sum()
+    front = np.column_stack([np.maximum(front[:, 0], floor), front[:, 1]])
     base = hypervolume(front, np.ones(2))
     out = []
     for c, mu, sd in zip(cost, mean, std):
-        gains = [hypervolume(np.vstack([front, [mu + sd * zi, c]]), np.ones(2)) - base for zi in z]
+        gains = [hypervolume(np.vstack([front, [max(mu + sd * zi, floor), c]]), np.ones(2)) - base for zi in z]
         out.append(float(np.dot(w, gains)))
     return np.array(out)
 
@@ -200,6 +201,10 @@ def test_expected_hvi_matches_quadrature():
     std = rng.uniform(0.02, 0.2, len(cost))
     got = expected_hvi(front, cost, mean, std)
     assert np.allclose(got, _ehvi_reference(front, cost, mean, std), atol=2e-4)
+    # losses below a floor count as the floor (the front's and the candidate's)
+    low = np.vstack([front, [[-0.05, 0.95]]])
+    assert np.allclose(expected_hvi(low, cost, mean, std, floor=0.0),
+                       _ehvi_reference(low, cost, mean, std, floor=0.0), atol=5e-4)   # kinks: quadrature error
     assert got[cost >= 1.0].max(initial=0) == 0.0
     # an empty front: the whole box right of and above the point is new
     assert expected_hvi(np.zeros((0, 2)), [0.5], [0.25], [1e-9])[0] == pytest.approx(0.5 * 0.75)

@@ -174,7 +174,8 @@ def _staircase(front: np.ndarray):
     return lo, hi, h
 
 
-def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                 floor: float = -np.inf) -> np.ndarray:
     """Expected hypervolume improvement of adding a point (loss ~ N(mean, std^2), known cost).
 
     Everything is normalised by the reference point (the box is [0, 1]^2, reference (1, 1)).
@@ -185,6 +186,9 @@ def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.
         Measured points ``(loss, cost)``.
     cost, mean, std : ndarray (N,)
         The candidates' cost and predicted loss.
+    floor : float
+        Losses below it count as ``floor`` (both the front's and the candidate's): the improvement
+        is ``E[max(0, h - max(loss, floor))] = EI(h) - EI(floor)`` for ``h >= floor``.
 
     Returns
     -------
@@ -197,10 +201,16 @@ def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.
     cost = np.asarray(cost, dtype=np.float64)[:, None]
     width = np.clip(hi[None, :] - np.maximum(cost, lo[None, :]), 0.0, None)          # (N, k+1)
     s = np.maximum(np.asarray(std, dtype=np.float64), 1e-12)[:, None]
-    d = h[None, :] - np.asarray(mean, dtype=np.float64)[:, None]
-    zz = d / s
-    ei = d * norm.cdf(zz) + s * norm.pdf(zz)
-    return (width * ei).sum(axis=1)
+    mean = np.asarray(mean, dtype=np.float64)[:, None]
+
+    def ei(level):
+        d = level - mean
+        return d * norm.cdf(d / s) + s * norm.pdf(d / s)
+
+    gain = (width * ei(np.maximum(h, floor)[None, :])).sum(axis=1)
+    if np.isfinite(floor):
+        gain = gain - width.sum(axis=1) * ei(floor)[:, 0]
+    return gain
 
 
 def _nondominated(F: np.ndarray) -> np.ndarray:
@@ -208,13 +218,13 @@ def _nondominated(F: np.ndarray) -> np.ndarray:
     return ~dominates(F, F).any(axis=0) if len(F) else np.zeros(0, dtype=bool)
 
 
-def choose_batch(front, cost, mean, std, q: int) -> np.ndarray:
+def choose_batch(front, cost, mean, std, q: int, floor: float = -np.inf) -> np.ndarray:
     """``q`` candidate indices by sequential expected-HV improvement with the kriging believer."""
     front = np.asarray(front, dtype=np.float64).reshape(-1, 2)
     picked = []
     avail = np.ones(len(cost), dtype=bool)
     for _ in range(min(q, len(cost))):      # a handful of picks per round; each scores the whole pool
-        ehvi = np.where(avail, expected_hvi(front, cost, mean, std), -np.inf)
+        ehvi = np.where(avail, expected_hvi(front, cost, mean, std, floor), -np.inf)
         i = int(np.argmax(ehvi))
         if not np.isfinite(ehvi[i]):
             break
@@ -252,7 +262,8 @@ def _check_int(name, v, lo):
 
 def search_measured(model, hardware, budget: int, space=None, objectives=("accuracy_loss", "size_mb"),
                     constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
-                    init_fraction: float = 0.5, n_pairs: int = 4, neighbours: bool = True, pop_size: int = 100,
+                    init_fraction: float = 0.5, n_pairs: int = 4, neighbours: bool = True,
+                    loss_floor: Optional[float] = 0.0, pop_size: int = 100,
                     n_gen: int = 100,
                     workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
                     progress: Optional[bool] = None):
@@ -282,6 +293,10 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     neighbours : bool
         Add the single-gene neighbours of the measured front to the candidates every round
         (:func:`neighbour_genomes`); False: only the genomes the proxy search evaluated.
+    loss_floor : float or None
+        In the acquisition, a loss below it counts as ``loss_floor`` (default 0: a quantized model that
+        measures better than fp32 does so by the test split's noise, and chasing such points at every
+        size wastes the budget); None: no floor. The result reports the measured values as they are.
     pop_size, n_gen : int
         The proxy search's NSGA-II.
     workers, dask_address, cache, eval_timeout :
@@ -315,6 +330,10 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     batch = max(1, budget // 10) if batch is None else _check_int("batch", batch, 1)
     if isinstance(init_fraction, bool) or not isinstance(init_fraction, (int, float)) or not 0 < init_fraction <= 1:
         raise QuantmooError(f"The 'init_fraction' of search_measured must be a number in (0, 1]; got {init_fraction!r}")
+    if loss_floor is None:
+        loss_floor = -np.inf
+    elif isinstance(loss_floor, bool) or not isinstance(loss_floor, (int, float)) or not math.isfinite(loss_floor):
+        raise QuantmooError(f"The 'loss_floor' of search_measured must be a finite number or None; got {loss_floor!r}")
     objectives = resolve_objectives(objectives)
     if len(objectives) != 2 or objectives[0] != "accuracy_loss":
         raise QuantmooError(f"The 'objectives' of search_measured must be ('accuracy_loss', <cost>) with one cost; "
@@ -427,7 +446,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         mean, std = sur.predict(T[cand])
         front = np.column_stack([measured[ok] / ref[0], cost[ok]])
         q = min(batch, budget - len(records))
-        pick = choose_batch(front, cost[cand], mean / ref[0], std / ref[0], q)
+        pick = choose_batch(front, cost[cand], mean / ref[0], std / ref[0], q, floor=loss_floor / ref[0])
         measure(cand[pick].tolist(), rnd, list(zip(mean[pick], std[pick])))
 
     # the result: the non-dominated measured points
@@ -470,7 +489,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     res.evaluations = ev_tab
     proxy_alg = dict(res.meta.get("algorithm") or {})
     res.meta["algorithm"] = {"name": "inloop", "budget": budget, "batch": batch, "init_fraction": init_fraction,
-                             "n_pairs": n_pairs, "proxy_search": proxy_alg}
+                             "n_pairs": n_pairs, "neighbours": bool(neighbours),
+                             "loss_floor": float(loss_floor) if np.isfinite(loss_floor) else None,
+                             "proxy_search": proxy_alg}
     res.meta["accuracy_meta"] = {"kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
                                  "proxy": accuracy.meta, "proxy_kind": accuracy.kind}
     res.meta["inloop"] = {
