@@ -101,8 +101,8 @@ def test_result_files_hold_every_evaluation(digits, table, tmp_path):
 
 @pytest.mark.parametrize("kw, needle", [
     (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
-    (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"), (dict(objectives=("accuracy_loss", "size_mb", "latency_ms")),
-                                                 "'objectives'"),
+    (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"),
+    (dict(objectives=("accuracy_loss", "size_mb", "latency_ms")), "'objectives'"),
 ])
 def test_bad_input(digits, table, kw, needle):
     with pytest.raises(QuantmooError, match=needle):
