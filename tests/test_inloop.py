@@ -65,6 +65,27 @@ def test_budget_is_spent_exactly_and_every_evaluation_is_recorded(digits, table,
     assert il["measured_hypervolume"] == res.history[-1]["hypervolume"]
 
 
+class Flaky(Counting):
+    """Fails every third evaluation."""
+
+    def details(self, config):
+        self.calls.append(config.config_hash())
+        if len(self.calls) % 3 == 0:
+            raise RuntimeError("flaky")
+        return self.ev.details(config)
+
+
+def test_failed_evaluations_count_and_are_recorded(digits, table, monkeypatch):
+    flaky = Flaky(digits.evaluator)
+    monkeypatch.setattr(digits, "evaluator", flaky)
+    res = _run(digits, table, budget=9)
+    recs = res.meta["inloop"]["evaluations"]
+    assert len(recs) == len(flaky.calls) == 9 and res.meta["inloop"]["n_failed"] == 3
+    failed = {r["config_hash"] for r in recs if "error" in r}
+    assert len(failed) == 3 and all("flaky" in r["error"] for r in recs if "error" in r)
+    assert not failed & {s.config.config_hash() for s in res.front}
+
+
 def test_front_is_measured_and_nondominated(digits, table):
     res = _run(digits, table, budget=8)
     assert res.accuracy_kind == "measured" and res.meta["accuracy_meta"]["kind"] == "measured"
