@@ -13,6 +13,7 @@ from .errors import MissingDependencyError, QuantmooError
 from .models.spec import LayerSpec, ModelSpec
 from .search.problem import OBJECTIVES, SCENARIOS, QuantizationProblem
 from .search.run import resume_search, search
+from .search.inloop import search_measured
 from .search.space import SearchSpace
 from .results.result import SearchResult, Solution, load_result
 from . import zoo, hardware
@@ -46,6 +47,7 @@ def sensitivity(model, space=None, evaluator=None, **kwargs):
 __all__ = [
     "__version__", "LayerQuant", "QuantConfig", "QuantmooError", "MissingDependencyError", "LayerSpec",
     "ModelSpec", "OBJECTIVES", "SCENARIOS", "QuantizationProblem", "search", "resume_search", "SearchSpace",
+    "search_measured",
     "SearchResult",
     "Solution", "load_result", "evaluate", "sensitivity", "zoo", "hardware",
     # the product brief's names (a thin facade over search)

@@ -40,6 +40,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+_DEFAULT_OBJECTIVES = "accuracy_loss,size_mb,latency_ms,energy_mj"
+
+
 def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
     p = argparse.ArgumentParser(
@@ -56,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("search", "Search the Pareto front of per-layer quantization configs.")
     s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML, config.json or .onnx file (required)")
     s.add_argument("--hardware", help="profile name (see 'quantmoo hardware') or YAML path (required)")
-    s.add_argument("--objectives", default="accuracy_loss,size_mb,latency_ms,energy_mj",
+    s.add_argument("--objectives", default=_DEFAULT_OBJECTIVES,
                    help="comma-separated, from accuracy_loss,size_mb,latency_ms,energy_mj,memory_mb")
     s.add_argument("--constraint", action="append", default=[], metavar="NAME<=VALUE",
                    help="upper bound, e.g. latency_ms<=50 (repeatable)")
@@ -102,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="for an .onnx --model: inputs (arrays named after the model inputs) on which onnxruntime "
                         "measures the QDQ model's fidelity to fp32 (--measured, and the default proxy)")
     _shape_args(s)
+    s.add_argument("--budget", type=int, metavar="N",
+                   help="with --measured: measured-in-the-loop search: the proxy search's front, then exactly N real "
+                        "evaluations chosen by a surrogate corrected with every measured point (objectives "
+                        "accuracy_loss and one cost; default accuracy_loss,size_mb)")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True, help="zoo name or model file the config was made for (required)")
@@ -411,6 +418,8 @@ def cmd_search(a):
             warnings.simplefilter("ignore", RuntimeWarning)
             if a.resume:
                 res = resume_search(a.resume, progress=a.progress)
+            elif a.budget is not None:
+                res = _search_measured(a)
             else:
                 space = _load_space(a.space)
                 objectives = [o.strip() for o in a.objectives.split(",") if o.strip()]
@@ -455,6 +464,27 @@ def cmd_search(a):
     if written:
         print(f"results written to {written}/ (results.json, front.yaml"
               f"{', pareto.png/.pdf' if not a.no_plot else ''})")
+
+
+def _search_measured(a):
+    """``--measured --budget N``: :func:`quantmoo.search.inloop.search_measured`."""
+    from .accuracy.tables import AccuracyTable
+    from .search.inloop import search_measured
+    if not a.measured:
+        raise QuantmooError("'--budget N' is the budget of real evaluations of a measured search; add '--measured'")
+    if a.checkpoint:
+        raise QuantmooError("'--checkpoint' is not supported with '--measured --budget' (the evaluation cache "
+                            "keeps the measurements)")
+    if a.workers is not None and a.workers < 1:
+        raise QuantmooError(f"The '--workers' must be an integer >= 1; got {a.workers}")
+    objectives = "accuracy_loss,size_mb" if a.objectives == _DEFAULT_OBJECTIVES else a.objectives
+    table = AccuracyTable.load(a.accuracy_table) if a.accuracy_table else None
+    return search_measured(a.model, a.hardware,
+                           budget=a.budget, space=_load_space(a.space),
+                           objectives=[o.strip() for o in objectives.split(",") if o.strip()],
+                           constraints=_parse_constraints(a.constraint, a.scenario), accuracy=table, seed=a.seed,
+                           pop_size=a.pop_size, n_gen=a.n_gen, workers=a.workers, eval_timeout=a.eval_timeout,
+                           progress=a.progress)
 
 
 def _remove_checkpoint(directory):

@@ -1,0 +1,505 @@
+"""Measured-in-the-loop search: spend a budget of real evaluations where they improve the measured front.
+
+:func:`search_measured` starts from the proxy's front and spends exactly ``budget`` real
+evaluations of the model's evaluator (through :func:`~quantmoo.accuracy.parallel.evaluate_many`:
+the evaluation cache, local processes or a Dask cluster), in rounds:
+
+1. **Proxy search.** The ordinary NSGA-II on the proxy table (:func:`quantmoo.search`). Every genome
+   it evaluated (unique, feasible) starts the candidate pool: dense around the proxy front, with the
+   spread of the whole run.
+2. **Initial design.** ``ceil(init_fraction * budget)`` points of the proxy's non-dominated set,
+   thinned by the same epsilon-net as the reported front (:func:`~quantmoo.search.archive.thin`),
+   are measured.
+3. **Neighbours.** Every round the single-gene neighbours of the measured front join the pool
+   (:func:`neighbour_genomes`): moves between neighbouring configs, where the corrected surrogate
+   is most trustworthy.
+4. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
+   measured point (:func:`fit_surrogate`)::
+
+       loss ~ b + sum_l a_l t_l + sum_k h_k max(0, p - knot_k) + sum_(i<j) c_ij sqrt(t_i t_j)
+
+   with ``t_l`` layer ``l``'s proxy contribution (the gathered table entry) and ``p = sum_l t_l``
+   the proxy loss. The prior is the proxy itself (``a_l = 1``, everything else 0); the hinges let
+   the measured loss bend away from the additive proxy (errors compound, then accuracy saturates),
+   the interaction terms are for the ``n_pairs`` layers with the largest proxy contributions. The
+   noise of a point is proportional to its proxy loss (plus 1% of the measured range). The
+   posterior gives a mean and a standard deviation for every candidate (matrix products over the
+   whole pool).
+5. **Acquisition.** The expected improvement of the measured hypervolume of (measured loss,
+   second objective) (:func:`expected_hvi`: exact for a Gaussian loss and a known cost, a sum over
+   the measured front's staircase), batch by batch: after a pick, its predicted loss joins the
+   front ("kriging believer") so a batch spreads out. ``batch`` points per round; the surrogate
+   is refitted after each round.
+
+The result's front is the non-dominated set of the *measured* points (``accuracy_kind``
+``"measured"``); every real evaluation is recorded in ``meta["inloop"]["evaluations"]``
+(round, genome, config hash, measured loss or error, seconds, cache hit, the proxy's and the
+surrogate's prediction at the time of choosing it), and the per-round history holds the measured
+hypervolume. ``meta["inloop"]["kendall_tau"]`` compares the proxy with the corrected surrogate over
+the measured points (the surrogate by leave-one-out, so it is not scored on points it was fitted to).
+
+Only two objectives for now: ``accuracy_loss`` and one cost (``size_mb`` by default).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+import numpy as np
+
+from ..errors import QuantmooError
+
+__all__ = ["search_measured", "fit_surrogate", "Surrogate", "expected_hvi", "proxy_terms", "neighbour_genomes"]
+
+_PAIR_PRIOR = 0.5     # prior std of an interaction coefficient (loss units per unit of sqrt(t_i t_j))
+_SCALE_PRIOR = 0.5    # prior std of a layer's scale around the proxy's 1
+_DELTA = 0.01        # the noise floor of the loss-proportional noise, as a fraction of the measured range
+_HINGE_PRIOR = 2.0    # prior std of a change of slope of the loss in the proxy loss
+
+
+# -- the surrogate -------------------------------------------------------------------------------------
+def proxy_terms(problem, X) -> np.ndarray:
+    """(N, n_layers) per-layer proxy contributions ``t_l`` of genomes ``X`` (they sum to the proxy loss)."""
+    X = np.asarray(X, dtype=np.int64)
+    acc = problem.accuracy
+    C = problem.encoding.choices(X)
+    n_cal, L, nc = acc.table.shape
+    cal = np.minimum(problem.encoding.calibration_index(X), n_cal - 1)
+    return acc.table[cal[:, None], np.arange(L)[None, :], C]
+
+
+class Surrogate:
+    """A fitted correction of the proxy: posterior mean ``m`` and covariance ``S`` of the coefficients;
+    the noise of a point is ``sigma * (proxy loss + delta)`` (errors grow with the loss)."""
+
+    def __init__(self, pairs, knots, m, S, sigma, delta, loo=None):
+        self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self.knots = np.asarray(knots, dtype=np.float64).reshape(-1)
+        self.m, self.S, self.sigma, self.delta = m, S, float(sigma), float(delta)
+        self.loo = loo
+
+    def features(self, T: np.ndarray) -> np.ndarray:
+        return _features(T, self.pairs, self.knots)
+
+    def predict(self, T: np.ndarray):
+        """``(mean, std)`` of the measured loss for per-layer proxy terms ``T`` (N, n_layers)."""
+        P = self.features(T)
+        mean = P @ self.m
+        noise = self.sigma * (np.maximum(T, 0.0).sum(axis=1) + self.delta)
+        var = np.einsum("ij,jk,ik->i", P, self.S, P) + noise ** 2
+        return mean, np.sqrt(np.maximum(var, 0.0))
+
+    def to_dict(self) -> dict:
+        return {"pairs": self.pairs.tolist(), "knots": self.knots.tolist(), "coef": [float(v) for v in self.m],
+                "sigma": self.sigma,
+                "delta": self.delta}
+
+
+def _features(T, pairs, knots) -> np.ndarray:
+    """``[1, t_1..t_L, max(0, p - k) for each knot k, sqrt(t_i t_j) for each pair]``, ``p = sum_l t_l``."""
+    T = np.maximum(np.asarray(T, dtype=np.float64), 0.0)
+    cols = [np.ones((len(T), 1)), T, np.maximum(T.sum(axis=1)[:, None] - np.asarray(knots)[None, :], 0.0)]
+    if len(pairs):
+        cols.append(np.sqrt(T[:, pairs[:, 0]] * T[:, pairs[:, 1]]))
+    return np.concatenate(cols, axis=1)
+
+
+def fit_surrogate(T: np.ndarray, y: np.ndarray, n_pairs: int = 4, n_knots: int = 3,
+                  noise_floor: float = 1e-3) -> Surrogate:
+    """Bayesian linear correction of the proxy fitted to measured points (module docstring, step 3).
+
+    The noise of a point is taken proportional to its proxy loss plus ``delta`` (1% of the measured
+    range): a 2-bit config that loses 80 points may miss by a few points, a near-lossless one by a
+    fraction of one; without this the large losses set the fit and the uncertainty everywhere.
+
+    Parameters
+    ----------
+    T : ndarray (n, n_layers)
+        Per-layer proxy contributions of the measured genomes (:func:`proxy_terms`).
+    y : ndarray (n,)
+        Their measured loss.
+    n_pairs : int
+        Interaction terms among this many layers (those with the largest mean contribution).
+    n_knots : int
+        Hinge terms ``max(0, proxy - k)`` at this many quantiles of the measured points' proxy loss: the
+        measured loss bends away from the additive proxy (errors compound, then accuracy saturates).
+    noise_floor : float
+        Smallest relative noise ``sigma``.
+    """
+    T = np.asarray(T, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n, L = T.shape
+    top = np.sort(np.argsort(-T.mean(axis=0), kind="stable")[:min(n_pairs, L)]) if n else np.zeros(0, int)
+    pairs = np.array([(a, b) for i, a in enumerate(top) for b in top[i + 1:]], dtype=np.int64).reshape(-1, 2)
+    knots = np.quantile(np.maximum(T, 0.0).sum(axis=1), np.arange(1, n_knots + 1) / (n_knots + 1)) if n else []
+    P = _features(T, pairs, knots)
+    p = P.shape[1]
+    m0 = np.zeros(p)
+    m0[1:1 + L] = 1.0
+    scale = float(np.ptp(y)) if n > 1 and np.ptp(y) > 0 else max(float(np.abs(y).max()) if n else 1.0, 1e-9)
+    delta = _DELTA * scale
+    prior_sd = np.full(p, _SCALE_PRIOR)
+    prior_sd[0] = scale
+    prior_sd[1 + L:] = _PAIR_PRIOR
+    prior_sd[1 + L:1 + L + len(knots)] = _HINGE_PRIOR
+    lam0 = 1.0 / prior_sd ** 2
+    u = 1.0 / (np.maximum(T, 0.0).sum(axis=1) + delta)     # rows scaled to unit relative noise
+    Pu = P * u[:, None]
+    z = (y - P @ m0) * u                 # what the proxy misses, relative
+    sigma2 = max(float(np.mean(z ** 2)) if n else 1.0, noise_floor ** 2)
+    for it in range(6):                  # noise level and coefficients together (a few fixed-point steps)
+        S = np.linalg.inv(np.diag(lam0) + Pu.T @ Pu / sigma2)
+        w = S @ (Pu.T @ z) / sigma2
+        r = z - Pu @ w
+        H = np.einsum("ij,jk,ik->i", Pu, S, Pu) / sigma2       # leverage of each measured point
+        if it == 5:
+            break
+        sigma2 = max(float(r @ r) / max(n - float(H.sum()), 1.0), noise_floor ** 2)
+    loo = y - r / u / np.maximum(1.0 - H, 1e-9)   # leave-one-out predictions (exact for a fixed noise)
+    return Surrogate(pairs, knots, m0 + w, S, math.sqrt(sigma2), delta, loo)
+
+
+# -- acquisition -------------------------------------------------------------------------------------
+def _staircase(front: np.ndarray):
+    """Breakpoints and heights of a 2-D front (normalised, minimised) inside the unit box."""
+    f = front[(front < 1.0).all(axis=1)] if len(front) else front.reshape(0, 2)
+    if len(f):
+        f = f[np.lexsort((f[:, 0], f[:, 1]))]
+        f = f[np.minimum.accumulate(f[:, 0]) == f[:, 0]]     # keep the non-dominated steps
+        f = f[np.concatenate([[True], f[1:, 0] < f[:-1, 0]])]
+    lo = np.concatenate([[-np.inf], f[:, 1]])              # interval j: [lo_j, hi_j) in the cost axis
+    hi = np.concatenate([f[:, 1], [1.0]])
+    h = np.concatenate([[1.0], f[:, 0]])                    # loss level the front already reaches there
+    return lo, hi, h
+
+
+def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                 floor: float = -np.inf) -> np.ndarray:
+    """Expected hypervolume improvement of adding a point (loss ~ N(mean, std^2), known cost).
+
+    Everything is normalised by the reference point (the box is [0, 1]^2, reference (1, 1)).
+
+    Parameters
+    ----------
+    front : ndarray (k, 2)
+        Measured points ``(loss, cost)``.
+    cost, mean, std : ndarray (N,)
+        The candidates' cost and predicted loss.
+    floor : float
+        Losses below it count as ``floor`` (both the front's and the candidate's): the improvement
+        is ``E[max(0, h - max(loss, floor))] = EI(h) - EI(floor)`` for ``h >= floor``.
+
+    Returns
+    -------
+    ndarray (N,)
+        ``E[HV(front + candidate) - HV(front)]``: over the cost intervals right of the candidate,
+        width times the expected improvement ``E[max(0, h - loss)]`` below the front's level ``h``.
+    """
+    from scipy.stats import norm
+    lo, hi, h = _staircase(np.asarray(front, dtype=np.float64).reshape(-1, 2))
+    cost = np.asarray(cost, dtype=np.float64)[:, None]
+    width = np.clip(hi[None, :] - np.maximum(cost, lo[None, :]), 0.0, None)          # (N, k+1)
+    s = np.maximum(np.asarray(std, dtype=np.float64), 1e-12)[:, None]
+    mean = np.asarray(mean, dtype=np.float64)[:, None]
+
+    def ei(level):
+        d = level - mean
+        return d * norm.cdf(d / s) + s * norm.pdf(d / s)
+
+    gain = (width * ei(np.maximum(h, floor)[None, :])).sum(axis=1)
+    if np.isfinite(floor):
+        gain = gain - width.sum(axis=1) * ei(floor)[:, 0]
+    return gain
+
+
+def _nondominated(F: np.ndarray) -> np.ndarray:
+    from .archive import dominates
+    return ~dominates(F, F).any(axis=0) if len(F) else np.zeros(0, dtype=bool)
+
+
+def choose_batch(front, cost, mean, std, q: int, floor: float = -np.inf) -> np.ndarray:
+    """``q`` candidate indices by sequential expected-HV improvement with the kriging believer."""
+    front = np.asarray(front, dtype=np.float64).reshape(-1, 2)
+    picked = []
+    avail = np.ones(len(cost), dtype=bool)
+    for _ in range(min(q, len(cost))):      # a handful of picks per round; each scores the whole pool
+        ehvi = np.where(avail, expected_hvi(front, cost, mean, std, floor), -np.inf)
+        i = int(np.argmax(ehvi))
+        if not np.isfinite(ehvi[i]):
+            break
+        picked.append(i)
+        avail[i] = False
+        front = np.vstack([front, [mean[i], cost[i]]])
+    return np.array(picked, dtype=np.int64)
+
+
+def _tau(a, b):
+    from ..accuracy.validate import _tau as tau
+    return tau(a, b)[0]
+
+
+def neighbour_genomes(problem, X) -> np.ndarray:
+    """Every genome one gene away from a row of ``X`` (each gene set to each other value of its range),
+    repaired for the space (tie groups). Vectorised: one (rows x moves) scatter."""
+    from .operators.repair import repair_genomes
+    X = np.asarray(X, dtype=np.int64).reshape(-1, problem.n_var)
+    xl, xu = np.asarray(problem.xl, dtype=np.int64), np.asarray(problem.xu, dtype=np.int64)
+    gene = np.repeat(np.arange(problem.n_var), xu - xl + 1)
+    value = np.concatenate([np.arange(a, b + 1) for a, b in zip(xl, xu)])     # per gene, not per genome
+    N = np.repeat(X, len(gene), axis=0)
+    rows = np.arange(len(N))
+    N[rows, np.tile(gene, len(X))] = np.tile(value, len(X))
+    return repair_genomes(N, problem.encoding)
+
+
+# -- the search --------------------------------------------------------------------------------------
+def _check_int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise QuantmooError(f"The '{name}' of search_measured must be an integer >= {lo}; got {v!r}")
+    return int(v)
+
+
+def search_measured(model, hardware, budget: int, space=None, objectives=("accuracy_loss", "size_mb"),
+                    constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
+                    init_fraction: float = 0.5, n_pairs: int = 4, neighbours: bool = True,
+                    loss_floor: Optional[float] = 0.0, pop_size: int = 100,
+                    n_gen: int = 100,
+                    workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
+                    progress: Optional[bool] = None):
+    """Proxy search, then ``budget`` real evaluations chosen by a corrected surrogate (module docstring).
+
+    Parameters
+    ----------
+    model : ModelSpec or str
+        A model with real weights and an evaluator (``"digits"``, ``"minilm-l6"``, ...).
+    hardware : HardwareProfile or str
+    budget : int
+        Real evaluations to spend (exactly, unless the candidate pool runs out first).
+    space, constraints : see :func:`quantmoo.search`.
+    objectives : pair of str
+        ``("accuracy_loss", cost)`` with cost one of ``size_mb, latency_ms, energy_mj, memory_mb``.
+    accuracy : AccuracyTable, optional
+        The proxy table (default: :func:`quantmoo.sensitivity` of the model).
+    seed : int
+        Seeds the proxy search; the rest is deterministic. Same seed, same measured front.
+    batch : int, optional
+        Evaluations per round (default ``max(1, budget // 10)``): the surrogate is refitted between
+        rounds, and a round's evaluations run in parallel with ``workers`` / ``dask_address``.
+    init_fraction : float
+        Share of the budget spent on the thinned proxy front before the surrogate chooses.
+    n_pairs : int
+        Layers with interaction terms in the surrogate (0: a per-layer correction only).
+    neighbours : bool
+        Add the single-gene neighbours of the measured front to the candidates every round
+        (:func:`neighbour_genomes`); False: only the genomes the proxy search evaluated.
+    loss_floor : float or None
+        In the acquisition, a loss below it counts as ``loss_floor`` (default 0: a quantized model that
+        measures better than fp32 does so by the test split's noise, and chasing such points at every
+        size wastes the budget); None: no floor. The result reports the measured values as they are.
+    pop_size, n_gen : int
+        The proxy search's NSGA-II.
+    workers, dask_address, cache, eval_timeout :
+        See :func:`~quantmoo.accuracy.parallel.evaluate_many`. With ``workers=1`` (default) and no
+        Dask each evaluation is timed alone; otherwise a round's wall time is split evenly.
+    progress : bool, optional
+        Progress bar of the proxy search.
+
+    Returns
+    -------
+    SearchResult
+        Front of measured points (``accuracy_kind == "measured"``); ``meta["inloop"]`` as in the
+        module docstring.
+
+    Examples
+    --------
+    >>> res = quantmoo.search_measured("digits", "arm_dot", budget=100, seed=0)
+    >>> res.meta["inloop"]["n_evaluations"]
+    100
+    """
+    from ..accuracy.parallel import _in_zoo, evaluate_many, resolve_cache
+    from ..accuracy.tables import AccuracyTable
+    from .archive import thin
+    from .operators.duplicates import duplicate_mask
+    from .problem import resolve_model, resolve_objectives
+    from .run import SearchRun, drive, hypervolume
+
+    budget = _check_int("budget", budget, 1)
+    seed = _check_int("seed", seed, 0)
+    n_pairs = _check_int("n_pairs", n_pairs, 0)
+    batch = max(1, budget // 10) if batch is None else _check_int("batch", batch, 1)
+    if isinstance(init_fraction, bool) or not isinstance(init_fraction, (int, float)) or not 0 < init_fraction <= 1:
+        raise QuantmooError(f"The 'init_fraction' of search_measured must be a number in (0, 1]; got {init_fraction!r}")
+    if loss_floor is None:
+        loss_floor = -np.inf
+    elif isinstance(loss_floor, bool) or not isinstance(loss_floor, (int, float)) or not math.isfinite(loss_floor):
+        raise QuantmooError(f"The 'loss_floor' of search_measured must be a finite number or None; got {loss_floor!r}")
+    objectives = resolve_objectives(objectives)
+    if len(objectives) != 2 or objectives[0] != "accuracy_loss":
+        raise QuantmooError(f"The 'objectives' of search_measured must be ('accuracy_loss', <cost>) with one cost; "
+                            f"got {list(objectives)}")
+    spec = resolve_model(model)
+    ev = getattr(spec, "evaluator", None)
+    if ev is None:
+        raise QuantmooError(f"search_measured needs a model with real weights and an evaluator (e.g. 'digits', "
+                            f"'minilm-l6'); model '{spec.name}' has none")
+    if accuracy is None:
+        from ..accuracy.sensitivity import sensitivity
+        accuracy = sensitivity(spec, space, ev)
+    if not isinstance(accuracy, AccuracyTable):
+        raise QuantmooError(f"The 'accuracy' of search_measured must be a proxy AccuracyTable; got "
+                            f"{type(accuracy).__name__}")
+    source = model if isinstance(model, str) and _in_zoo(model) else spec
+    ec = resolve_cache(cache)
+
+    # 1. the proxy search; its evaluated genomes are the candidate pool
+    run = SearchRun(spec, hardware, space=space, objectives=objectives, constraints=constraints, accuracy=accuracy,
+                    pop_size=pop_size, n_gen=n_gen, seed=seed, baselines=False, max_front=None)
+    run.setup()
+    proxy_res = drive(run, progress=progress)
+    problem = run.problem
+    ref = run.hv_ref
+    nd_X, nd_F = run.archive.X, run.archive.F
+    # the candidate pool, extended every round; one row per distinct feasible genome
+    pool = np.zeros((0, problem.n_var), dtype=np.int64)
+    T = np.zeros((0, problem.encoding.n_layers))
+    cost = proxy = measured = np.zeros(0)
+    done = np.zeros(0, dtype=bool)
+
+    def extend(X):
+        nonlocal pool, T, cost, proxy, measured, done
+        X = np.unique(np.asarray(X, dtype=np.int64), axis=0)
+        X = X[~duplicate_mask(X, pool)] if len(pool) else X
+        if not len(X):
+            return
+        v = problem.evaluate_all(X)
+        X = X[problem.feasible_mask(v)]
+        v = {k: a[problem.feasible_mask(v)] for k, a in v.items()}
+        pool = np.concatenate([pool, X])
+        T = np.concatenate([T, proxy_terms(problem, X)])
+        cost = np.concatenate([cost, v[objectives[1]] / ref[1]])
+        proxy = np.concatenate([proxy, v["accuracy_loss"]])
+        measured = np.concatenate([measured, np.full(len(X), np.nan)])   # loss once measured
+        done = np.concatenate([done, np.zeros(len(X), dtype=bool)])
+
+    extend(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [nd_X]))
+    if not len(pool):
+        raise QuantmooError(proxy_res.message or "The proxy search found no feasible configuration")
+    records, history, batches = [], [], []
+    rec_of = {}                                  # pool row -> index of its evaluation record
+
+    def measured_front():
+        ok = np.flatnonzero(done & np.isfinite(measured))
+        F = np.column_stack([measured[ok], cost[ok] * ref[1]])
+        return ok, F, _nondominated(F)
+
+    def measure(rows, rnd, predicted):
+        configs = [problem.encoding.decode(pool[r], hardware=problem.hardware.name) for r in rows]
+        per_eval = workers == 1 and dask_address is None
+        groups = [[c] for c in configs] if per_eval else [configs]
+        out, secs, hits = [], [], []
+        for g in groups:        # one call per config when in-process: exact seconds and cache hits each
+            h0 = ec.hits if ec is not None else 0
+            t0 = time.perf_counter()
+            out += evaluate_many(source, g, workers=workers, dask_address=dask_address, cache=ec,
+                                 eval_timeout=eval_timeout)
+            dt = time.perf_counter() - t0
+            secs += [dt / len(g)] * len(g)
+            hits += [(ec.hits - h0) > 0 if (ec is not None and per_eval) else None] * len(g)
+        for r, c, d, s, hit, pred in zip(rows, configs, out, secs, hits, predicted):
+            done[r] = True
+            rec_of[r] = len(records)
+            rec = {"index": len(records), "round": rnd, "config_hash": c.config_hash(),
+                   "genome": [int(v) for v in pool[r]], "seconds": round(s, 6), "cached": hit,
+                   "proxy_loss": float(proxy[r]), "predicted_loss": None if pred is None else float(pred[0]),
+                   "predicted_std": None if pred is None else float(pred[1])}
+            if "error" in d:
+                rec["error"] = str(d["error"])
+            else:
+                measured[r] = float(d["loss"])
+                rec["loss"] = measured[r]
+            records.append(rec)
+        batches.append(np.asarray(rows, dtype=np.int64))
+        _, F, nd = measured_front()
+        history.append({"n_gen": rnd, "n_eval": len(records), "hypervolume": hypervolume(F, ref),
+                        "n_front": int(nd.sum())})
+
+    # 2. initial design: the thinned proxy front
+    n0 = min(budget, max(2, math.ceil(init_fraction * budget)))
+    keep = thin(nd_F, n0) if len(nd_F) > n0 else np.arange(len(nd_F))
+    lookup = {bytes(x): i for i, x in enumerate(pool)}
+    rows = [lookup[bytes(x)] for x in nd_X[keep] if bytes(x) in lookup]
+    measure(rows, 0, [None] * len(rows))
+    start_rows = np.array(rows, dtype=np.int64)
+
+    # 3-4. grow the pool around the measured front, refit, choose by expected HV improvement, measure
+    rnd = 0
+    while len(records) < budget:
+        rnd += 1
+        ok, F, nd = measured_front()
+        if neighbours:
+            extend(neighbour_genomes(problem, pool[ok[nd]]))
+        cand = np.flatnonzero(~done)
+        if not len(cand):
+            break
+        sur = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs)
+        mean, std = sur.predict(T[cand])
+        front = np.column_stack([measured[ok] / ref[0], cost[ok]])
+        q = min(batch, budget - len(records))
+        pick = choose_batch(front, cost[cand], mean / ref[0], std / ref[0], q, floor=loss_floor / ref[0])
+        measure(cand[pick].tolist(), rnd, list(zip(mean[pick], std[pick])))
+
+    # the result: the non-dominated measured points
+    rows_ok, F, nd = measured_front()
+    ok = np.zeros(len(pool), dtype=bool)
+    ok[rows_ok] = True
+    final = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs) if ok.sum() >= 2 else None
+    front_rows = rows_ok[nd]
+    front_rows = front_rows[np.argsort(cost[front_rows], kind="stable")]
+    from .front import evaluation_table, solutions_from_genomes
+    front = solutions_from_genomes(problem, pool[front_rows])
+    for s, r in zip(front, front_rows):
+        s.objectives["accuracy_loss"] = float(measured[r])
+        s.measured = {"accuracy_loss": float(measured[r]), "proxy_accuracy_loss": float(proxy[r]),
+                      "kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
+                      "evaluation": rec_of[int(r)]}
+    prequential = [(np.array([records[i]["predicted_loss"] for i in range(len(records))
+                              if records[i]["round"] == k and "loss" in records[i]]),
+                    np.array([records[i]["loss"] for i in range(len(records))
+                              if records[i]["round"] == k and "loss" in records[i]])) for k in range(1, rnd + 1)]
+    tau = {"proxy_start": _tau(proxy[start_rows], measured[start_rows]) if len(start_rows) > 1 else None,
+           "proxy_all": _tau(proxy[ok], measured[ok]) if ok.sum() > 1 else None,
+           "surrogate_loo_all": _tau(final.loo, measured[ok]) if final is not None else None,
+           "surrogate_first_round": _tau(*prequential[0]) if prequential and len(prequential[0][0]) > 1 else None,
+           "proxy_first_round": (_tau(proxy[batches[1]], measured[batches[1]])
+                                 if len(batches) > 1 and len(batches[1]) > 1 else None),
+           "surrogate_last_round": _tau(*prequential[-1]) if prequential and len(prequential[-1][0]) > 1 else None,
+           "proxy_last_round": (_tau(proxy[batches[-1]], measured[batches[-1]])
+                                if len(batches) > 1 and len(batches[-1]) > 1 else None)}
+    res = proxy_res
+    res.front = front
+    res.accuracy_kind = "measured"
+    res.nondominated = None
+    res.history = history
+    ev_tab = evaluation_table(problem, [pool[b] for b in batches])
+    if ev_tab:
+        ev_tab["proxy_accuracy_loss"] = ev_tab["accuracy_loss"]
+        ev_tab["accuracy_loss"] = np.concatenate([measured[b] for b in batches])
+        ev_tab["generation"] = ev_tab["generation"] - 1          # round 0 is the initial design
+    res.evaluations = ev_tab
+    proxy_alg = dict(res.meta.get("algorithm") or {})
+    res.meta["algorithm"] = {"name": "inloop", "budget": budget, "batch": batch, "init_fraction": init_fraction,
+                             "n_pairs": n_pairs, "neighbours": bool(neighbours),
+                             "loss_floor": float(loss_floor) if np.isfinite(loss_floor) else None,
+                             "proxy_search": proxy_alg}
+    res.meta["accuracy_meta"] = {"kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
+                                 "proxy": accuracy.meta, "proxy_kind": accuracy.kind}
+    res.meta["inloop"] = {
+        "budget": budget, "n_evaluations": len(records), "n_failed": sum("error" in r for r in records),
+        "n_candidates": int(len(pool)), "n_initial": int(len(start_rows)), "rounds": rnd,
+        "seconds_evaluating": round(sum(r["seconds"] for r in records), 6),
+        "measured_hypervolume": history[-1]["hypervolume"] if history else 0.0,
+        "kendall_tau": tau, "surrogate": final.to_dict() if final is not None else None,
+        "evaluations": records}
+    res.meta["exec_time_s"] = float(res.meta.get("exec_time_s", 0.0))
+    return res

@@ -1,0 +1,254 @@
+"""Measured-in-the-loop search (quantmoo.search.inloop) on digits with a tiny space and budget."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import quantmoo
+from quantmoo.accuracy.tables import prior_table
+from quantmoo.errors import QuantmooError
+from quantmoo.search.inloop import (choose_batch, expected_hvi, fit_surrogate, neighbour_genomes, proxy_terms,
+                                    search_measured)
+from quantmoo.search.problem import QuantizationProblem
+from quantmoo.search.space import SearchSpace
+
+SPACE = SearchSpace(weight_bits=(2, 3, 4, 8), activation_bits=(8, 16), weight_schemes=("symmetric",),
+                    activation_schemes=("asymmetric",), granularities=("per_channel",),
+                    calibrations=("min_max", "percentile"))
+KW = dict(space=SPACE, pop_size=12, n_gen=3, batch=2)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return quantmoo.zoo.load("digits")
+
+
+@pytest.fixture(scope="module")
+def table(digits):
+    # the prior stands in for the proxy (the sensitivity pass takes ~20 s): the loop is the same
+    return prior_table(digits, SPACE.bind(digits))
+
+
+def _run(model, table, budget=9, seed=1, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return search_measured(model, "arm_dot", budget=budget, accuracy=table, seed=seed, **{**KW, **kw})
+
+
+class Counting:
+    """The digits evaluator, counting every real evaluation."""
+
+    def __init__(self, ev):
+        self.ev, self.name, self.spec, self.calls = ev, ev.name, ev.spec, []
+
+    def details(self, config):
+        self.calls.append(config.config_hash())
+        return self.ev.details(config)
+
+
+def test_budget_is_spent_exactly_and_every_evaluation_is_recorded(digits, table, monkeypatch):
+    counting = Counting(digits.evaluator)
+    monkeypatch.setattr(digits, "evaluator", counting)
+    res = _run(digits, table, budget=9)
+    il = res.meta["inloop"]
+    recs = il["evaluations"]
+    assert il["budget"] == il["n_evaluations"] == len(recs) == len(counting.calls) == 9
+    assert [r["config_hash"] for r in recs] == counting.calls          # in order, each once
+    assert len(set(counting.calls)) == 9
+    assert [r["index"] for r in recs] == list(range(9))
+    assert all(r["seconds"] > 0 and "loss" in r for r in recs)
+    # the first round is the thinned proxy front (no surrogate yet), later rounds carry a prediction
+    assert recs[0]["round"] == 0 and recs[0]["predicted_loss"] is None
+    assert recs[-1]["round"] >= 1 and recs[-1]["predicted_std"] > 0
+    assert [h["n_eval"] for h in res.history][-1] == 9 and len(res.evaluations["generation"]) == 9
+    assert il["measured_hypervolume"] == res.history[-1]["hypervolume"]
+
+
+class Flaky(Counting):
+    """Fails every third evaluation."""
+
+    def details(self, config):
+        self.calls.append(config.config_hash())
+        if len(self.calls) % 3 == 0:
+            raise RuntimeError("flaky")
+        return self.ev.details(config)
+
+
+def test_failed_evaluations_count_and_are_recorded(digits, table, monkeypatch):
+    flaky = Flaky(digits.evaluator)
+    monkeypatch.setattr(digits, "evaluator", flaky)
+    res = _run(digits, table, budget=9)
+    recs = res.meta["inloop"]["evaluations"]
+    assert len(recs) == len(flaky.calls) == 9 and res.meta["inloop"]["n_failed"] == 3
+    failed = {r["config_hash"] for r in recs if "error" in r}
+    assert len(failed) == 3 and all("flaky" in r["error"] for r in recs if "error" in r)
+    assert not failed & {s.config.config_hash() for s in res.front}
+
+
+def test_front_is_measured_and_nondominated(digits, table):
+    res = _run(digits, table, budget=8)
+    assert res.accuracy_kind == "measured" and res.meta["accuracy_meta"]["kind"] == "measured"
+    loss = {r["config_hash"]: r["loss"] for r in res.meta["inloop"]["evaluations"]}
+    F = res.F
+    for s in res.front:   # the reported loss is the real evaluator's, recomputed here
+        h = s.config.config_hash()
+        assert s.objectives["accuracy_loss"] == s.measured["accuracy_loss"] == loss[h]
+        assert s.objectives["accuracy_loss"] == pytest.approx(digits.evaluator.details(s.config)["loss"])
+    for i in range(len(F)):
+        assert not any((F[j] <= F[i]).all() and (F[j] < F[i]).any() for j in range(len(F)))
+    # no measured point dominates a front point either
+    pts = np.array([[loss[h], sz] for h, sz in zip(loss, res.evaluations["size_mb"])])
+    for f in F:
+        assert not any((p <= f).all() and (p < f).any() for p in pts)
+
+
+def test_same_seed_same_run(digits, table):
+    a, b = _run(digits, table, seed=3), _run(digits, table, seed=3)
+    strip = lambda res: [{k: v for k, v in r.items() if k not in ("seconds", "cached")}
+                         for r in res.meta["inloop"]["evaluations"]]
+    assert strip(a) == strip(b)
+    assert np.array_equal(a.F, b.F)
+
+
+def test_result_files_hold_every_evaluation(digits, table, tmp_path):
+    res = _run(digits, table, budget=6)
+    res.save(tmp_path / "run")
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert r["accuracy_kind"] == "measured" and len(r["inloop"]["evaluations"]) == 6
+    back = quantmoo.load_result(tmp_path / "run")
+    assert back.accuracy_kind == "measured" and np.allclose(back.F, res.F)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
+    (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"),
+    (dict(objectives=("accuracy_loss", "size_mb", "latency_ms")), "'objectives'"),
+])
+def test_bad_input(digits, table, kw, needle):
+    with pytest.raises(QuantmooError, match=needle):
+        search_measured(digits, "arm_dot", **{"budget": 4, "accuracy": table, **KW, **kw})
+
+
+def test_needs_an_evaluator():
+    with pytest.raises(QuantmooError, match="evaluator"):
+        search_measured("resnet18", "arm_dot", budget=4)
+
+
+# -- the vectorised surrogate against per-genome loops --------------------------------------------------
+@pytest.fixture(scope="module")
+def problem(digits, table):
+    return QuantizationProblem(digits, "arm_dot", SPACE, objectives=("accuracy_loss", "size_mb"), accuracy=table)
+
+
+def _genomes(problem, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(problem.xl, problem.xu + 1, size=(n, problem.n_var))
+
+
+def test_proxy_terms_sum_to_the_proxy(problem):
+    X = _genomes(problem, 30)
+    T = proxy_terms(problem, X)
+    enc, tab = problem.encoding, problem.accuracy.table
+    for x, t in zip(X, T):   # reference: one genome, one layer at a time
+        c = enc.choices(x[None])[0]
+        m = min(int(enc.calibration_index(x[None])[0]), tab.shape[0] - 1)
+        assert np.allclose(t, [tab[m, l, c[l]] for l in range(enc.n_layers)])
+    assert np.allclose(T.sum(axis=1), problem.evaluate_all(X)["accuracy_loss"])
+
+
+def test_neighbours_match_a_loop(problem):
+    X = _genomes(problem, 3, seed=4)
+    got = neighbour_genomes(problem, X)
+    want = []
+    for x in X:                                   # reference: one genome, one gene, one value at a time
+        for g in range(problem.n_var):
+            for v in range(int(problem.xl[g]), int(problem.xu[g]) + 1):
+                y = x.copy()
+                y[g] = v
+                want.append(y)
+    assert np.array_equal(got, np.array(want))     # no tie groups in this space: repair changes nothing
+    assert len(got) == 3 * int((problem.xu - problem.xl + 1).sum())
+
+
+def test_surrogate_prediction_matches_a_loop(problem):
+    rng = np.random.default_rng(1)
+    T = proxy_terms(problem, _genomes(problem, 40))
+    y = T.sum(axis=1) * 1.3 + 0.5 * np.sqrt(T[:, 0] * T[:, 1]) + rng.normal(0, 0.1, len(T))
+    sur = fit_surrogate(T[:25], y[:25], n_pairs=3)
+    mean, std = sur.predict(T[25:])
+    for t, mu, sd in zip(T[25:], mean, std):
+        phi = [1.0, *t] + [max(0.0, sum(t) - k) for k in sur.knots] + [np.sqrt(t[i] * t[j]) for i, j in sur.pairs]
+        assert mu == pytest.approx(float(np.dot(phi, sur.m)))
+        noise = sur.sigma * (sum(max(v, 0.0) for v in t) + sur.delta)
+        assert sd == pytest.approx(float(np.sqrt(np.dot(phi, sur.S @ phi) + noise ** 2)))
+    # the correction helps: closer to the truth than the uncorrected proxy
+    assert np.abs(mean - y[25:]).mean() < np.abs(T[25:].sum(axis=1) - y[25:]).mean()
+
+
+def test_surrogate_loo_matches_refits_at_fixed_noise():
+    """The leave-one-out shortcut equals refitting without each point (noise fixed at the floor)."""
+    rng = np.random.default_rng(2)
+    T = rng.uniform(0, 1, size=(12, 3))
+    y = T @ np.array([1.0, 2.0, 0.5]) + 0.3
+    full = fit_surrogate(T, y, n_pairs=0, n_knots=0, noise_floor=0.01)   # exact fit: the noise sits at the floor
+    inner = [i for i in range(len(y)) if i not in (np.argmin(y), np.argmax(y))]   # same range, same prior
+    for i in inner:
+        keep = np.arange(len(y)) != i
+        sub = fit_surrogate(T[keep], y[keep], n_pairs=0, n_knots=0, noise_floor=0.01)
+        assert sub.sigma == pytest.approx(full.sigma, rel=1e-12)
+        assert full.loo[i] == pytest.approx(sub.predict(T[i:i + 1])[0][0], rel=1e-9, abs=1e-12)
+
+
+def _ehvi_reference(front, cost, mean, std, floor=-np.inf):
+    """Per candidate: E[HV gain] by Gauss-Hermite quadrature over the loss, HV by moocore."""
+    from quantmoo.search.run import hypervolume
+    z, w = np.polynomial.hermite_e.hermegauss(80)
+    w = w / w.sum()
+    front = np.column_stack([np.maximum(front[:, 0], floor), front[:, 1]])
+    base = hypervolume(front, np.ones(2))
+    out = []
+    for c, mu, sd in zip(cost, mean, std):
+        gains = [hypervolume(np.vstack([front, [max(mu + sd * zi, floor), c]]), np.ones(2)) - base for zi in z]
+        out.append(float(np.dot(w, gains)))
+    return np.array(out)
+
+
+def test_expected_hvi_matches_quadrature():
+    rng = np.random.default_rng(3)
+    front = np.array([[0.8, 0.1], [0.5, 0.3], [0.2, 0.6], [0.05, 0.9], [0.6, 0.5], [1.2, 0.05]])
+    cost = np.concatenate([rng.uniform(0, 1.1, 20), [0.3, 0.95]])
+    mean = rng.uniform(-0.1, 1.0, len(cost))
+    std = rng.uniform(0.02, 0.2, len(cost))
+    got = expected_hvi(front, cost, mean, std)
+    assert np.allclose(got, _ehvi_reference(front, cost, mean, std), atol=2e-4)
+    # losses below a floor count as the floor (the front's and the candidate's)
+    low = np.vstack([front, [[-0.05, 0.95]]])
+    assert np.allclose(expected_hvi(low, cost, mean, std, floor=0.0),
+                       _ehvi_reference(low, cost, mean, std, floor=0.0), atol=5e-4)   # kinks: quadrature error
+    assert got[cost >= 1.0].max(initial=0) == 0.0
+    # an empty front: the whole box right of and above the point is new
+    assert expected_hvi(np.zeros((0, 2)), [0.5], [0.25], [1e-9])[0] == pytest.approx(0.5 * 0.75)
+
+
+def test_batch_spreads_out():
+    """With the believer, a second pick next to the first one gains little, so the batch spreads."""
+    front = np.array([[0.9, 0.05], [0.1, 0.9]])
+    cost = np.array([0.40, 0.41, 0.7])
+    mean = np.array([0.30, 0.30, 0.20])
+    std = np.full(3, 0.01)
+    assert list(choose_batch(front, cost, mean, std, 2)) == [0, 2]
+
+
+def test_cli_measured_budget(tmp_path, table, capsys):
+    from quantmoo import cli
+    (tmp_path / "space.yaml").write_text(json.dumps(SPACE.to_dict()))
+    table.save(tmp_path / "t.npz")
+    args = ["search", "--model", "digits", "--hardware", "arm_dot", "--space", str(tmp_path / "space.yaml"),
+            "--accuracy-table", str(tmp_path / "t.npz"), "--pop-size", "12", "--n-gen", "3", "--no-progress"]
+    assert cli.main(args + ["--budget", "5"]) == 2
+    assert "add '--measured'" in capsys.readouterr().err
+    assert cli.main(args + ["--measured", "--budget", "5", "--out", str(tmp_path / "run"), "--no-plot"]) == 0
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert r["accuracy_kind"] == "measured" and r["objectives"] == ["accuracy_loss", "size_mb"]
+    assert r["inloop"]["n_evaluations"] == 5 == len(r["inloop"]["evaluations"])
