@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     s = cmd("search", "Search the Pareto front of per-layer quantization configs.")
-    s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML, config.json or .onnx file (required)")
+    s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML, config.json, .onnx or .gguf file (required)")
     s.add_argument("--hardware", help="profile name (see 'quantmoo hardware') or YAML path (required)")
     s.add_argument("--objectives", default="accuracy_loss,size_mb,latency_ms,energy_mj",
                    help="comma-separated, from accuracy_loss,size_mb,latency_ms,energy_mj,memory_mb")
@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sensitivity_args(c):
-    c.add_argument("--model", required=True, help="a model with real weights: digits or minilm-l6")
+    c.add_argument("--model", required=True, help="a model with real weights: digits, minilm-l6, smollm2-135m, an .onnx or a .gguf file")
     c.add_argument("--out", required=True, help="output .npz file")
     c.add_argument("--space", help="search-space YAML")
 
