@@ -294,32 +294,72 @@ class LlamaEvaluator(NumpyEvaluator):
             raise QuantmooError(f"The 'threads' of LlamaEvaluator must be an integer >= 1 or None; got {threads!r}")
         self.model = model
         self.seq_len = seq_len
-        arts = list(articles) if articles is not None else list(load_articles())
-        n_eval = -(-eval_tokens // seq_len)
-        n_cal = -(-calibration_tokens // seq_len)
-        windows, titles = [], []
-        for a in arts:  # one window from the start (lead section) of each long-enough article
-            ids = model.encode(a.text)
-            if len(ids) > seq_len:
-                windows.append(ids[: seq_len + 1])
-                titles.append(a.title)
-            if len(windows) == n_eval + n_cal:
-                break
-        if len(windows) < n_eval + n_cal:
-            raise QuantmooError(f"The text has {len(windows)} article(s) of more than {seq_len} tokens; "
-                                f"{n_eval} evaluation and {n_cal} calibration windows are needed")
-        self.eval_titles, self.calibration_titles = titles[:n_eval], titles[n_eval:]
-        W = np.stack(windows)
-
-        def split(a):
-            return [a[s:s + batch_windows] for s in range(0, len(a), batch_windows)]
-
-        kwargs.setdefault("name", f"{spec.name}-next-token-kl")
-        super().__init__(spec, lambda b, ops: model.forward(b[:, :-1], ops), calibration_data=split(W[n_eval:]),
-                         eval_data=split(W[:n_eval]), weights=spec.weights, biases=model.biases, **kwargs)
+        self.eval_tokens, self.calibration_tokens, self.batch_windows = eval_tokens, calibration_tokens, batch_windows
+        self._articles = list(articles) if articles is not None else None
+        self._split: Optional[tuple] = None
         self._ref: Optional[List[dict]] = None
+        kwargs.setdefault("name", f"{spec.name}-next-token-kl")
+        # weights and text windows are read on first use, so building the zoo entry stays cheap
+        super().__init__(spec, lambda b, ops: model.forward(b[:, :-1], ops), calibration_data=None,
+                         weights=spec.weights, biases=model.biases, **kwargs)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.threads = min(threads or cpus, len(self._eval_data))
+        self.threads = min(threads or cpus, -(-eval_tokens // seq_len // batch_windows) or 1)
+
+    # -- lazy weights and windows ---------------------------------------------------------------
+    def _load_weights(self, weights, biases) -> None:
+        self._provider = weights
+        self._weights: Dict[str, np.ndarray] = {}
+        self._biases = dict(biases)
+
+    def fp32_weight(self, name: str) -> np.ndarray:
+        """The (read-only) fp32 weight of a layer: the GGUF tensor dequantized on first use."""
+        w = self._weights.get(name)
+        if w is None:
+            layer = self.spec.layers[self.spec.index(name)]
+            w = np.ascontiguousarray(self._provider(name), dtype=np.float32)
+            if tuple(w.shape) != tuple(layer.weight_shape):
+                raise QuantmooError(f"The weight of layer '{name}' has shape {tuple(w.shape)}; the model spec "
+                                    f"says {tuple(layer.weight_shape)}")
+            w.setflags(write=False)
+            self._weights[name] = w
+        return w
+
+    def _windows(self) -> tuple:
+        """``(eval batches, calibration batches, eval titles, calibration titles)``, built once."""
+        if self._split is None:
+            T, model = self.seq_len, self.model
+            n_eval = -(-self.eval_tokens // T)
+            n_cal = -(-self.calibration_tokens // T)
+            windows, titles = [], []
+            for a in self._articles if self._articles is not None else load_articles():
+                ids = model.encode(a.text)  # one window from the start (lead section) of each article
+                if len(ids) > T:
+                    windows.append(ids[: T + 1])
+                    titles.append(a.title)
+                if len(windows) == n_eval + n_cal:
+                    break
+            if len(windows) < n_eval + n_cal:
+                raise QuantmooError(f"The text has {len(windows)} article(s) of more than {T} tokens; "
+                                    f"{n_eval} evaluation and {n_cal} calibration windows are needed")
+            W = np.stack(windows)
+            bw = self.batch_windows
+            split = lambda a: [a[s:s + bw] for s in range(0, len(a), bw)]  # noqa: E731
+            self._split = (split(W[:n_eval]), split(W[n_eval:]), titles[:n_eval], titles[n_eval:])
+        return self._split
+
+    # NumpyEvaluator reads these two attributes; the windows behind them are built on first use
+    _eval_data = property(lambda self: self._windows()[0], lambda self, v: None)
+    _calibration_data = property(lambda self: self._windows()[1], lambda self, v: None)
+
+    @property
+    def eval_titles(self) -> List[str]:
+        """Titles of the articles the evaluation windows come from."""
+        return list(self._windows()[2])
+
+    @property
+    def calibration_titles(self) -> List[str]:
+        """Titles of the articles the calibration windows come from (disjoint from the evaluation)."""
+        return list(self._windows()[3])
 
     def _run_metrics(self, config, ref=None) -> List[dict]:
         """Next-token metrics of every evaluation batch under ``config`` (fp32 when None).
@@ -380,9 +420,7 @@ def load_gguf(path, *, name: Optional[str] = None, batch: int = 1, mode: Optiona
     model = LlamaModel(g)
     spec.evaluator = LlamaEvaluator(spec, model)
     spec.meta.update({"accuracy_metric": "mean next-token KL divergence to the dequantized GGUF in fp32",
-                      "accuracy_loss_unit": "nats per token", "evaluation_text": LICENCE,
-                      "evaluation_articles": list(spec.evaluator.eval_titles),
-                      "calibration_articles": list(spec.evaluator.calibration_titles)})
+                      "accuracy_loss_unit": "nats per token", "evaluation_text": LICENCE})
     return spec
 
 
