@@ -293,6 +293,9 @@ def test_next_token_metrics_by_hand():
     assert got["top1"][0] == 0 and ref["logp_target"][0] == pytest.approx(math.log(0.5))
     same = L.next_token_metrics(np.array([[0.0, 0.0]]), np.array([0]), ref)
     assert abs(same["kl"][0]) < 1e-7
+    # the sensitivity probe's distortion: the same KL, on (batch, tokens, vocab) logits
+    kl = L.LlamaEvaluator.output_distortion(np.array([[[math.log(3.0), 0.0]] * 2]), np.zeros((1, 2, 2)))
+    assert kl == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
 
 
 def test_evaluator_details_on_tiny_model(tiny):

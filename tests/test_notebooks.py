@@ -32,10 +32,10 @@ def _generator():
     return mod
 
 
-def test_all_eight_notebooks_present():
+def test_all_nine_notebooks_present():
     names = [p.stem for p in NOTEBOOKS]
     assert names == list(_generator().NOTEBOOKS), names
-    assert len(names) == 8
+    assert len(names) == 9
 
 
 def test_generator_reproduces_stored_notebooks(tmp_path):

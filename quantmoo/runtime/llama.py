@@ -402,6 +402,17 @@ class LlamaEvaluator(NumpyEvaluator):
                 "perplexity": ppl, "perplexity_fp32": ppl32, "perplexity_change": ppl - ppl32,
                 "top1_agreement": float(np.mean(cat(got, "top1") == cat(ref, "top1"))), "n_tokens": int(kl.size)}
 
+    #: :meth:`output_distortion` is in the unit of ``accuracy_loss`` (nats per token).
+    distortion_in_loss_unit = True
+
+    @staticmethod
+    def output_distortion(outputs: np.ndarray, reference: np.ndarray) -> float:
+        """Mean next-token KL of logits ``outputs`` from ``reference`` (any leading shape; the sensitivity probe)."""
+        V = np.shape(reference)[-1]
+        zeros = np.zeros(int(np.size(reference) // V), dtype=np.int64)
+        ref = next_token_metrics(np.array(reference, dtype=np.float32).reshape(-1, V), zeros)
+        return float(np.mean(next_token_metrics(np.array(outputs, dtype=np.float32).reshape(-1, V), zeros, ref)["kl"]))
+
     def fp32_perplexity(self) -> float:
         """Perplexity of the fp32 (dequantized GGUF) model on the evaluation windows."""
         ref = self.reference()
