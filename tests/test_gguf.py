@@ -321,6 +321,26 @@ def test_evaluator_details_on_tiny_model(tiny):
         pytest.approx(w2["loss"], rel=1e-5)
 
 
+def test_runs_resume_from_cached_block_inputs(tiny):
+    """A config that changes only block 1 reuses block 1's input from an earlier run: same logits."""
+    path, _ = tiny
+    spec = zoo.load(path)
+    ev = L.LlamaEvaluator(spec, spec.evaluator.model, seq_len=8, eval_tokens=8, calibration_tokens=8,
+                          articles=[Article("a", "the hen in a thin hat " * 4), Article("b", "a tin ant " * 6)])
+    base = QuantConfig.uniform(spec, weight_bits=16, activation_bits=16)
+    one = QuantConfig.from_dict({**base.to_dict(), "layers": {**base.to_dict()["layers"],
+                                 "blk.1.ffn_up.weight": {"weight_bits": 2, "activation_bits": 16}}})
+    data = ev._calibration_data
+    ev.run(data, base)
+    assert len(ev.block_cache) == 1  # the input of block 1 (block 0's input is the embedding lookup)
+    hits = ev.block_cache.hits
+    resumed = ev.run(data, one)
+    assert ev.block_cache.hits == hits + 1
+    ev.clear_cache()
+    np.testing.assert_array_equal(resumed, ev.run(data, one))  # computed from the embedding
+    assert not np.allclose(resumed, ev.run(data, base))
+
+
 # -- text and tokenizer -----------------------------------------------------------------------------
 
 def test_strip_markup():

