@@ -119,6 +119,8 @@ def test_reader_layer_table_and_lazy_weights(tiny):
     for n in names:
         np.testing.assert_array_equal(spec.weights(n), arrays[n])  # Q8_0 embedding: gguf's dequantized values
     assert spec.meta["gguf_tensor_types"]["token_embd.weight"] == "Q8_0"
+    plain = zoo.from_gguf(path, context=64)  # the description alone: no runtime, no evaluator
+    assert plain.evaluator is None and plain.layer_names == names and plain.workload["context"] == 64
 
 
 def test_untied_file_has_embedding_first_and_output_last(tmp_path):
