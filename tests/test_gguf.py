@@ -254,6 +254,31 @@ def test_forward_matches_per_token_loop(tmp_path, arch, tied, chunk):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_gguf_q_k_permutation_is_the_half_rotation(tmp_path):
+    """llama.cpp's converter permutes q/k rows (per head, row j*hd/2 + i -> 2i + j) so that rotating adjacent
+    pairs on the GGUF rows equals Hugging Face's rotate-half on the original rows: a qwen2 file (half rotation)
+    holding the un-permuted rows and zero biases gives the llama file's logits."""
+    arrays = write_gguf(tmp_path / "l.gguf", heads=4, kv_heads=2)
+    hd = 4
+
+    def unpermute(w, n):
+        return w.reshape(n, hd // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
+
+    hf = dict(arrays)
+    for i in range(2):
+        hf[f"blk.{i}.attn_q.weight"] = unpermute(arrays[f"blk.{i}.attn_q.weight"], 4)
+        hf[f"blk.{i}.attn_k.weight"] = unpermute(arrays[f"blk.{i}.attn_k.weight"], 2)
+        for r, n in (("q", 16), ("k", 8), ("v", 8)):
+            hf[f"blk.{i}.attn_{r}.bias"] = np.zeros(n, dtype=np.float32)
+    write_gguf(tmp_path / "q.gguf", arch="qwen2", heads=4, kv_heads=2, weights=hf)
+    ids = np.array([[3, 70, 260, 9, 11, 12]])
+    out = []
+    for f in ("l.gguf", "q.gguf"):
+        spec = zoo.load(tmp_path / f)
+        out.append(spec.evaluator.model.forward(ids, spec.evaluator.ops(None)))
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-5, atol=1e-5)
+
+
 def test_first_block_by_hand(tmp_path):
     """One head of size 4, identity projections, no MLP: every number below is checkable by hand.
 
