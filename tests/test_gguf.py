@@ -360,9 +360,12 @@ def test_runs_resume_from_cached_block_inputs(tiny):
     data = ev._calibration_data
     ev.run(data, base)
     assert len(ev.block_cache) == 1  # the input of block 1 (block 0's input is the embedding lookup)
-    hits = ev.block_cache.hits
     resumed = ev.run(data, one)
-    assert ev.block_cache.hits == hits + 1
+    assert ev.block_hits == 1
+    first = QuantConfig.from_dict({**base.to_dict(), "layers": {**base.to_dict()["layers"],
+                                   "blk.0.attn_q.weight": {"weight_bits": 2, "activation_bits": 16}}})
+    ev.run(data, first)  # changes block 0: nothing to resume from, and the base's state is kept
+    assert ev.block_hits == 1 and ev.block_cache[next(iter(ev.block_cache))][0] == ev._prefix_keys(base)[1]
     ev.clear_cache()
     np.testing.assert_array_equal(resumed, ev.run(data, one))  # computed from the embedding
     assert not np.allclose(resumed, ev.run(data, base))
