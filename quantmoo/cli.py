@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                               formatter_class=_HelpFormatter)
 
     s = cmd("search", "Search the Pareto front of per-layer quantization configs.")
-    s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML, config.json or .onnx file (required)")
+    s.add_argument("--model", help="zoo name (see 'quantmoo models'), spec YAML, config.json, .onnx or .gguf file (required)")
     s.add_argument("--hardware", help="profile name (see 'quantmoo hardware') or YAML path (required)")
     s.add_argument("--objectives", default=_DEFAULT_OBJECTIVES,
                    help="comma-separated, from accuracy_loss,size_mb,latency_ms,energy_mj,memory_mb")
@@ -191,7 +191,7 @@ def _data_arg(c):
 def _sensitivity_args(c):
     c.add_argument("--model", required=True,
                    help="a model with real weights: a zoo model that has them (see 'quantmoo models') or a "
-                        "weights file such as model.onnx")
+                        "weights file (.onnx, .gguf)")
     c.add_argument("--out", required=True, help="output .npz file")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     c.add_argument("--space", help="search-space YAML, or 'llama.cpp'")

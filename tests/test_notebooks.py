@@ -35,7 +35,7 @@ def _generator():
 def test_all_notebooks_present():
     names = [p.stem for p in NOTEBOOKS]
     assert names == list(_generator().NOTEBOOKS), names
-    assert len(names) >= 9
+    assert len(names) >= 10
 
 
 def test_generator_reproduces_stored_notebooks(tmp_path):

@@ -249,8 +249,8 @@ def test_unknown_name_lists_known_models():
         zoo.load("foo")
     msg = str(e.value)
     assert msg.startswith("Unknown model 'foo'; known models are {")
-    assert all(n in msg for n in ("bert-base", "gpt2", "llama2-7b", "resnet50", "digits", "minilm-l6"))
-    assert "(or pass a path to a spec YAML, a config.json or an ONNX file)" in msg
+    assert all(n in msg for n in ("bert-base", "gpt2", "llama2-7b", "resnet50", "digits", "minilm-l6", "smollm2-135m"))
+    assert "(or pass a path to a spec YAML, a config.json, an ONNX or a GGUF file)" in msg
     with pytest.raises(QuantmooError, match="did you mean 'resnet50'"):
         zoo.load("resnet5")
 

