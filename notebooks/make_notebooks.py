@@ -1235,6 +1235,8 @@ NB10 = [
     The exported file is what onnxruntime (CPU, QNN, CoreML execution providers) and TensorRT's ONNX parser
     read. On the command line the same steps are `quantmoo search --model digits.onnx --data inputs.npz
     --measured ...` and `quantmoo export RUN --format onnx --model digits.onnx --data calib.npz --out model.q.onnx`.
+    """),
+]
 
 
 NB09 = [
