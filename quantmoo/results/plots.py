@@ -618,18 +618,20 @@ def _draw_front(ax, result, x: str, y: str, baselines=True, knee=True, measured=
     return annotations
 
 
-def _front_label(result, obj: str, ax, axis: str) -> str:
+def _front_label(result, obj: str, ax, axis: str, short: bool = False) -> str:
     """Axis label: names the kind of an accuracy loss, both kinds when measured values are drawn."""
     kind = getattr(result, "accuracy_kind", None)
     if obj != "accuracy_loss":
-        return _label(obj, kind)
+        return _label(obj, kind, short=short)
     both = any(c.get_label() == "measured (same configs)" for c in ax.collections)
     if both and kind in ("proxy", "prior"):
-        text = f"accuracy loss (pp; {kind} and measured)"
+        text = f"acc. loss (pp; {kind} & meas.)" if short else f"accuracy loss (pp; {kind} and measured)"
     else:
-        text = _label(obj, kind)
+        text = _label(obj, kind, short=short)
     linthresh = getattr(ax, f"_quantmoo_symlog_{axis}", None)
-    return text if linthresh is None else text + f"\nlog scale; linear below {_fmt(linthresh)}"
+    if linthresh is None:
+        return text
+    return text + (f"\nlog above {_fmt(linthresh)}" if short else f"\nlog scale; linear below {_fmt(linthresh)}")
 
 
 @_styled
@@ -1114,8 +1116,8 @@ def plot_convergence(histories, labels=None, band="minmax", title=None, save=Non
     ax.set_ylabel("hypervolume (share of ref. box)" if reference else "hypervolume")
     if from_zero:
         ax.set_ylim(0.0, 1.08 * top if top > 0 else 1.0)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useMathText=True)
-    ax.xaxis.get_offset_text().set_fontsize(_SMALL)
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))  # 10,000 rather than 1.0 x 10^4
     _finish_axes(ax)
     notes = [f"band: {band_name} over seeds"] if any(len(r) > 1 for _, r in groups) else []
     if reference:
@@ -1362,7 +1364,7 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
     w = _width(width, owner)
     panel_w = w / ncols
     panel_h = panel_w * (0.8 if ncols > 1 else 0.62)
-    fig, axes = _new_figure(w, max(1.5, panel_h) * nrows + 0.45, nrows=nrows, ncols=ncols, squeeze=False,
+    fig, axes = _new_figure(w, max(1.5, panel_h) * nrows + 0.8, nrows=nrows, ncols=ncols, squeeze=False,
                             sharey=True)
     scale = min(1.0, max(0.45, panel_w / 3.5))
     kind = _kind(results)
@@ -1382,7 +1384,7 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
         ax.set_title(_hardware_name(r) if len(models) == 1 else _title(r), fontsize=_FONT if ncols <= 2 else _SMALL)
         ax.set_xlabel(_front_label(r, x, ax, "x") if ncols <= 2 else _label(x, kind, short=True))
         if i % ncols == 0:
-            ax.set_ylabel(_front_label(r, y, ax, "y"))
+            ax.set_ylabel(_front_label(r, y, ax, "y", short=ncols > 2))
     for j in range(n, nrows * ncols):
         axes[j // ncols, j % ncols].set_axis_off()
     # one legend: the handles of every panel, deduplicated
@@ -1391,7 +1393,8 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
         for hnd, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, hnd)
     if seen:
-        _figure_legend(fig, axes[0, 0], "below", ncol=min(len(seen), 6), handles=list(seen.values()),
+        _figure_legend(fig, axes[0, 0], "below", ncol=min(len(seen), 4 if ncols > 2 else 3),
+                       handles=list(seen.values()),
                        labels=list(seen.keys()))
     if len(models) == 1 and next(iter(models)):
         fig.suptitle(f"{next(iter(models))} on {n} hardware target{'s' if n > 1 else ''}")
