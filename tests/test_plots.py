@@ -440,6 +440,10 @@ def test_losses_above_100pp_are_clipped_and_flagged():
     assert max(c.get_offsets()[:, 0].max() for c in fig.axes[4].collections if len(c.get_offsets())) <= 100.0
     assert "clipped" in fig.axes[3].get_legend().get_title().get_text()
     closes(fig)
+    fig = P.plot_front_3d(r)
+    assert "2 losses > 100 pp drawn at 100 (clipped)" in _legend_texts(fig)
+    assert max(c._offsets3d[2].max() for c in fig.axes[0].collections) <= 100.0
+    closes(fig)
 
 
 def test_loss_axis_symlog_when_front_spans_decades():

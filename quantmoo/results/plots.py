@@ -699,8 +699,11 @@ def plot_front(result, x="size_mb", y="accuracy_loss", baselines=True, knee=True
 # -- 3-D front ------------------------------------------------------------------------------------
 @_styled
 def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baselines=True, knee=True, save=None,
-                  width="single"):
+                  width="single", loss_cap=LOSS_CAP):
     """3-D scatter of the front, coloured by ``z``, knee starred, uniform baselines as squares.
+
+    An accuracy loss above ``loss_cap`` is drawn at the cap (counted in the legend); colours of
+    an accuracy loss spanning decades follow a symlog scale.
 
     Parameters
     ----------
@@ -711,6 +714,8 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
     save : str or Path, optional
         Path stem for pdf/svg/png.
     width : {"single", "double"} or float
+    loss_cap : float or None
+        Largest accuracy loss drawn (default 100 pp); None: no clipping.
 
     Returns
     -------
@@ -720,15 +725,29 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
     for f, v in (("x", x), ("y", y), ("z", z)):
         _check_objective(result, v, f, owner)
     _require_front(result, owner)
+    _check_loss_args(loss_cap, "auto", owner)
+    n_clipped = 0
+
+    def cap(v, obj):
+        nonlocal n_clipped
+        if obj != "accuracy_loss" or loss_cap is None:
+            return v
+        n_clipped += int((v > loss_cap).sum())
+        return np.minimum(v, loss_cap)
+
     plt = _plt()
     w = _width(width, owner)
     from matplotlib.lines import Line2D
     small = w <= 4
     fig = plt.figure(figsize=(w, w * (0.86 if small else 0.6)), layout="constrained")
     ax = fig.add_subplot(projection="3d")
-    xv, yv, zv = _values(result, x), _values(result, y), _values(result, z)
+    xv, yv, zv = cap(_values(result, x), x), cap(_values(result, y), y), cap(_values(result, z), z)
     kind = result.accuracy_kind
-    ax.scatter(xv, yv, zv, c=zv, cmap=_CMAP, s=8, depthshade=False, linewidths=0)
+    norm = None
+    if z == "accuracy_loss" and _loss_linthresh(zv) is not None:
+        from matplotlib.colors import SymLogNorm
+        norm = SymLogNorm(_loss_linthresh(zv), linscale=1.0, base=10)
+    ax.scatter(xv, yv, zv, c=zv, cmap=_CMAP, norm=norm, s=8, depthshade=False, linewidths=0)
     handles = [Line2D([], [], linestyle="none", marker="o", markersize=3.5, markeredgewidth=0,
                       color=_mpl_cmap(_CMAP)(0.45), label=f"front (colour: {_label(z, kind, short=True)})")]
     if knee:
@@ -740,12 +759,18 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
     if baselines:
         pts = [(_baseline_value(b, x), _baseline_value(b, y), _baseline_value(b, z)) for b in result.baselines]
         pts = np.array([p for p in pts if None not in p], dtype=float).reshape(-1, 3)
+        pts = np.column_stack([cap(pts[:, i], o) for i, o in enumerate((x, y, z))]) if len(pts) else pts
         if len(pts):
             ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], marker="s", s=14, color=OKABE_ITO["orange"],
                        edgecolors="black", linewidths=0.4, depthshade=False)
             handles.append(Line2D([], [], linestyle="none", marker="s", markersize=3.5,
                                   markerfacecolor=OKABE_ITO["orange"], markeredgecolor="black",
                                   markeredgewidth=0.4, label="baselines"))
+    if n_clipped:
+        handles.append(Line2D([], [], linestyle="none", label=f"{n_clipped} loss{'es' if n_clipped > 1 else ''} "
+                              f"> {_fmt(loss_cap)} pp drawn at {_fmt(loss_cap)} (clipped)"))
+    if norm is not None:
+        handles[0].set_label(handles[0].get_label()[:-1] + f", log above {_fmt(norm.linthresh)})")
     lab_fs = _SMALL if small else _FONT
     ax.set_xlabel(_label(x, kind, short=True), labelpad=-4, fontsize=lab_fs)
     ax.set_ylabel(_label(y, kind, short=True), labelpad=-4, fontsize=lab_fs)
