@@ -135,7 +135,8 @@ def _validate_args(c):
 def _plot_args(c):
     c.add_argument("run", nargs="+", help="run directory (several for --kind hardware)")
     c.add_argument("--kind", default="front",
-                   help="front, front3d, matrix, parallel, convergence, heatmap or hardware")
+                   help="front, front3d, matrix, parallel, convergence, heatmap or hardware (one model's runs on "
+                        "several targets side by side) (default: %(default)s)")
     c.add_argument("--x", default=None, metavar="OBJ",
                    help="x-axis objective: accuracy_loss, size_mb, latency_ms, energy_mj or memory_mb (default: "
                         "latency_ms for --kind hardware, since size does not depend on the hardware; size_mb "
