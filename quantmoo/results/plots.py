@@ -959,7 +959,11 @@ def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, 
     segs = [np.column_stack([xs, row]) for row in N]
     n = len(segs)
     alpha = float(np.clip(40.0 / max(n, 1), 0.2, 0.8))  # many lines: lighter, so density shows
-    lc = LineCollection(segs, cmap=_CMAP, linewidths=0.6 if n <= 100 else 0.45, alpha=alpha, zorder=2)
+    norm = None
+    if color_by == "accuracy_loss" and _loss_linthresh(c) is not None:  # colours for 0.1 and 1 pp differ
+        from matplotlib.colors import SymLogNorm
+        norm = SymLogNorm(_loss_linthresh(c), linscale=1.0, base=10)
+    lc = LineCollection(segs, cmap=_CMAP, norm=norm, linewidths=0.6 if n <= 100 else 0.45, alpha=alpha, zorder=2)
     lc.set_array(c)
     ax.add_collection(lc)
     k = result.knee_index()
@@ -986,7 +990,11 @@ def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, 
         ax.spines[s].set_visible(False)
     ax.tick_params(axis="x", length=0, pad=3)
     cb = fig.colorbar(lc, ax=ax, pad=0.01, fraction=0.05 if not small else 0.07, aspect=25)
-    cb.set_label(_label(color_by, kind, short=small), fontsize=_SMALL if small else _FONT)
+    cb.set_label(_label(color_by, kind, short=small) + (f"\nlog above {_fmt(norm.linthresh)}" if norm else ""),
+                 fontsize=_SMALL if small else _FONT)
+    if norm is not None:
+        from matplotlib.ticker import FuncFormatter
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda t, _: "0" if t == 0 else f"{t:g}"))
     cb.ax.tick_params(labelsize=_TINY if small else _SMALL, width=0.5, length=2)
     cb.outline.set_linewidth(0.5)
     _figure_legend(fig, ax, "below", ncol=1, frameon=False)
