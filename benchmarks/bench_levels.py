@@ -130,7 +130,9 @@ def figure(results) -> str:
             right = max(right, comp + 2.0)
         for level, (comp, loss) in r["fronts"].items():
             o = np.argsort(comp)
-            ax.plot(comp[o], np.maximum(loss[o], floor), "-o", ms=3, color=colors[level], label=f"{level} front")
+            # markers only: the points are a proxy front, each measured; a line through them would zig-zag
+            ax.plot(comp[o], np.maximum(loss[o], floor), "o", ms=3, alpha=0.8, color=colors[level],
+                    label=f"{level} front, each point measured")
             right = max(right, float(np.max(comp)) if len(comp) else 0.0)
         for row in r["rows"]:
             if row["config"].startswith("front") or row["comp"] != row["comp"]:
