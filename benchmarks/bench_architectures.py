@@ -186,34 +186,49 @@ def figure(zoo, real) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    from matplotlib.ticker import FuncFormatter
+    from quantmoo.results.plots import MODEL_NAMES, OKABE_ITO
+    # one panel per real model: their losses are in different units (pp of accuracy vs 100 x (1 - cosine))
+    fig, axes = plt.subplots(1, 1 + len(real), figsize=(4.6 * (1 + len(real)), 3.9), layout="constrained",
+                             squeeze=False)
+    axes = axes[0]
     ax = axes[0]
     B = max(r["budget"] for r in zoo) if zoo else None
     sel = [r for r in zoo if r["budget"] == B]
-    keys = [("INT8", lambda r: r["uniform"][0][1] if r["uniform"][0][2] <= r["budget"] else 0),
-            ("INT4", lambda r: r["uniform"][1][1] if r["uniform"][1][2] <= r["budget"] else 0),
-            ("ILP", lambda r: np.nan_to_num(r["ilp"])), ("quantmoo", lambda r: r["search"] if np.isfinite(r["search"]) else 0),
-            ("exact", lambda r: r["exact"] if np.isfinite(r["exact"]) else 0)]
+    keys = [("uniform INT8", lambda r: r["uniform"][0][1] if r["uniform"][0][2] <= r["budget"] else np.nan),
+            ("uniform INT4", lambda r: r["uniform"][1][1] if r["uniform"][1][2] <= r["budget"] else np.nan),
+            ("ILP (HAWQ-V3-style)", lambda r: r["ilp"]), ("quantmoo", lambda r: r["search"]),
+            ("exact front (ceiling)", lambda r: r["exact"])]
+    colours = [OKABE_ITO[c] for c in ("orange", "sky", "green", "blue", "purple")]
     w = 0.16
-    for j, (lab, f) in enumerate(keys):
-        ax.bar(np.arange(len(sel)) + j * w, [f(r) for r in sel], w, label=lab)
+    for j, ((lab, f), col) in enumerate(zip(keys, colours)):
+        v = np.array([f(r) for r in sel], dtype=float)
+        xs = np.arange(len(sel)) + j * w
+        ax.bar(xs, np.nan_to_num(v), w, label=lab, color=col)
+        for x in xs[~np.isfinite(v)]:  # no config within the budget: say so instead of a zero-height bar
+            ax.text(x, 0.15, "over budget", rotation=90, ha="center", va="bottom", fontsize=6, color="0.3")
     ax.set_xticks(np.arange(len(sel)) + 2 * w)
-    ax.set_xticklabels([r["model"] for r in sel], fontsize=8)
-    ax.set_ylabel("compression vs FP32")
-    ax.set_title(f"zoo, prior loss <= {B} pp (0 = over budget)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_xticklabels([MODEL_NAMES.get(r["model"], r["model"]) for r in sel], fontsize=8)
+    ax.set_ylabel("compression vs FP32 (x)")
+    ax.set_title(f"zoo architectures: prior loss <= {B:g} pp (kind prior, no weights)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    ax = axes[1]
-    for r in real:
-        for g, mk in (("search", "o"), ("ilp", "s"), ("uniform", "^")):
+    styles = {"search": ("o", OKABE_ITO["blue"], "quantmoo front"), "ilp": ("s", OKABE_ITO["green"], "ILP"),
+              "uniform": ("^", OKABE_ITO["orange"], "uniform")}
+    for ax, r in zip(axes[1:], real):
+        floor = 1e-3
+        for g, (mk, col, lab) in styles.items():
             m = r["meas"][g]
-            ax.scatter(m["comp"], np.maximum(m["loss"], 1e-3), marker=mk, s=14, label=f"{r['model']} {g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("compression vs FP32")
-    ax.set_ylabel("measured loss (floored at 1e-3)")
-    ax.set_title("real models, measured", fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
-    ax.grid(alpha=0.3)
+            ax.scatter(m["comp"], np.maximum(m["loss"], floor), marker=mk, s=14, color=col, label=lab,
+                       alpha=0.8, linewidths=0)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("compression vs FP32 (x)")
+        unit = "pp of test accuracy" if r["model"] == "digits" else "100 x (1 - cosine to fp32)"
+        ax.set_ylabel(f"measured loss ({unit})\n0 and below drawn at {floor:g}")
+        ax.set_title(f"{MODEL_NAMES.get(r['model'], r['model'])}: every config measured", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
     return save_png(fig, "table2_compression_at_budget")
 
 

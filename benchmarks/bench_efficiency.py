@@ -156,10 +156,11 @@ def _spread(v, fmt="{:.4f}") -> str:
 def figure(r) -> str:
     import matplotlib
     matplotlib.use("Agg")
-    from quantmoo.results.plots import plot_convergence
+    from quantmoo.results.plots import DEVICE_NAMES, MODEL_NAMES, plot_convergence
     groups = {m: h for m, h in r["hist"].items() if h}
     fig = plot_convergence(groups, band="minmax", width="double",
-                           title=f"Table 4{r['part']}: {r['model']} @ {r['hardware']}, {len(r['objectives'])} objectives")
+                           title=f"Table 4{r['part']}: {MODEL_NAMES.get(r['model'], r['model'])} on "
+                                 f"{DEVICE_NAMES.get(r['hardware'], r['hardware'])}, {len(r['objectives'])} objectives")
     ax = fig.axes[0]
     if r["exact"]:
         ax.axhline(r["exact"]["hv"], color="k", ls="--", lw=0.8, label="exact front (ceiling)")

@@ -110,29 +110,45 @@ def figure(results) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    from matplotlib.ticker import FuncFormatter
+    from quantmoo.results.plots import MODEL_NAMES
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False, layout="constrained")
     colors = {"INT8": "C0", "INT4": "C1", "mixed 4/8": "C2", "mixed 2/3/4": "C3", "INT2": "C4"}
+    markers = iter("*PXDv^<>")  # one marker per uniform config: two INT4 rows share a colour
+    marker_of = {}
+    floor = 1e-2
     for ax, r in zip(axes[0], results):
         regions = {}
         for level, c in _brief.LEVELS.items():      # levels with the same claim share one region
             regions.setdefault((c["compression"], c["loss"]), []).append(level)
+        right = 0.0
         for (comp, (lo, hi)), levels in regions.items():
-            ax.add_patch(Rectangle((comp, max(lo, 1e-2)), 2.0, hi - max(lo, 1e-2), alpha=0.12,
+            ax.add_patch(Rectangle((comp, max(lo, floor)), 2.0, hi - max(lo, floor), alpha=0.12,
                                    color=colors[levels[0]]))
-            ax.text(comp + 0.05, hi, "brief " + " / ".join(levels), fontsize=6, color=colors[levels[0]], va="bottom")
+            ax.text(comp + 0.05, hi, "claimed: " + " / ".join(levels), fontsize=6, color=colors[levels[0]],
+                    va="bottom")
+            right = max(right, comp + 2.0)
         for level, (comp, loss) in r["fronts"].items():
             o = np.argsort(comp)
-            ax.plot(comp[o], np.maximum(loss[o], 1e-2), "-o", ms=3, color=colors[level], label=f"{level} front")
+            # markers only: the points are a proxy front, each measured; a line through them would zig-zag
+            ax.plot(comp[o], np.maximum(loss[o], floor), "o", ms=3, alpha=0.8, color=colors[level],
+                    label=f"{level} front, each point measured")
+            right = max(right, float(np.max(comp)) if len(comp) else 0.0)
         for row in r["rows"]:
             if row["config"].startswith("front") or row["comp"] != row["comp"]:
                 continue
-            ax.scatter([row["comp"]], [max(row["loss"], 1e-2)], marker="*", s=80, color=colors[row["level"]],
-                       label=f"{row['level']} {row['config']}", zorder=3)
+            mk = marker_of.setdefault(row["config"], next(markers, "o"))
+            ax.scatter([row["comp"]], [max(row["loss"], floor)], marker=mk, s=70, color=colors[row["level"]],
+                       edgecolors="black", linewidths=0.5, label=f"{row['level']} {row['config']}", zorder=3)
+        ax.set_xlim(right=right + 0.6)  # room for the region labels
         ax.set_yscale("log")
-        ax.set_xlabel("compression vs FP32")
-        ax.set_ylabel("measured loss (floored at 0.01)")
-        ax.set_title(f"{r['model']}: measured; shaded = brief's claimed regions", fontsize=9)
-        ax.legend(fontsize=6)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("compression vs FP32 (x)")
+        unit = "pp of test accuracy" if r["model"] == "digits" else "100 x (1 - cosine to fp32)"
+        ax.set_ylabel(f"measured loss ({unit})\nbelow {floor:g} drawn at {floor:g}")
+        ax.set_title(f"{MODEL_NAMES.get(r['model'], r['model'])}: measured; shaded: the brief's claimed regions",
+                     fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
         ax.grid(alpha=0.3)
     return save_png(fig, "table3_levels_measured")
 

@@ -225,24 +225,34 @@ def figure(r) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from quantmoo.results.plots import DEVICE_NAMES, MODEL_NAMES
     targets = r["targets"]
     labels = list(OrderedDict.fromkeys(x["row"] for x in r["rows"]))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
     w = 0.8 / len(labels)
-    for k, (key, title) in enumerate((("size_gb", "size (GB)"), ("latency_ms", "latency (ms / token)"),
-                                      ("energy_j", "energy (J / token)"))):
+    for k, (key, title) in enumerate((("size_gb", "size (GB; the same on every target except the evolved rows)"),
+                                      ("latency_ms", "latency (ms / token, log scale)"),
+                                      ("energy_j", "energy (J / token, log scale)"))):
         ax = axes[k]
         for j, lab in enumerate(labels):
             v = [next((x[key] for x in r["rows"] if x["target"] == t and x["row"] == lab), np.nan) for t in targets]
             ax.bar(np.arange(len(targets)) + j * w, v, w, label=lab)
         ax.set_xticks(np.arange(len(targets)) + 0.4 - w / 2)
-        ax.set_xticklabels(targets, rotation=30, ha="right", fontsize=8)
-        ax.set_yscale("log")
+        ax.set_xticklabels([DEVICE_NAMES.get(t, t) for t in targets], rotation=30, ha="right",
+                           rotation_mode="anchor", fontsize=7)
+        if key != "size_gb":  # size spans 2-14 GB: linear reads better
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1-2-5 steps, plain numbers
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     h, lab = axes[0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=len(lab), fontsize=8, bbox_to_anchor=(0.5, -0.08))
-    fig.suptitle(f"{MODEL} decode, cost model (profile constants; accuracy not shown)", fontsize=10)
+    lab = [x.replace("at loss <=", "at prior loss <=") + (" pp" if x == EVOLVED_CAPPED else "") for x in lab]
+    fig.legend(h, lab, loc="outside lower center", ncol=len(lab), fontsize=8)
+    fig.suptitle(f"{MODEL_NAMES.get(MODEL, MODEL)}, one decoded token: cost model (profile constants); "
+                 "accuracy not shown", fontsize=10)
     return save_png(fig, "table1_llama2_7b_targets")
 
 

@@ -217,10 +217,16 @@ def _validate_args(c):
 def _plot_args(c):
     c.add_argument("run", nargs="+", help="run directory (several for --kind hardware)")
     c.add_argument("--kind", default="front",
-                   help="front, front3d, matrix, parallel, convergence, heatmap or hardware")
-    c.add_argument("--x", default="size_mb", help="objective on the x axis")
-    c.add_argument("--y", default="accuracy_loss", help="objective on the y axis")
-    c.add_argument("--z", default="latency_ms", help="objective on the z axis (--kind front3d)")
+                   help="front, front3d, matrix, parallel, convergence, heatmap or hardware (one model's runs on "
+                        "several targets side by side) (default: %(default)s)")
+    c.add_argument("--x", default=None, metavar="OBJ",
+                   help="x-axis objective: accuracy_loss, size_mb, latency_ms, energy_mj or memory_mb (default: "
+                        "latency_ms for --kind hardware, since size does not depend on the hardware; size_mb "
+                        "otherwise)")
+    c.add_argument("--y", default="accuracy_loss", metavar="OBJ",
+                   help="y-axis objective (default: %(default)s)")
+    c.add_argument("--z", default="latency_ms", metavar="OBJ",
+                   help="z-axis objective of --kind front3d (default: %(default)s)")
     c.add_argument("--out", help="output path stem (default: RUN/<kind>)")
     c.add_argument("--overwrite", action="store_true", help="replace existing --out figures")
 
@@ -756,6 +762,8 @@ def cmd_plot(a):
     from .search.problem import OBJECTIVES
     if a.kind not in PLOT_KINDS:
         raise QuantmooError(f"The '--kind' value must be one of {{{', '.join(PLOT_KINDS)}}}; got {a.kind!r}")
+    if a.x is None:
+        a.x = "latency_ms" if a.kind == "hardware" else "size_mb"
     for axis in ("x", "y", "z"):
         if getattr(a, axis) not in OBJECTIVES:
             raise QuantmooError(f"The '--{axis}' value must be one of {{{', '.join(OBJECTIVES)}}}; "
@@ -775,7 +783,7 @@ def cmd_plot(a):
     elif a.kind == "parallel":
         fig = plots.plot_parallel(res, save=stem)
     elif a.kind == "convergence":
-        fig = plots.plot_convergence([r.history for r in results], save=stem)
+        fig = plots.plot_convergence(results, save=stem)
     elif a.kind == "heatmap":
         fig = plots.plot_bit_heatmap(res, save=stem)
     else:
@@ -877,7 +885,7 @@ def demo(out="quantmoo-demo", seed=0, progress=None, pop_size=100, n_gen=100, ov
                          ("pareto_latency", lambda: plots.plot_front(res, x="latency_ms", y="accuracy_loss")),
                          ("objectives_matrix", lambda: plots.plot_scatter_matrix(res)),
                          ("bit_heatmap", lambda: plots.plot_bit_heatmap(res)),
-                         ("convergence", lambda: plots.plot_convergence([res.history]))):
+                         ("convergence", lambda: plots.plot_convergence([res]))):
             fig = fn()
             plots.save_figure(fig, tmp / name)
             plt.close(fig)

@@ -179,7 +179,9 @@ def test_plot_hardware_comparison(tmp_path):
     fig = P.plot_hardware_comparison(rs, save=tmp_path / "hw")
     check_files(tmp_path / "hw")
     axes = [a for a in fig.axes if a.get_visible() and a.axison]
-    assert [a.get_title() for a in axes] == ["arm_dot", "arm_neon", "hexagon"]
+    assert [a.get_title() for a in axes] == ["Raspberry Pi 5 (Cortex-A76, SDOT)", "Raspberry Pi 4 (Cortex-A72, NEON)",
+                                             "Snapdragon 8 Gen 3 (Hexagon NPU)"]
+    assert axes[0].get_xlabel() == "latency (ms)"
     assert axes[0].get_shared_y_axes().joined(axes[0], axes[2])
     closes(fig)
 
@@ -198,8 +200,11 @@ def test_units_on_axes_and_accuracy_kind(result):
     fig = P.plot_front(result)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "model size (MB)"
-    assert ax.get_ylabel() == "accuracy loss, prior (pp)"
-    assert ax.get_title() == "toy @ arm_dot"
+    assert ax.get_ylabel() == "accuracy loss (pp; prior and measured)"
+    assert ax.get_title() == "toy on Raspberry Pi 5 (Cortex-A76, SDOT)"
+    closes(fig)
+    fig = P.plot_front(result, measured=False)
+    assert fig.axes[0].get_ylabel() == "accuracy loss, prior (pp)"
     closes(fig)
     proxy = make_result(kind="proxy")
     fig = P.plot_front(proxy, x="energy_mj", y="memory_mb")
@@ -208,7 +213,7 @@ def test_units_on_axes_and_accuracy_kind(result):
     closes(fig)
     measured = make_result(kind="measured")
     fig = P.plot_front(measured)
-    assert fig.axes[0].get_ylabel() == "accuracy loss (pp)"
+    assert fig.axes[0].get_ylabel() == "accuracy loss, measured (pp)"
     closes(fig)
 
 
@@ -229,7 +234,8 @@ def test_front_draws_baselines_knee_and_measured(result):
     fig = P.plot_front(result)
     labels = set(fig.legends[0].get_texts()[i].get_text() for i in range(len(fig.legends[0].get_texts()))) \
         if fig.legends else set(fig.axes[0].get_legend_handles_labels()[1])
-    for lab in ("knee", "measured", "uniform precision", "greedy (AMP-style)", "ILP (HAWQ-V3-style)", "rule presets"):
+    for lab in ("knee, prior (predicted)", "measured (same configs)", "uniform precision", "greedy (AMP-style)",
+                "ILP (HAWQ-V3-style)", "rule presets"):
         assert lab in labels
     # uniform baselines are labelled with their short names
     names = {t.get_text() for t in fig.axes[0].texts}
@@ -329,7 +335,8 @@ def test_real_search_result_plots(tmp_path):
     res = quantmoo.search("resnet50", "arm_dot", pop_size=20, n_gen=5, seed=0, progress=False)
     fig = P.plot_front(res, save=tmp_path / "pareto")
     check_files(tmp_path / "pareto")
-    assert fig.axes[0].get_title() == "resnet50 @ arm_dot"
+    assert fig.axes[0].get_title() == "ResNet-50 on Raspberry Pi 5 (Cortex-A76, SDOT)"
+    assert_no_overlaps(fig.axes[0])
     closes(fig)
     fig = P.plot_bit_heatmap(res, save=tmp_path / "heat")
     check_files(tmp_path / "heat")
@@ -346,3 +353,184 @@ def test_result_save_with_plot(tmp_path):
     r = make_result()
     out = r.save(tmp_path / "run", plot=True)
     check_files(out / "pareto")
+
+
+# -- issue 18: honest, paper-ready figures ------------------------------------------------------
+def _collection(ax, label):
+    got = [c for c in ax.collections if c.get_label() == label]
+    assert len(got) == 1, [c.get_label() for c in ax.collections]
+    return got[0]
+
+
+def _legend_texts(fig):
+    return {t.get_text() for leg in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
+            for t in leg.get_texts()}
+
+
+def assert_no_overlaps(ax):
+    """Visible point labels overlap neither each other nor any scatter marker (at its drawn size)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [P._text_extent(t, renderer) for t in ax.texts if t.get_visible() and hasattr(t, "xyann")]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    M = P._marker_boxes(ax, renderer)
+    for bb in boxes:
+        r = M[:, 2] - 1.0  # the marker itself, without the helper's one-pixel margin
+        hit = (M[:, 0] + r > bb.x0) & (M[:, 0] - r < bb.x1) & (M[:, 1] + r > bb.y0) & (M[:, 1] - r < bb.y1)
+        assert not hit.any(), (bb, M[hit])
+    return len(boxes)
+
+
+def test_proxy_and_measured_get_own_marks_legend_and_axis_label():
+    r = make_result(kind="proxy", measured=True)
+    fig = P.plot_front(r)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "accuracy loss (pp; proxy and measured)"
+    proxy = _collection(ax, "non-dominated (2-D), proxy (predicted)")
+    meas = _collection(ax, "measured (same configs)")
+    # proxy points hollow (no face colour), measured ones filled
+    assert proxy.get_facecolors().size == 0 or np.all(proxy.get_facecolors()[:, 3] == 0)
+    assert meas.get_facecolors()[:, 3].min() > 0
+    # the measured marks hold exactly the measured values: every 5th point (i % 5 == 0)
+    want = sorted(s.measured["accuracy_loss"] for s in r.front if s.measured)
+    assert sorted(meas.get_offsets()[:, 1]) == pytest.approx(want)
+    texts = _legend_texts(fig)
+    assert "measured (same configs)" in texts and "non-dominated (2-D), proxy (predicted)" in texts
+    assert not any("measured" in t and "proxy" in t for t in texts)
+    closes(fig)
+
+
+def _with_big_losses():
+    """A prior front reaching 150 pp and an ILP baseline at 113.9 pp: impossible losses."""
+    r = make_result(kind="prior")
+    r.front[0].objectives["accuracy_loss"] = 150.0
+    r.front[1].objectives["accuracy_loss"] = 40.0
+    r.baselines.append({"name": "ilp 2", "kind": "ilp", "config": None,
+                        "objectives": {"accuracy_loss": 113.9, "size_mb": 9.0, "latency_ms": 7.0, "energy_mj": 18.0,
+                                       "memory_mb": 10.5}})
+    return r
+
+
+def test_losses_above_100pp_are_clipped_and_flagged():
+    r = _with_big_losses()
+    fig = P.plot_front(r)
+    ax = fig.axes[0]
+    for c in ax.collections:
+        if len(c.get_offsets()):
+            assert c.get_offsets()[:, 1].max() <= 100.0, c.get_label()
+    for line in ax.get_lines():
+        assert np.max(line.get_ydata()) <= 100.0
+    clipped = _collection(ax, "loss > 100 pp, drawn at 100 (clipped)")
+    assert sorted(map(tuple, clipped.get_offsets())) == sorted([(r.front[0].objectives["size_mb"], 100.0),
+                                                                (9.0, 100.0)])
+    assert clipped.get_paths()[0].vertices.shape[0] <= 5  # a triangle marker, not a circle
+    assert ax.get_ylim()[1] >= 100.0
+    closes(fig)
+    fig = P.plot_front(r, loss_cap=None)
+    assert not [c for c in fig.axes[0].collections if "clipped" in c.get_label()]
+    closes(fig)
+    fig = P.plot_bit_heatmap(r, indices=[0, 5])
+    assert any(t.get_text().startswith(">100 pp") or ", >100 pp" in t.get_text()
+               for t in fig.axes[0].get_yticklabels())
+    closes(fig)
+    fig = P.plot_scatter_matrix(r)
+    assert max(c.get_offsets()[:, 0].max() for c in fig.axes[4].collections if len(c.get_offsets())) <= 100.0
+    assert "clipped" in fig.axes[3].get_legend().get_title().get_text()
+    closes(fig)
+    fig = P.plot_front_3d(r)
+    assert "2 losses > 100 pp drawn at 100 (clipped)" in _legend_texts(fig)
+    assert max(c._offsets3d[2].max() for c in fig.axes[0].collections) <= 100.0
+    closes(fig)
+
+
+def test_loss_axis_symlog_when_front_spans_decades():
+    r = _with_big_losses()  # 0.06 .. 100 pp
+    fig = P.plot_front(r)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog"
+    assert "log scale; linear below" in ax.get_ylabel()
+    assert ax.get_ylim()[0] >= -0.5 * ax._quantmoo_symlog_y  # no empty negative decades
+    closes(fig)
+    fig = P.plot_front(make_result())  # 0.06 .. 2.7 pp: linear
+    assert fig.axes[0].get_yscale() == "linear"
+    closes(fig)
+    assert P._loss_linthresh([0.0, 0.1, 0.5, 1.0, 2.0, 100.0]) == 0.1
+    assert P._loss_linthresh([0.5, 1.0, 2.0, 3.0]) is None
+    with pytest.raises(QuantmooError, match="'loss_scale'"):
+        P.plot_front(r, loss_scale="log2")
+    with pytest.raises(QuantmooError, match="'loss_cap'"):
+        P.plot_front(r, loss_cap=-1)
+
+
+def test_convergence_starts_at_zero_and_states_reference():
+    r = make_result()
+    fig = P.plot_convergence([r])
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0.0
+    assert ax.get_ylabel() == "hypervolume (share of ref. box)"
+    assert ax.get_title() == "toy on Raspberry Pi 5 (Cortex-A76, SDOT)"
+    leg = fig.legends[0]
+    assert "reference point: 1.1 × the worst uniform-precision value" in leg.get_title().get_text()
+    # history: 0.5 - 0.3 * 0.7**g for g = 0..14: 0.2 -> 0.49794, +149.0 %
+    assert [t.get_text() for t in leg.get_texts()] == ["search (0.2 → 0.498, +149.0 %)"]
+    closes(fig)
+    fig = P.plot_convergence([r], from_zero=False)
+    assert fig.axes[0].get_ylim()[0] > 0.1
+    closes(fig)
+
+
+def test_baseline_labels_merge_and_never_overlap():
+    """Uniform baselines packed together (the demo's W4A8 g / W4A8 / W4A16 g / W6A8) and W16A16
+    under an ILP marker: labels are merged or moved, never drawn over labels or markers."""
+    r = make_result(kind="proxy", measured=True)
+    r.baselines = [b for b in r.baselines if b["kind"] != "uniform"]
+    for name, size, acc in (("uniform W4A8 per-group", 26.0, 0.31), ("uniform W4A8 per-channel", 26.05, 0.30),
+                            ("uniform W4A16 per-group", 26.3, 0.28), ("uniform W6A8 per-channel", 27.5, 0.2),
+                            ("uniform W16A16", 98.0, 0.01)):
+        r.baselines.append({"name": name, "kind": "uniform", "config": None,
+                            "objectives": {"accuracy_loss": acc, "size_mb": size, "latency_ms": 5 + 0.2 * size,
+                                           "energy_mj": 1.0, "memory_mb": size}})
+    r.baselines.append({"name": "ilp", "kind": "ilp", "config": None,
+                        "objectives": {"accuracy_loss": 0.01, "size_mb": 98.0, "latency_ms": 5 + 0.2 * 98,
+                                       "energy_mj": 1.0, "memory_mb": 98.0}})
+    for x in ("size_mb", "latency_ms"):
+        fig = P.plot_front(r, x=x)
+        ax = fig.axes[0]
+        assert assert_no_overlaps(ax) >= 2
+        visible = [t.get_text() for t in ax.texts if t.get_visible()]
+        assert "W4A8 g / W4A8" in " ".join(visible) or "W4A8 / W4A8 g" in " ".join(visible)
+        closes(fig)
+
+
+def test_titles_use_human_model_and_device_names():
+    r = make_result()
+    r.meta = {"model": {"name": "llama2-7b"}, "hardware": {"name": "hexagon", "title": "x"}}
+    assert P._title(r) == "Llama 2 7B on Snapdragon 8 Gen 3 (Hexagon NPU)"
+    r.meta = {"model": {"name": "my-net"}, "hardware": {"name": "my_npu", "title": "Foo NPU (v2, 8 TOPS)"}}
+    assert P._title(r) == "my-net on Foo NPU"
+    r.meta = {}
+    assert P._title(r) == "toy on Raspberry Pi 5 (Cortex-A76, SDOT)"  # from the configs
+
+
+def test_cli_plot_hardware_defaults_to_latency(tmp_path, monkeypatch):
+    from quantmoo import cli
+    runs = []
+    for h in ("arm_dot", "hexagon"):
+        out = tmp_path / h
+        make_result(hardware=h).save(out)
+        runs.append(str(out))
+    seen = {}
+    real = P.plot_hardware_comparison
+
+    def spy(results, x="latency_ms", y="accuracy_loss", **kw):
+        seen["x"] = x
+        return real(results, x=x, y=y, **kw)
+
+    monkeypatch.setattr(P, "plot_hardware_comparison", spy)
+    assert cli.main(["plot", *runs, "--kind", "hardware", "--out", str(tmp_path / "hw")]) == 0
+    assert seen["x"] == "latency_ms"
+    assert cli.main(["plot", runs[0], "--kind", "hardware", "--x", "size_mb", "--out", str(tmp_path / "hw2")]) == 0
+    assert seen["x"] == "size_mb"

@@ -5,8 +5,11 @@ path stem (``"figs/pareto"``), writes ``figs/pareto.pdf``, ``.svg`` and ``.png``
 Nothing calls ``plt.show()`` and the backend is left alone (set ``MPLBACKEND=Agg`` for headless
 use). Figures are 3.5 in wide (``width="single"``, one paper column) or 7.2 in
 (``width="double"``), with 8 pt text, units on every axis, the Okabe-Ito colour-blind-safe
-palette and "model @ hardware" titles. A proxy or prior ``accuracy_loss`` is labelled as such,
-never as a measured accuracy (DESIGN.md section 6).
+palette and "model on device" titles (human names: :data:`MODEL_NAMES`, :data:`DEVICE_NAMES`).
+A proxy or prior ``accuracy_loss`` is labelled as such, never as a measured accuracy (DESIGN.md
+section 6); with measured values beside it, both kinds get their own marks. A loss axis that
+spans decades is symlog, losses above :data:`LOSS_CAP` (100 pp) are clipped and flagged, and the
+hypervolume axis starts at 0 with its reference point stated.
 
 Functions
 ---------
@@ -32,7 +35,8 @@ import numpy as np
 from ..errors import QuantmooError, check_choice
 
 __all__ = [
-    "OBJECTIVE_LABELS", "OKABE_ITO", "WIDTHS", "plot_front", "plot_front_3d", "plot_scatter_matrix",
+    "OBJECTIVE_LABELS", "OKABE_ITO", "WIDTHS", "MODEL_NAMES", "DEVICE_NAMES", "LOSS_CAP", "HV_REFERENCE",
+    "plot_front", "plot_front_3d", "plot_scatter_matrix",
     "plot_parallel", "plot_convergence", "plot_bit_heatmap", "plot_hardware_comparison", "save_figure",
 ]
 
@@ -75,6 +79,13 @@ _FONT = 8
 _SMALL = 6.5
 _TINY = 5.5
 _LOG_SPAN = 30.0
+#: Largest accuracy loss drawn (pp). accuracy_loss is in pp of a metric in %: test accuracy
+#: (digits), the prior's accuracy, 100 * (1 - cosine) for embeddings (100 = orthogonal, nothing
+#: left); none can lose more than 100 pp, so a proxy or prior beyond that is an extrapolation.
+LOSS_CAP = 100.0
+#: How quantmoo normalises the hypervolume (quantmoo.search.run.hv_reference), for figure legends.
+HV_REFERENCE = ("reference point: 1.1 × the worst uniform-precision value of each objective;\n"
+                "objectives divided by it, so the whole box has hypervolume 1")
 
 _RC = {
     "font.size": _FONT, "axes.titlesize": _FONT, "axes.labelsize": _FONT, "figure.titlesize": _FONT,
@@ -135,7 +146,7 @@ def _new_figure(w: float, h: float, **kwargs):
 def _label(obj: str, kind: Optional[str] = None, short: bool = False) -> str:
     """Axis label with unit; accuracy loss says when it is a proxy or a prior."""
     text = (_SHORT_LABELS if short else OBJECTIVE_LABELS)[obj]
-    if obj == "accuracy_loss" and kind in ("prior", "proxy"):
+    if obj == "accuracy_loss" and kind in ("prior", "proxy", "measured"):
         text = text.replace(" (pp)", f", {kind} (pp)")
     return text
 
@@ -183,26 +194,55 @@ def _baseline_value(b: Mapping, obj: str) -> Optional[float]:
     return v if math.isfinite(v) else None
 
 
-def _title(result) -> str:
+#: Human names of the zoo's models (titles say "ResNet-50", not "resnet50").
+MODEL_NAMES = {
+    "digits": "digits MLP", "minilm-l6": "all-MiniLM-L6-v2", "bert-base": "BERT-base", "gpt2": "GPT-2 small",
+    "llama2-7b": "Llama 2 7B", "llama3-8b": "Llama 3 8B", "mistral-7b": "Mistral 7B",
+    "tinyllama-1.1b": "TinyLlama 1.1B", "mobilenet_v2": "MobileNetV2", "resnet18": "ResNet-18",
+    "resnet50": "ResNet-50", "resnet101": "ResNet-101",
+}
+#: Short target names of the bundled hardware profiles: the reference device and the engine
+#: (their ``reference_device`` and ``title`` fields are a sentence long).
+DEVICE_NAMES = {
+    "apple_ane": "Apple M4 Neural Engine", "arm_dot": "Raspberry Pi 5 (Cortex-A76, SDOT)",
+    "arm_neon": "Raspberry Pi 4 (Cortex-A72, NEON)", "hexagon": "Snapdragon 8 Gen 3 (Hexagon NPU)",
+    "intel_vnni": "Xeon 8480+ (AVX-512 VNNI)", "tensorrt": "Jetson AGX Orin (TensorRT)",
+}
+
+
+def _meta_field(result, key: str):
     meta = getattr(result, "meta", None) or {}
-    model = (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), Mapping) else meta.get("model")
-    hw = (meta.get("hardware") or {}).get("name") if isinstance(meta.get("hardware"), Mapping) else meta.get("hardware")
-    if (model is None or hw is None) and result.front:
-        cfg = result.front[0].config
-        model = model or getattr(cfg, "model", None)
-        hw = hw or getattr(cfg, "hardware", None)
-    if model and hw:
-        return f"{model} @ {hw}"
-    return str(model or hw or "")
+    v = meta.get(key)
+    return v if isinstance(v, Mapping) else ({"name": v} if v else {})
 
 
 def _model_name(result) -> str:
-    return _title(result).split(" @ ")[0]
+    """Human model name: the zoo mapping, else the name the result carries."""
+    name = _meta_field(result, "model").get("name")
+    if name is None and result.front:
+        name = getattr(result.front[0].config, "model", None)
+    return MODEL_NAMES.get(str(name), str(name)) if name else ""
 
 
 def _hardware_name(result) -> str:
-    t = _title(result)
-    return t.split(" @ ")[1] if " @ " in t else t
+    """Target device: the mapping for bundled profiles, else the profile title without its
+    parenthesis ("ARM dot-product (...)" -> "ARM dot-product"), else the profile name."""
+    hw = _meta_field(result, "hardware")
+    name = hw.get("name")
+    if name is None and result.front:
+        name = getattr(result.front[0].config, "hardware", None)
+    if name in DEVICE_NAMES:
+        return DEVICE_NAMES[name]
+    title = str(hw.get("title") or "").split(" (")[0].strip()
+    return title or (str(name) if name else "")
+
+
+def _title(result) -> str:
+    """"<model> on <device>", e.g. "digits MLP on Raspberry Pi 5 (Cortex-A76, SDOT)"."""
+    model, hw = _model_name(result), _hardware_name(result)
+    if model and hw:
+        return f"{model} on {hw}"
+    return model or hw
 
 
 def _wants_log(values, obj: str) -> bool:
@@ -212,6 +252,52 @@ def _wants_log(values, obj: str) -> bool:
     v = np.asarray([x for x in values if x is not None], dtype=float)
     v = v[np.isfinite(v)]
     return bool(v.size and v.min() > 0 and v.max() / v.min() > _LOG_SPAN)
+
+
+def _loss_linthresh(values, force: bool = False) -> Optional[float]:
+    """Linear threshold of a symlog accuracy-loss axis, or None for a linear axis.
+
+    Symlog when the largest |loss| is more than 30x the median nonzero |loss| (e.g. a front
+    from 0.1 to 100 pp, whose 0-5 pp region a linear axis flattens). The threshold is the
+    decade at or below the 10th percentile of the nonzero |losses|, within [0.01, 1] pp.
+    """
+    v = np.asarray([a for a in values if a is not None], dtype=float)
+    v = np.abs(v[np.isfinite(v)])
+    pos = v[v > 0]
+    if pos.size == 0 or (not force and (pos.size < 2 or v.max() <= _LOG_SPAN * np.median(pos))):
+        return None if not force else 0.01
+    return float(10.0 ** np.clip(np.floor(np.log10(np.percentile(pos, 10))), -2, 0))
+
+
+def _set_symlog(ax, axis: str, linthresh: float):
+    """Symlog axis (linear within +-linthresh, so 0 and negative measured losses stay visible)
+    with plain-number ticks (0, 0.1, 1, 10, 100)."""
+    from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("symlog", linthresh=linthresh, linscale=1.0)
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(SymmetricalLogLocator(linthresh=linthresh, base=10))
+    a.set_minor_locator(SymmetricalLogLocator(linthresh=linthresh, base=10, subs=np.arange(2, 10)))
+    a.set_major_formatter(FuncFormatter(lambda t, _: "0" if t == 0 else f"{t:g}"))
+    setattr(ax, f"_quantmoo_symlog_{axis}", linthresh)
+
+
+def _symlog_floor(ax, axis: str, vmin: float):
+    """No negative decades on a symlog loss axis whose data are all >= 0 (autoscale margins
+    would otherwise reach into -1 .. -0.01)."""
+    t = getattr(ax, f"_quantmoo_symlog_{axis}", None)
+    if t is None or not vmin >= 0:
+        return
+    get, put = (ax.get_xlim, ax.set_xlim) if axis == "x" else (ax.get_ylim, ax.set_ylim)
+    lo, hi = get()
+    if lo < -0.5 * t:
+        put(-0.5 * t, hi)
+
+
+def _check_loss_args(loss_cap, loss_scale, owner: str):
+    check_choice("loss_scale", loss_scale, ["auto", "linear", "symlog"], owner)
+    if loss_cap is not None and (isinstance(loss_cap, bool) or not isinstance(loss_cap, (int, float))
+                                 or not loss_cap > 0):
+        raise QuantmooError(f"The 'loss_cap' of {owner} must be a number > 0 (pp) or None; got {loss_cap!r}")
 
 
 def _nondominated_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -281,31 +367,62 @@ _LABEL_OFFSETS = [(4, 0, "left", "center"), (3, 3, "left", "bottom"), (3, -3, "l
 _FAR_OFFSETS = [(dx, dy, "left" if dx > 0 else "right" if dx < 0 else "center",
                  "bottom" if dy > 0 else "top" if dy < 0 else "center")
                 for dx, dy in ((12, 10), (12, -10), (-12, 10), (-12, -10), (0, 16), (0, -16), (16, 0), (-16, 0),
-                               (20, 18), (20, -18), (-20, 18), (-20, -18))]
+                               (20, 18), (20, -18), (-20, 18), (-20, -18), (0, 26), (0, -26),
+                               (30, 24), (-30, 24), (30, -24), (-30, -24), (0, 36), (0, -36))]
 
 
 _HARD = "quantmoo-hard-obstacle"  # gid of scatters a label must never cover (baselines, knee)
 
 
-def _declutter(fig, annotations):
-    """Place point labels without covering other labels or markers.
+def _marker_boxes(ax, renderer):
+    """Pixel centres and radii of every scatter marker in ``ax``: (N, 3) array [x, y, r]."""
+    from matplotlib.collections import PathCollection
+    out = []
+    scale = ax.figure.dpi / 72.0
+    for c in ax.collections:
+        if isinstance(c, PathCollection) and len(c.get_offsets()) and c.get_visible():
+            xy = c.get_offset_transform().transform(c.get_offsets())
+            sizes = np.broadcast_to(np.asarray(c.get_sizes() if len(c.get_sizes()) else [20.0], dtype=float),
+                                    (len(xy),))
+            r = 0.5 * np.sqrt(sizes) * scale + 1.0  # marker radius (s is in pt^2) plus a pixel
+            out.append(np.column_stack([xy, r]))
+    return np.concatenate(out) if out else np.zeros((0, 3))
 
-    Pass 1 tries near then far offsets (far ones get a leader line) avoiding every scatter
-    point; pass 2 only avoids baseline/knee markers and other labels; a label that fits
-    nowhere is hidden rather than drawn over data.
+
+def _merge_coincident(annotations, renderer, min_px: float):
+    """Labels of points closer than ``min_px`` pixels become one label "A / B"."""
+    keep = []
+    for ann in annotations:
+        p = ann.axes.transData.transform(ann.xy)
+        for k in keep:
+            if k.axes is ann.axes and np.hypot(*(k.axes.transData.transform(k.xy) - p)) < min_px:
+                k.set_text(f"{k.get_text()} / {ann.get_text()}")
+                ann.set_visible(False)
+                break
+        else:
+            keep.append(ann)
+    return keep
+
+
+def _declutter(fig, annotations):
+    """Place point labels without covering other labels or any marker.
+
+    Labels of (nearly) coincident points are merged ("W4A8 / W4A8 g"); each label then tries
+    near offsets, then far ones with a leader line, and takes the first whose text box stays
+    inside the axes and off the legend, every scatter marker (with its real size) and every
+    label placed before. A label that fits nowhere is hidden rather than drawn over data.
     """
     if not annotations:
         return
     renderer = _renderer(fig)
     if renderer is None:
         return
-    from matplotlib.collections import PathCollection
+    annotations = _merge_coincident(annotations, renderer, 6.0 * fig.dpi / 72.0)
     placed, points = {}, {}
-    r = 2.0 * fig.dpi / 72.0  # about half a marker, in pixels
 
     def hits(P, bb):
-        return bool(len(P)) and bool(((P[:, 0] > bb.x0 - r) & (P[:, 0] < bb.x1 + r)
-                                      & (P[:, 1] > bb.y0 - r) & (P[:, 1] < bb.y1 + r)).any())
+        return bool(len(P)) and bool(((P[:, 0] > bb.x0 - P[:, 2]) & (P[:, 0] < bb.x1 + P[:, 2])
+                                      & (P[:, 1] > bb.y0 - P[:, 2]) & (P[:, 1] < bb.y1 + P[:, 2])).any())
 
     for ann in annotations:
         ax = ann.axes
@@ -313,32 +430,19 @@ def _declutter(fig, annotations):
         legend = ax.get_legend()
         legbox = legend.get_window_extent(renderer) if legend is not None else None
         others = placed.setdefault(ax, [])
-        if ax not in points:  # scatter points of the axes, in pixels: (all, hard)
-            allp, hard = [], []
-            for c in ax.collections:
-                if isinstance(c, PathCollection) and len(c.get_offsets()):
-                    xy = c.get_offset_transform().transform(c.get_offsets())
-                    allp.append(xy)
-                    if c.get_gid() == _HARD:
-                        hard.append(xy)
-            points[ax] = tuple(np.concatenate(v) if v else np.zeros((0, 2)) for v in (allp, hard))
-        P_all, P_hard = points[ax]
-        for P, offsets in ((P_all, _LABEL_OFFSETS + _FAR_OFFSETS), (P_hard, _LABEL_OFFSETS + _FAR_OFFSETS)):
-            ok = False
-            for dx, dy, ha, va in offsets:
-                ann.xyann = (dx, dy)
-                ann.set_ha(ha)
-                ann.set_va(va)
-                if ann.arrow_patch is not None:  # leader line only for far labels
-                    ann.arrow_patch.set_visible(abs(dx) + abs(dy) > 10)
-                bb = _text_extent(ann, renderer)
-                inside = (bb.x0 >= axbox.x0 and bb.x1 <= axbox.x1 and bb.y0 >= axbox.y0 and bb.y1 <= axbox.y1)
-                if (inside and (legbox is None or not bb.overlaps(legbox)) and not hits(P, bb)
-                        and not any(bb.overlaps(o) for o in others)):
-                    others.append(bb)
-                    ok = True
-                    break
-            if ok:
+        if ax not in points:
+            points[ax] = _marker_boxes(ax, renderer)
+        for dx, dy, ha, va in _LABEL_OFFSETS + _FAR_OFFSETS:
+            ann.xyann = (dx, dy)
+            ann.set_ha(ha)
+            ann.set_va(va)
+            if ann.arrow_patch is not None:  # leader line only for far labels
+                ann.arrow_patch.set_visible(abs(dx) + abs(dy) > 10)
+            bb = _text_extent(ann, renderer)
+            inside = (bb.x0 >= axbox.x0 and bb.x1 <= axbox.x1 and bb.y0 >= axbox.y0 and bb.y1 <= axbox.y1)
+            if (inside and (legbox is None or not bb.overlaps(legbox)) and not hits(points[ax], bb)
+                    and not any(bb.overlaps(o) for o in others)):
+                others.append(bb)
                 break
         else:
             ann.set_visible(False)
@@ -402,40 +506,70 @@ def _measured_xy(s, x: str, y: str):
 
 
 def _draw_front(ax, result, x: str, y: str, baselines=True, knee=True, measured=True,
-                label_uniform=True, logx=None, logy=None, scale=1.0):
+                label_uniform=True, logx=None, logy=None, scale=1.0, loss_cap=None, loss_scale="auto",
+                loss_linthresh=None):
     """Draw one front into ``ax``; return the point-label annotations (for decluttering).
 
-    ``scale`` multiplies the marker areas (small panels use < 1).
+    ``scale`` multiplies the marker areas (small panels use < 1). An ``accuracy_loss`` axis is
+    clipped at ``loss_cap`` (clipped points get a triangle at the cap) and is symlog when
+    ``loss_scale`` says so ("auto": when the values span more than 30x, see :func:`_loss_linthresh`).
+    Proxy/prior front points are hollow and measured values filled when measured values are drawn.
     """
     annotations = []
     xs_all, ys_all = [], []
+    clipped = []  # (x, y, colour) of points drawn at the cap
+    kind = getattr(result, "accuracy_kind", None)
+
+    def clip(vx, vy, colour):
+        vx, vy = np.asarray(vx, dtype=float), np.asarray(vy, dtype=float)
+        over = np.zeros(vx.shape, dtype=bool)
+        if loss_cap is not None:
+            if x == "accuracy_loss":
+                over |= vx > loss_cap
+                vx = np.minimum(vx, loss_cap)
+            if y == "accuracy_loss":
+                over |= vy > loss_cap
+                vy = np.minimum(vy, loss_cap)
+        clipped.extend((a, b, colour) for a, b in zip(vx[over], vy[over]))
+        return vx, vy, over
+
     if result.front:
         xv, yv = _values(result, x), _values(result, y)
-        xs_all += list(xv)
-        ys_all += list(yv)
-        nd = _nondominated_2d(xv, yv)
-        dominated = np.setdiff1d(np.arange(len(xv)), nd)
-        if dominated.size:
-            ax.scatter(xv[dominated], yv[dominated], s=7 * scale, color=OKABE_ITO["sky"], alpha=0.55, linewidths=0,
-                       zorder=2, label="other front points")
-        ax.step(xv[nd], yv[nd], where="post", color=OKABE_ITO["blue"], linewidth=0.9, zorder=3)
-        ax.scatter(xv[nd], yv[nd], s=12 * scale, color=OKABE_ITO["blue"], linewidths=0, zorder=3,
-                   label="non-dominated (2-D)" if dominated.size else "Pareto front")
+        pairs = []
         if measured:
             pairs = [(i, _measured_xy(s, x, y)) for i, s in enumerate(result.front)]
             pairs = [(i, m) for i, m in pairs if m is not None]
-            if pairs:
-                for i, (mx, my) in pairs:
-                    ax.plot([xv[i], mx], [yv[i], my], color="0.45", linewidth=0.5, zorder=3)
-                mxy = np.array([m for _, m in pairs])
-                ax.scatter(mxy[:, 0], mxy[:, 1], s=16 * scale, facecolors="none", edgecolors=OKABE_ITO["vermillion"],
-                           linewidths=0.8, zorder=4, label="measured")
-                xs_all += list(mxy[:, 0])
-                ys_all += list(mxy[:, 1])
+        # with measured values beside them, predicted (proxy/prior) points are hollow
+        hollow = bool(pairs) and kind in ("proxy", "prior")
+        pred = f", {kind} (predicted)" if kind in ("proxy", "prior") and "accuracy_loss" in (x, y) else ""
+        nd = _nondominated_2d(xv, yv)
+        dominated = np.setdiff1d(np.arange(len(xv)), nd)
+        px, py, over = clip(xv, yv, OKABE_ITO["blue"])
+        xs_all += list(px)
+        ys_all += list(py)
+        face = {"facecolors": "none", "linewidths": 0.7} if hollow else {"linewidths": 0}
+        if dominated.size:
+            d = dominated[~over[dominated]]
+            ax.scatter(px[d], py[d], s=7 * scale, alpha=0.55, zorder=2, label="other front points" + pred,
+                       **({"edgecolors": OKABE_ITO["sky"], **face} if hollow else {"color": OKABE_ITO["sky"], **face}))
+        ax.step(px[nd], py[nd], where="post", color=OKABE_ITO["blue"], linewidth=0.9, zorder=3)
+        n = nd[~over[nd]]
+        ax.scatter(px[n], py[n], s=12 * scale, zorder=3,
+                   label=("non-dominated (2-D)" if dominated.size else "Pareto front") + pred,
+                   **({"edgecolors": OKABE_ITO["blue"], **face} if hollow else {"color": OKABE_ITO["blue"], **face}))
+        if pairs:
+            mxy = np.array([m for _, m in pairs])
+            mx, my, mover = clip(mxy[:, 0], mxy[:, 1], OKABE_ITO["vermillion"])
+            for (i, _), a, b in zip(pairs, mx, my):
+                ax.plot([px[i], a], [py[i], b], color="0.45", linewidth=0.5, zorder=3)
+            ax.scatter(mx[~mover], my[~mover], s=12 * scale, color=OKABE_ITO["vermillion"], linewidths=0, zorder=4,
+                       label="measured (same configs)")
+            xs_all += list(mx)
+            ys_all += list(my)
         if knee:
             k = result.knee_index()
-            ax.scatter([xv[k]], [yv[k]], s=90 * scale, marker="*", color=OKABE_ITO["yellow"], edgecolors="black",
-                       linewidths=0.6, zorder=6, label="knee", gid=_HARD)
+            ax.scatter([px[k]], [py[k]], s=90 * scale, marker="*", color=OKABE_ITO["yellow"], edgecolors="black",
+                       linewidths=0.6, zorder=6, label="knee" + pred, gid=_HARD)
     else:
         ax.text(0.5, 0.5, "no feasible front point", transform=ax.transAxes, ha="center", va="center",
                 fontsize=_SMALL, color="0.3")
@@ -446,17 +580,17 @@ def _draw_front(ax, result, x: str, y: str, baselines=True, knee=True, measured=
             if bx is None or by is None:
                 continue
             by_kind.setdefault(str(b.get("kind", "other")), []).append((bx, by, b.get("name", "")))
-        for kind, pts in by_kind.items():
-            st = _BASELINE_STYLE.get(kind, {**_OTHER_BASELINE, "label": f"{kind} baseline"})
-            arr = np.array([(p[0], p[1]) for p in pts])
-            ax.scatter(arr[:, 0], arr[:, 1], s=(20 if st["marker"] != "x" else 16) * scale, marker=st["marker"],
+        for bkind, pts in by_kind.items():
+            st = _BASELINE_STYLE.get(bkind, {**_OTHER_BASELINE, "label": f"{bkind} baseline"})
+            bx, by, over = clip([p[0] for p in pts], [p[1] for p in pts], st["color"])
+            ax.scatter(bx[~over], by[~over], s=(20 if st["marker"] != "x" else 16) * scale, marker=st["marker"],
                        color=st["color"], edgecolors="black" if st["marker"] != "x" else None,
                        linewidths=0.4 if st["marker"] != "x" else 0.9, zorder=5, label=st["label"], gid=_HARD)
-            xs_all += list(arr[:, 0])
-            ys_all += list(arr[:, 1])
-            if kind == "uniform" and label_uniform:
-                for bx, by, name in pts:
-                    ann = ax.annotate(_short_baseline(name), (bx, by), xytext=(4, 0), textcoords="offset points",
+            xs_all += list(bx)
+            ys_all += list(by)
+            if bkind == "uniform" and label_uniform:
+                for ux, uy, (_, _, name) in zip(bx, by, pts):
+                    ann = ax.annotate(_short_baseline(name), (ux, uy), xytext=(4, 0), textcoords="offset points",
                                       fontsize=_TINY, color="0.25", zorder=7, annotation_clip=False,
                                       ha="left", va="center",
                                       arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.4,
@@ -464,24 +598,56 @@ def _draw_front(ax, result, x: str, y: str, baselines=True, knee=True, measured=
                     ann.arrow_patch.set_visible(False)
                     ann.set_in_layout(False)
                     annotations.append(ann)
-    if logx if logx is not None else _wants_log(xs_all, x):
-        ax.set_xscale("log")
-    if logy if logy is not None else _wants_log(ys_all, y):
-        ax.set_yscale("log")
+    if clipped:
+        c = np.array([(a, b) for a, b, _ in clipped])
+        marker = "^" if y == "accuracy_loss" else ">"
+        ax.scatter(c[:, 0], c[:, 1], s=28 * scale, marker=marker, color=[col for _, _, col in clipped],
+                   edgecolors="black", linewidths=0.5, zorder=6, gid=_HARD,
+                   label=f"loss > {_fmt(loss_cap)} pp, drawn at {_fmt(loss_cap)} (clipped)")
+    for axis, obj, vals, log in (("x", x, xs_all, logx), ("y", y, ys_all, logy)):
+        if obj == "accuracy_loss":
+            t = loss_linthresh if loss_linthresh is not None else _loss_linthresh(vals) if loss_scale == "auto" \
+                else _loss_linthresh(vals, force=True) if loss_scale == "symlog" else None
+            if t is not None:
+                _set_symlog(ax, axis, t)
+                v = np.asarray(vals, dtype=float)
+                _symlog_floor(ax, axis, float(np.nanmin(v)) if v.size else 0.0)
+        elif log if log is not None else _wants_log(vals, obj):
+            (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
     _finish_axes(ax)
     return annotations
 
 
+def _front_label(result, obj: str, ax, axis: str, short: bool = False) -> str:
+    """Axis label: names the kind of an accuracy loss, both kinds when measured values are drawn."""
+    kind = getattr(result, "accuracy_kind", None)
+    if obj != "accuracy_loss":
+        return _label(obj, kind, short=short)
+    both = any(c.get_label() == "measured (same configs)" for c in ax.collections)
+    if both and kind in ("proxy", "prior"):
+        text = f"acc. loss (pp; {kind} & meas.)" if short else f"accuracy loss (pp; {kind} and measured)"
+    else:
+        text = _label(obj, kind, short=short)
+    linthresh = getattr(ax, f"_quantmoo_symlog_{axis}", None)
+    if linthresh is None:
+        return text
+    return text + (f"\nlog above {_fmt(linthresh)}" if short else f"\nlog scale; linear below {_fmt(linthresh)}")
+
+
 @_styled
 def plot_front(result, x="size_mb", y="accuracy_loss", baselines=True, knee=True, measured=True, ax=None,
-               save=None, width="single"):
+               save=None, width="single", loss_cap=LOSS_CAP, loss_scale="auto"):
     """2-D view of the Pareto front.
 
     The front's points that are non-dominated in (``x``, ``y``) are joined by a step line
     (the attainment boundary); the other front points (non-dominated only in the full objective
-    space) are drawn lighter. Baselines get one marker per kind (uniform ones are labelled),
-    the knee a star, measured values hollow circles joined to their proxy points. The x axis is
-    logarithmic when its values span more than 30x.
+    space) are drawn lighter. Baselines get one marker per kind (uniform ones are labelled;
+    labels that would cover a marker or another label are merged or left out), the knee a star.
+    Measured values are filled vermillion dots joined to their predicted (proxy or prior) points,
+    which are then hollow; the loss axis names both kinds. A loss above ``loss_cap`` (an accuracy
+    in % cannot drop by more than 100 pp) is drawn at the cap as a triangle and listed in the
+    legend. The x axis is logarithmic when its values span more than 30x; the loss axis is
+    symlog (linear near 0) when its values span more than 30x.
 
     Parameters
     ----------
@@ -496,6 +662,10 @@ def plot_front(result, x="size_mb", y="accuracy_loss", baselines=True, knee=True
         Path stem: writes ``save.pdf``, ``save.svg`` and ``save.png``.
     width : {"single", "double"} or float
         Figure width (3.5 in, 7.2 in or inches); ignored when ``ax`` is given.
+    loss_cap : float or None
+        Largest accuracy loss drawn (default 100 pp); None draws every value where it is.
+    loss_scale : {"auto", "linear", "symlog"}
+        Scale of an accuracy-loss axis.
 
     Returns
     -------
@@ -504,20 +674,23 @@ def plot_front(result, x="size_mb", y="accuracy_loss", baselines=True, knee=True
     owner = "plot_front"
     _check_objective(result, x, "x", owner)
     _check_objective(result, y, "y", owner)
+    _check_loss_args(loss_cap, loss_scale, owner)
     own = ax is None
     if own:
         w = _width(width, owner)
-        fig, ax = _new_figure(w, w * (0.82 if w <= 4 else 0.45))
+        fig, ax = _new_figure(w, w * (0.9 if w <= 4 else 0.45))
     else:
         fig = ax.figure
-    annotations = _draw_front(ax, result, x, y, baselines=baselines, knee=knee, measured=measured)
-    ax.set_xlabel(_label(x, result.accuracy_kind))
-    ax.set_ylabel(_label(y, result.accuracy_kind))
+    annotations = _draw_front(ax, result, x, y, baselines=baselines, knee=knee, measured=measured,
+                              loss_cap=loss_cap, loss_scale=loss_scale)
+    ax.set_xlabel(_front_label(result, x, ax, "x"))
+    ax.set_ylabel(_front_label(result, y, ax, "y"))
     title = _title(result)
     if title:
         ax.set_title(title)
     if own:
-        _figure_legend(fig, ax, "below" if fig.get_figwidth() <= 4 else "right", ncol=3)
+        _figure_legend(fig, ax, "below" if fig.get_figwidth() <= 4 else "right",
+                       ncol=2 if fig.get_figwidth() <= 4 else 1)
     elif ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=_SMALL)
     return _done(fig, save, annotations)
@@ -526,8 +699,11 @@ def plot_front(result, x="size_mb", y="accuracy_loss", baselines=True, knee=True
 # -- 3-D front ------------------------------------------------------------------------------------
 @_styled
 def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baselines=True, knee=True, save=None,
-                  width="single"):
+                  width="single", loss_cap=LOSS_CAP):
     """3-D scatter of the front, coloured by ``z``, knee starred, uniform baselines as squares.
+
+    An accuracy loss above ``loss_cap`` is drawn at the cap (counted in the legend); colours of
+    an accuracy loss spanning decades follow a symlog scale.
 
     Parameters
     ----------
@@ -538,6 +714,8 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
     save : str or Path, optional
         Path stem for pdf/svg/png.
     width : {"single", "double"} or float
+    loss_cap : float or None
+        Largest accuracy loss drawn (default 100 pp); None: no clipping.
 
     Returns
     -------
@@ -547,15 +725,29 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
     for f, v in (("x", x), ("y", y), ("z", z)):
         _check_objective(result, v, f, owner)
     _require_front(result, owner)
+    _check_loss_args(loss_cap, "auto", owner)
+    n_clipped = 0
+
+    def cap(v, obj):
+        nonlocal n_clipped
+        if obj != "accuracy_loss" or loss_cap is None:
+            return v
+        n_clipped += int((v > loss_cap).sum())
+        return np.minimum(v, loss_cap)
+
     plt = _plt()
     w = _width(width, owner)
     from matplotlib.lines import Line2D
     small = w <= 4
     fig = plt.figure(figsize=(w, w * (0.86 if small else 0.6)), layout="constrained")
     ax = fig.add_subplot(projection="3d")
-    xv, yv, zv = _values(result, x), _values(result, y), _values(result, z)
+    xv, yv, zv = cap(_values(result, x), x), cap(_values(result, y), y), cap(_values(result, z), z)
     kind = result.accuracy_kind
-    ax.scatter(xv, yv, zv, c=zv, cmap=_CMAP, s=8, depthshade=False, linewidths=0)
+    norm = None
+    if z == "accuracy_loss" and _loss_linthresh(zv) is not None:
+        from matplotlib.colors import SymLogNorm
+        norm = SymLogNorm(_loss_linthresh(zv), linscale=1.0, base=10)
+    ax.scatter(xv, yv, zv, c=zv, cmap=_CMAP, norm=norm, s=8, depthshade=False, linewidths=0)
     handles = [Line2D([], [], linestyle="none", marker="o", markersize=3.5, markeredgewidth=0,
                       color=_mpl_cmap(_CMAP)(0.45), label=f"front (colour: {_label(z, kind, short=True)})")]
     if knee:
@@ -567,12 +759,18 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
     if baselines:
         pts = [(_baseline_value(b, x), _baseline_value(b, y), _baseline_value(b, z)) for b in result.baselines]
         pts = np.array([p for p in pts if None not in p], dtype=float).reshape(-1, 3)
+        pts = np.column_stack([cap(pts[:, i], o) for i, o in enumerate((x, y, z))]) if len(pts) else pts
         if len(pts):
             ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], marker="s", s=14, color=OKABE_ITO["orange"],
                        edgecolors="black", linewidths=0.4, depthshade=False)
             handles.append(Line2D([], [], linestyle="none", marker="s", markersize=3.5,
                                   markerfacecolor=OKABE_ITO["orange"], markeredgecolor="black",
                                   markeredgewidth=0.4, label="baselines"))
+    if n_clipped:
+        handles.append(Line2D([], [], linestyle="none", label=f"{n_clipped} loss{'es' if n_clipped > 1 else ''} "
+                              f"> {_fmt(loss_cap)} pp drawn at {_fmt(loss_cap)} (clipped)"))
+    if norm is not None:
+        handles[0].set_label(handles[0].get_label()[:-1] + f", log above {_fmt(norm.linthresh)})")
     lab_fs = _SMALL if small else _FONT
     ax.set_xlabel(_label(x, kind, short=True), labelpad=-4, fontsize=lab_fs)
     ax.set_ylabel(_label(y, kind, short=True), labelpad=-4, fontsize=lab_fs)
@@ -595,11 +793,12 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
 
 # -- scatter matrix -------------------------------------------------------------------------------
 @_styled
-def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, width="double"):
+def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, width="double", loss_cap=LOSS_CAP):
     """Pairwise scatter of the objectives (lower triangle), histograms on the diagonal.
 
-    The knee is starred in every panel; uniform baselines are drawn as squares. An axis is
-    logarithmic when its values span more than 30x.
+    The knee is starred in every panel; baselines are drawn as squares. An axis is
+    logarithmic when its values span more than 30x (accuracy loss: symlog, linear near 0);
+    an accuracy loss above ``loss_cap`` is drawn at the cap (said in the legend).
 
     Parameters
     ----------
@@ -609,6 +808,8 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
     baselines : bool
     save : str or Path, optional
     width : {"single", "double"} or float
+    loss_cap : float or None
+        Largest accuracy loss drawn (default 100 pp); None: no clipping.
 
     Returns
     -------
@@ -616,6 +817,7 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
     """
     owner = "plot_scatter_matrix"
     _require_front(result, owner)
+    _check_loss_args(loss_cap, "auto", owner)
     objs = _objectives_arg(result, objectives, owner)
     n = len(objs)
     w = _width(width, owner)
@@ -623,7 +825,21 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
     vals = {o: _values(result, o) for o in objs}
     base = [b for b in (result.baselines if baselines else []) if all(_baseline_value(b, o) is not None for o in objs)]
     bvals = {o: np.array([_baseline_value(b, o) for b in base], dtype=float) for o in objs}
-    logs = {o: _wants_log(np.concatenate([vals[o], bvals[o]]), o) for o in objs}
+    n_clipped = 0
+    if "accuracy_loss" in objs and loss_cap is not None:
+        n_clipped = int((vals["accuracy_loss"] > loss_cap).sum() + (bvals["accuracy_loss"] > loss_cap).sum())
+        vals["accuracy_loss"] = np.minimum(vals["accuracy_loss"], loss_cap)
+        bvals["accuracy_loss"] = np.minimum(bvals["accuracy_loss"], loss_cap)
+    logs = {o: (_loss_linthresh(np.concatenate([vals[o], bvals[o]])) if o == "accuracy_loss"
+                else _wants_log(np.concatenate([vals[o], bvals[o]]), o)) for o in objs}
+
+    def scale(ax, axis, o):
+        if logs[o] is None or logs[o] is False:
+            return
+        if o == "accuracy_loss":
+            _set_symlog(ax, axis, logs[o])
+        else:
+            (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
     k = result.knee_index()
     kind = result.accuracy_kind
     small = w <= 4
@@ -635,8 +851,13 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
                 continue
             if i == j:
                 v = vals[ox]
-                if logs[ox]:
+                if logs[ox] and ox != "accuracy_loss":
                     bins = np.geomspace(v.min(), v.max(), 16) if v.max() > v.min() else 10
+                elif logs[ox]:  # symlog: bins even on the symlog axis
+                    from matplotlib.scale import SymmetricalLogTransform
+                    tr = SymmetricalLogTransform(10, logs[ox], 1.0)
+                    lo, hi = tr.transform(np.array([[v.min()], [v.max()]]))[:, 0]
+                    bins = tr.inverted().transform(np.linspace(lo, hi, 16)[:, None])[:, 0] if hi > lo else 10
                 else:
                     bins = 15
                 ax.hist(v, bins=bins, color=OKABE_ITO["blue"], alpha=0.75, linewidth=0)
@@ -650,10 +871,8 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
                                edgecolors="black", linewidths=0.3, label="baselines", zorder=3)
                 ax.scatter([vals[ox][k]], [vals[oy][k]], s=40 if small else 70, marker="*",
                            color=OKABE_ITO["yellow"], edgecolors="black", linewidths=0.5, label="knee", zorder=4)
-                if logs[oy]:
-                    ax.set_yscale("log")
-            if logs[ox]:
-                ax.set_xscale("log")
+                scale(ax, "y", oy)
+            scale(ax, "x", ox)
             _finish_axes(ax)
             ax.tick_params(labelsize=_TINY if small else _SMALL)
             if i == n - 1:
@@ -677,10 +896,22 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
         hi = max(a.get_ylim()[1] for a in row)
         for a in row:
             a.set_ylim(lo, hi)
+    if "accuracy_loss" in objs:
+        j = objs.index("accuracy_loss")
+        vmin = float(min(vals["accuracy_loss"].min(), bvals["accuracy_loss"].min(initial=np.inf)))
+        for i in range(j, n):
+            _symlog_floor(axes[i, j], "x", vmin)
+        for jj in range(j):
+            _symlog_floor(axes[j, jj], "y", vmin)
     handles, labels = axes[1, 0].get_legend_handles_labels() if n > 1 else ([], [])
     if n > 1 and handles:
+        notes = "diagonal: histograms,\ndashed line: knee"
+        if "accuracy_loss" in objs and logs["accuracy_loss"]:
+            notes += f"\nacc. loss: log scale,\nlinear below {_fmt(logs['accuracy_loss'])} pp"
+        if n_clipped:
+            notes += f"\n{n_clipped} acc. loss > {_fmt(loss_cap)} pp\ndrawn at {_fmt(loss_cap)} (clipped)"
         leg = axes[0, n - 1].legend(handles, labels, loc="upper right", fontsize=_SMALL,
-                                    title="diagonal: histograms,\ndashed line: knee", title_fontsize=_TINY)
+                                    title=notes, title_fontsize=_TINY)
         leg.set_in_layout(False)  # it sits in the empty upper triangle; do not widen that column
     title = _title(result)
     if title:
@@ -728,7 +959,11 @@ def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, 
     segs = [np.column_stack([xs, row]) for row in N]
     n = len(segs)
     alpha = float(np.clip(40.0 / max(n, 1), 0.2, 0.8))  # many lines: lighter, so density shows
-    lc = LineCollection(segs, cmap=_CMAP, linewidths=0.6 if n <= 100 else 0.45, alpha=alpha, zorder=2)
+    norm = None
+    if color_by == "accuracy_loss" and _loss_linthresh(c) is not None:  # colours for 0.1 and 1 pp differ
+        from matplotlib.colors import SymLogNorm
+        norm = SymLogNorm(_loss_linthresh(c), linscale=1.0, base=10)
+    lc = LineCollection(segs, cmap=_CMAP, norm=norm, linewidths=0.6 if n <= 100 else 0.45, alpha=alpha, zorder=2)
     lc.set_array(c)
     ax.add_collection(lc)
     k = result.knee_index()
@@ -755,7 +990,11 @@ def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, 
         ax.spines[s].set_visible(False)
     ax.tick_params(axis="x", length=0, pad=3)
     cb = fig.colorbar(lc, ax=ax, pad=0.01, fraction=0.05 if not small else 0.07, aspect=25)
-    cb.set_label(_label(color_by, kind, short=small), fontsize=_SMALL if small else _FONT)
+    cb.set_label(_label(color_by, kind, short=small) + (f"\nlog above {_fmt(norm.linthresh)}" if norm else ""),
+                 fontsize=_SMALL if small else _FONT)
+    if norm is not None:
+        from matplotlib.ticker import FuncFormatter
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda t, _: "0" if t == 0 else f"{t:g}"))
     cb.ax.tick_params(labelsize=_TINY if small else _SMALL, width=0.5, length=2)
     cb.outline.set_linewidth(0.5)
     _figure_legend(fig, ax, "below", ncol=1, frameon=False)
@@ -845,7 +1084,8 @@ def _band(runs, band: str):
 
 
 @_styled
-def plot_convergence(histories, labels=None, band="minmax", title=None, save=None, width="single"):
+def plot_convergence(histories, labels=None, band="minmax", title=None, save=None, width="single",
+                     from_zero=True, reference=HV_REFERENCE):
     """Hypervolume against function evaluations: median over seeds and a band.
 
     Parameters
@@ -859,9 +1099,15 @@ def plot_convergence(histories, labels=None, band="minmax", title=None, save=Non
     band : {"minmax", "iqr"}
         Band drawn around the median: range or interquartile range over seeds.
     title : str, optional
-        Default: "model @ hardware" when the histories came from SearchResults.
+        Default: "model on device" when the histories came from SearchResults.
     save : str or Path, optional
     width : {"single", "double"} or float
+    from_zero : bool
+        Start the y axis at 0 (default), so a 0.6 % gain does not look like a steep climb; each
+        line's legend entry gives its first and last median value. False zooms in on the curves.
+    reference : str or None
+        How the hypervolume was normalised, written in the legend title (default: quantmoo's
+        fixed reference point, :func:`quantmoo.search.run.hv_reference`).
 
     Returns
     -------
@@ -884,6 +1130,7 @@ def plot_convergence(histories, labels=None, band="minmax", title=None, save=Non
     w = _width(width, owner)
     fig, ax = _new_figure(w, w * (0.68 if w <= 4 else 0.42))
     band_name = "IQR" if band == "iqr" else "min–max"
+    top = 0.0
     for gi, (label, runs) in enumerate(groups):
         if not runs:
             continue
@@ -892,19 +1139,24 @@ def plot_convergence(histories, labels=None, band="minmax", title=None, save=Non
         n = len(runs)
         name = label or "search"
         text = f"{name}: median of {n} seeds" if n > 1 else name
+        gain = f", {100 * (med[-1] / med[0] - 1):+.1f} %" if med[0] > 0 else ""
+        text += f" ({_fmt(med[0])} → {_fmt(med[-1])}{gain})"
+        top = max(top, float(np.max(bhi if n > 1 else med)))
         ax.plot(grid, med, color=color, linewidth=1.1, label=text, zorder=3)
         if n > 1:
             ax.fill_between(grid, blo, bhi, color=color, alpha=0.2, linewidth=0, zorder=2)
     ax.set_xlabel("function evaluations")
-    ax.set_ylabel("hypervolume (normalised)")
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useMathText=True)
-    ax.xaxis.get_offset_text().set_fontsize(_SMALL)
+    ax.set_ylabel("hypervolume (share of ref. box)" if reference else "hypervolume")
+    if from_zero:
+        ax.set_ylim(0.0, 1.08 * top if top > 0 else 1.0)
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))  # 10,000 rather than 1.0 x 10^4
     _finish_axes(ax)
-    if any(len(r) > 1 for _, r in groups):
-        _figure_legend(fig, ax, "below", ncol=2 if len(groups) > 1 else 1, title=f"band: {band_name} over seeds",
-                       title_fontsize=_TINY)
-    elif len(groups) > 1 or any(lab for lab, _ in groups):
-        _figure_legend(fig, ax, "below", ncol=2)
+    notes = [f"band: {band_name} over seeds"] if any(len(r) > 1 for _, r in groups) else []
+    if reference:
+        notes.append(reference)
+    _figure_legend(fig, ax, "below", ncol=2 if len(groups) > 1 else 1, title="\n".join(notes) or None,
+                   title_fontsize=_TINY)
     if title:
         ax.set_title(title)
     return _done(fig, save)
@@ -1048,31 +1300,42 @@ def plot_bit_heatmap(result, indices=None, attr="weight_bits", max_rows=10, save
     label_w = _TINY / 72.0 * 1.35  # rotated labels: one line height apart, in inches
     ticks, tick_labels = _thin(ticks, tick_labels, n_layers * label_w / axes_w, weights=weights)
     longest = max(len(t) for t in tick_labels)
-    label_h = min(1.3, 0.048 * longest + 0.1)
+    # few short names (e.g. fc1..fc4) read better horizontally
+    horizontal = len(tick_labels) * (0.05 * longest + 0.15) < axes_w
+    label_h = 0.15 if horizontal else min(1.3, 0.048 * longest + 0.1)
     h = 0.6 + 0.16 * len(rows) + label_h
     fig, ax = _new_figure(w, h)
     ax.imshow(idx, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     k = result.knee_index()
     size_key = "size_mb" if "size_mb" in result.front[0].objectives else result.objectives[0]
     acc_key = "accuracy_loss" if "accuracy_loss" in result.front[0].objectives else None
-    ylabels = []
+    def loss(a):
+        return "0" if a == 0 else "<0.01" if 0 < a < 0.01 else f">{_fmt(LOSS_CAP)}" if a > LOSS_CAP else _fmt(a)
+
+    ylabels, any_measured = [], False
     for i in rows:
         o = result.front[i].objectives
         unit = " MB" if size_key == "size_mb" else ""
         lab = f"{_fmt(o[size_key])}{unit}"
         if acc_key:
-            a = o[acc_key]
-            lab += f", {'<0.01' if 0 <= a < 0.01 else _fmt(a)} pp"
+            lab += f", {loss(o[acc_key])} pp"
+            m = result.front[i].measured
+            m = m.get("accuracy_loss") if isinstance(m, Mapping) else None
+            if isinstance(m, (int, float)) and math.isfinite(m) and result.accuracy_kind in ("prior", "proxy"):
+                lab += f" ({loss(m)})"
+                any_measured = True
         if i == k:
             lab = "knee: " + lab
         ylabels.append(lab)
     ax.set_yticks(np.arange(len(rows)))
     ax.set_yticklabels(ylabels, fontsize=_TINY if small else _SMALL)
     acc_note = f" ({result.accuracy_kind})" if result.accuracy_kind in ("prior", "proxy") and acc_key else ""
-    ax.set_ylabel(f"front point: size, accuracy loss{acc_note}" if acc_key else "front point",
+    if any_measured:
+        acc_note = f" ({result.accuracy_kind},\nmeasured in brackets)"
+    ax.set_ylabel(f"size, accuracy loss{acc_note}" if acc_key else "front point",
                   fontsize=_SMALL if small else _FONT)
     ax.set_xticks(ticks)
-    ax.set_xticklabels(tick_labels, rotation=90, fontsize=_TINY)
+    ax.set_xticklabels(tick_labels, rotation=0 if horizontal else 90, fontsize=_SMALL if horizontal else _TINY)
     if step > 1 or use_groups:
         ax.set_xticks(np.arange(n_layers), minor=True)
     if use_groups:
@@ -1098,7 +1361,7 @@ def plot_bit_heatmap(result, indices=None, attr="weight_bits", max_rows=10, save
 # -- several hardware targets ---------------------------------------------------------------------
 @_styled
 def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselines=True, knee=True, save=None,
-                             width="double"):
+                             width="double", loss_cap=LOSS_CAP):
     """One model's fronts on several hardware targets side by side (one panel each, shared y).
 
     Parameters
@@ -1106,10 +1369,13 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
     results : list of SearchResult
         One per hardware target (the same model).
     x, y : str
-        Objective names; each panel gets its own x range (log when it spans > 30x).
+        Objective names; each panel gets its own x range (log when it spans > 30x). The
+        default x is latency: size does not depend on the hardware.
     baselines, knee : bool
     save : str or Path, optional
     width : {"single", "double"} or float
+    loss_cap : float or None
+        Largest accuracy loss drawn (default 100 pp; above it: a triangle at the cap).
 
     Returns
     -------
@@ -1124,27 +1390,34 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
     for r in results:
         _check_objective(r, x, "x", owner)
         _check_objective(r, y, "y", owner)
+    _check_loss_args(loss_cap, "auto", owner)
     n = len(results)
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
     w = _width(width, owner)
     panel_w = w / ncols
     panel_h = panel_w * (0.8 if ncols > 1 else 0.62)
-    fig, axes = _new_figure(w, max(1.5, panel_h) * nrows + 0.45, nrows=nrows, ncols=ncols, squeeze=False,
+    fig, axes = _new_figure(w, max(1.5, panel_h) * nrows + 0.8, nrows=nrows, ncols=ncols, squeeze=False,
                             sharey=True)
     scale = min(1.0, max(0.45, panel_w / 3.5))
     kind = _kind(results)
     models = {_model_name(r) for r in results}
     annotations = []
+    shared = {}
+    for obj in (x, y):
+        allv = [min(v, loss_cap) if loss_cap is not None else v for rr in results for v in _values(rr, obj)]
+        shared[obj] = _loss_linthresh(allv) if obj == "accuracy_loss" else _wants_log(allv, obj)
+    lin_y = shared[y] if y == "accuracy_loss" else None
     for i, r in enumerate(results):
         ax = axes[i // ncols, i % ncols]
         annotations += _draw_front(ax, r, x, y, baselines=baselines, knee=knee, measured=True,
-                                   label_uniform=panel_w >= 2.3, scale=scale, logy=_wants_log(
-                                       [v for rr in results for v in _values(rr, y)], y))
-        ax.set_title(_hardware_name(r) if len(models) == 1 else _title(r), fontsize=_FONT)
-        ax.set_xlabel(_label(x, kind) if ncols <= 2 else _label(x, kind, short=True))
+                                   label_uniform=panel_w >= 2.3, scale=scale, logy=bool(shared[y]),
+                                   loss_cap=loss_cap, loss_scale="auto" if lin_y else "linear",
+                                   loss_linthresh=lin_y)
+        ax.set_title(_hardware_name(r) if len(models) == 1 else _title(r), fontsize=_FONT if ncols <= 2 else _SMALL)
+        ax.set_xlabel(_front_label(r, x, ax, "x") if ncols <= 2 else _label(x, kind, short=True))
         if i % ncols == 0:
-            ax.set_ylabel(_label(y, kind))
+            ax.set_ylabel(_front_label(r, y, ax, "y", short=ncols > 2))
     for j in range(n, nrows * ncols):
         axes[j // ncols, j % ncols].set_axis_off()
     # one legend: the handles of every panel, deduplicated
@@ -1153,7 +1426,8 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
         for hnd, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, hnd)
     if seen:
-        _figure_legend(fig, axes[0, 0], "below", ncol=min(len(seen), 6), handles=list(seen.values()),
+        _figure_legend(fig, axes[0, 0], "below", ncol=min(len(seen), 4 if ncols > 2 else 3),
+                       handles=list(seen.values()),
                        labels=list(seen.keys()))
     if len(models) == 1 and next(iter(models)):
         fig.suptitle(f"{next(iter(models))} on {n} hardware target{'s' if n > 1 else ''}")
