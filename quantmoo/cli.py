@@ -922,7 +922,7 @@ def cmd_demo(a):
     s = info["seconds"]
     print(f"time: sensitivity {s['sensitivity']:.1f} s, search {s['search']:.1f} s, validation "
           f"{s['validation']:.1f} s, total {s['total']:.1f} s")
-    print(f"files in {info['out']}/: results.json, front.yaml, accuracy_table.npz, "
+    print(f"files in {info['out']}/: results.json, front.yaml, front.csv, evaluations.csv, accuracy_table.npz, "
           + ", ".join(info["figures"]) + " (+ .pdf/.svg)")
     print(f"reproduce a point: quantmoo export {info['out']} --pick knee --out knee.yaml && "
           f"quantmoo evaluate --model digits --hardware arm_dot --config knee.yaml --run {info['out']}")
