@@ -170,3 +170,17 @@ def test_every_option_has_help_and_its_default():
 def test_help_examples_name_files_quantmoo_writes():
     from quantmoo.cli import EXAMPLES
     assert "config_knee.yaml" not in " ".join(EXAMPLES.values())
+
+
+def test_demo_progress_goes_to_stderr_and_is_quiet_off_a_terminal(tmp_path, capsys, monkeypatch):
+    """Issue 18: the demo's long steps report progress on a terminal; piped, stderr stays clean."""
+    from quantmoo.cli import demo
+    monkeypatch.setenv("QUANTMOO_CACHE", str(tmp_path / "cache"))
+    demo(out=str(tmp_path / "a"), pop_size=8, n_gen=2, progress=True)
+    err = capsys.readouterr().err
+    for stage in ("1/4 sensitivity", "2/4 NSGA-II search", "3/4 measured validation", "4/4 writing"):
+        assert stage in err, stage
+    demo(out=str(tmp_path / "b"), pop_size=8, n_gen=2)     # stderr is not a terminal under pytest
+    assert "[quantmoo demo" not in capsys.readouterr().err
+    # running the demo again replaces its own earlier output without --overwrite
+    demo(out=str(tmp_path / "b"), pop_size=8, n_gen=2)
