@@ -112,7 +112,9 @@ def process_cycles(n_runs: int, kills_per_run: int = 3, n_gen: int = 80, seed: i
                     if sig == signal.SIGINT and p.returncode == 130 and "Traceback" not in err \
                             and f"--resume {ck}" in err:
                         clean_ctrl_c += 1
-                p = start_cli(["search", "--resume", ck, "--out", out, "--no-plot", "--no-progress"], cwd=tmp)
+                # --overwrite: a kill that lands after the result was written leaves a finished result there
+                p = start_cli(["search", "--resume", ck, "--out", out, "--overwrite", "--no-plot", "--no-progress"],
+                              cwd=tmp)
             _, err = p.communicate(timeout=600)
             if p.returncode != 0:
                 raise RuntimeError(f"resumed run failed: {err}")

@@ -114,7 +114,7 @@ def test_sigkill_at_random_points_then_resume_gives_identical_front(tmp_path, un
     for cycle in range(3):                  # kill, resume, kill the resumed run, ... then finish
         kills += kill_when_running(p, tmp_path / "ck", float(rng.uniform(0.0, 0.8)), signal.SIGKILL, before)[0]
         before = (tmp_path / "ck" / CHECKPOINT_FILE).stat().st_mtime_ns
-        p = _cli(["search", "--resume", "ck", "--out", "out", "--no-plot", "--no-progress"], cwd=tmp_path)
+        p = _cli(["search", "--resume", "ck", "--out", "out", "--overwrite", "--no-plot", "--no-progress"], cwd=tmp_path)
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert kills >= 1
