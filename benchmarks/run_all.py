@@ -137,15 +137,22 @@ def splice(old: str, new: str, when: str) -> str:
     others; the closing note and the header stay those of the full run.
     """
     fresh = {h: b for h, b in _sections(new) if h is not None and not h.startswith("## Closing note")}
-    out = []
+
+    def marked(block):
+        lines = block.splitlines()
+        lines.insert(1, f"\n_This section was regenerated alone on {when} with "
+                        f"`python -m benchmarks.run_all --only ...`; the rest of the file is from the run in "
+                        f"the header._")
+        return "\n".join(lines).rstrip("\n") + "\n"     # a blank line before the next heading
+
+    out, seen = [], set()
     for head, block in _sections(old):
         if head in fresh:
-            lines = fresh[head].splitlines()
-            lines.insert(1, f"\n_This section was regenerated alone on {when} with "
-                            f"`python -m benchmarks.run_all --only ...`; the rest of the file is from the run in "
-                            f"the header._")
-            block = "\n".join(lines).rstrip("\n") + "\n"     # a blank line before the next heading
+            block = marked(fresh[head])
+            seen.add(head)
         out.append(block)
+    # a section the file did not have yet (a new benchmark) is added at the end, never dropped
+    out += [marked(b) for h, b in fresh.items() if h not in seen]
     return "\n".join(out)
 
 

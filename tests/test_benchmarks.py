@@ -120,6 +120,9 @@ def test_run_all_only_replaces_sections_in_place():
     assert "old one" in out and "new two" in out and "old two" not in out
     assert "old note" in out and "new note" not in out and "regenerated alone on 2026-01-01" in out
     assert out.startswith("# head\n")
+    # a section the file does not have yet is added at the end, not dropped
+    out = run_all.splice(old, "# h\n\n## Table 9\n\nbrand new\n", "2026-01-02")
+    assert out.rstrip().endswith("brand new") and "old two" in out
 
 
 def test_published_bench_cites_and_predicts():
