@@ -179,7 +179,8 @@ def run_model(name, hw, st, tmpdir):
                          a=sorted({lq.activation_bits for lq in cfg.layers.values()})))
     return {"model": name, "rows": rows, "fp32_ms": fp32, "n_layers": len(spec.layers),
             "workload": dict(spec.workload), "feed_shape": {k: v.shape for k, v in feed.items()},
-            "macs": sum(l.macs for l in spec.layers), "feed": feed}
+            "macs": sum(l.macs for l in spec.layers), "feed": feed,
+            "n_params": int(sum(np.prod(l.weight_shape) for l in spec.layers))}
 
 
 def stats(rows):
@@ -212,7 +213,8 @@ def run(mode="quick"):
     return {"mode": mode, "models": models, "kernels": kern, "load": Path("/proc/loadavg").read_text().split()[:3],
             "profile": dict(fp32=dev.peak_macs_per_s.get("fp32"), int8=dev.peak_macs_per_s.get("int8"),
                             fp16=dev.peak_macs_per_s.get("fp16"), bw=dev.bandwidth_bytes_per_s,
-                            overhead=dev.layer_overhead_s),
+                            overhead=dev.layer_overhead_s, unpack=dev.unpack_s_per_weight,
+                            int8_rule=hw.main.resolve(8, 8)),
             "profile_text": prof}
 
 
@@ -271,6 +273,20 @@ def report(r):
         ms = stats(m["rows"])
         if not (ms["within20"] >= 0.8 and ms["tau"] >= 0.9):
             lines.append(f"- Not met on `{m['model']}`: {_pct(ms['within20'])} within +-20%, tau {ms['tau']:.2f}.")
+    lines += ["", "Where the error comes from (from the measurements above):", ""]
+    for m in r["models"]:
+        by = {x["config"]: x for x in m["rows"]}
+        f16 = by["W16A16 (fp16)"]
+        parts = [f"`{m['model']}`: W16A16 (no dequantization) predicted / measured {f16['predicted'] / f16['measured']:.2f} "
+                 f"(the fp32 model itself: {m['fp32_ms']:.3f} ms)"]
+        for lab in ("W8A16 per-channel", "W8A8 per-channel", "W4A16 per-group 32"):
+            extra = by[lab]["measured"] - f16["measured"]
+            parts.append(f"{lab} costs {1e6 * extra / m['n_params']:.2f} ns per weight more than W16A16 "
+                         f"(profile's unpack cost: {p['unpack'] * 1e9:.2f} ns)")
+        lines.append("- " + "; ".join(parts) + ".")
+    lines += [f"- The profile resolves W8A8 to {r['profile']['int8_rule'][1:]}: the QDQ export's int8 layers are not "
+              "fused into integer kernels by this onnxruntime on this CPU (see the kernels below), so they run as "
+              "DequantizeLinear + float32 Conv/Gemm.", ""]
     lines += ["- minilm-l6 is not measured: quantmoo has no ONNX form of it (its zoo entry runs a NumPy forward "
               "pass); SmolLM2-135M ships as GGUF only.", "", scatter(all_rows), ""]
     rows = [[x["model"], x["config"], ",".join(map(str, x["w"])), ",".join(map(str, x["a"])), f"{x['predicted']:.3f}",
