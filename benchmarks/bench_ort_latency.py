@@ -269,6 +269,9 @@ def report(r):
     goal = s["within20"] >= 0.8 and s["tau"] >= 0.9
     lines.append(f"- Goal (>= 80% within +-20%, tau >= 0.9): **{'met' if goal else 'NOT met'}** overall "
                  f"({_pct(s['within20'])}, tau {s['tau']:.2f}).")
+    if len(r["models"]) > 1:
+        lines.append("- The overall tau mostly ranks the models against each other (their latencies differ ~1000x); "
+                     "the per-model taus are the ranking a search relies on.")
     for m in r["models"]:
         ms = stats(m["rows"])
         if not (ms["within20"] >= 0.8 and ms["tau"] >= 0.9):
