@@ -36,7 +36,7 @@ from benchmarks._common import header, md_table, parse_mode, progress, save_png
 
 #: per mode: models (name -> max front points), repeats, warm-up runs, profile budget (s)
 SETTINGS = {
-    "tiny": dict(models={"digits": 2}, reps=5, warmup=2, seconds=0.5, pop=12, n_gen=3, profile_kernels=0),
+    "tiny": dict(models={"digits": 2}, reps=5, warmup=2, seconds=0.5, pop=12, n_gen=3, profile_kernels=1),
     "quick": dict(models={"digits": 20, "open-nsfw": 24}, reps=15, warmup=3, seconds=5.0, pop=40, n_gen=15,
                   profile_kernels=3),
     "full": dict(models={"digits": 40, "open-nsfw": 40}, reps=31, warmup=5, seconds=10.0, pop=60, n_gen=30,
@@ -126,7 +126,9 @@ def kernels(model_bytes, feed, tmpdir):
             count[op] += 1
             dur[op] += e.get("dur", 0)
     total = sum(dur.values()) or 1
-    return {op: (count[op] // 3, dur[op] / total) for op in sorted(dur, key=dur.get, reverse=True)}
+    out = {op: (count[op] // 3, dur[op] / total) for op in sorted(dur, key=dur.get, reverse=True)}
+    layer_ms = sum(d for op, d in dur.items() if op in LAYER_KERNELS) / 3 / 1e3     # profiler: microseconds
+    return out, layer_ms
 
 
 def _model_inputs(name, tmpdir):
@@ -206,7 +208,8 @@ def run(mode="quick"):
                 picks = ("W16A16 (fp16)", "W8A8 per-channel", "W4A16 per-group 32")[:st["profile_kernels"]]
                 for r in m["rows"]:
                     if r["config"] in picks:
-                        kern.append((r["model"], r["config"], kernels(r["bytes"], m["feed"], tmpdir)))
+                        kern.append((r["model"], r["config"], *kernels(r["bytes"], m["feed"], tmpdir),
+                                     r["predicted"]))
     dev = hw.main
     return {"mode": mode, "models": models, "kernels": kern, "load": Path("/proc/loadavg").read_text().split()[:3],
             "profile": dict(fp32=dev.peak_macs_per_s.get("fp32"), int8=dev.peak_macs_per_s.get("int8"),
@@ -285,9 +288,11 @@ def report(r):
             parts.append(f"{lab} costs {1e6 * extra / m['n_params']:.2f} ns per weight more than W16A16 "
                          f"(profile's unpack cost: {p['unpack'] * 1e9:.2f} ns)")
         lines.append("- " + "; ".join(parts) + ".")
-    lines += [f"- The profile resolves W8A8 to {r['profile']['int8_rule'][1:]}: the QDQ export's int8 layers are not "
-              "fused into integer kernels by this onnxruntime on this CPU (see the kernels below), so they run as "
-              "DequantizeLinear + float32 Conv/Gemm.", ""]
+    mode, prec = r["profile"]["int8_rule"]
+    lines += [f"- The measured profile resolves W8A8 to `{mode}` `{prec}`"
+              + (": this onnxruntime does not fuse the QDQ export's int8 layers into integer kernels on this CPU "
+                 "(see the kernels below), they run as DequantizeLinear + float32 Conv/Gemm." if prec != "int8" else
+                 "."), ""]
     lines += ["- minilm-l6 is not measured: quantmoo has no ONNX form of it (its zoo entry runs a NumPy forward "
               "pass); SmolLM2-135M ships as GGUF only.", "", scatter(all_rows), ""]
     rows = [[x["model"], x["config"], ",".join(map(str, x["w"])), ",".join(map(str, x["a"])), f"{x['predicted']:.3f}",
@@ -298,11 +303,12 @@ def report(r):
     if r["kernels"]:
         lines += ["Kernels onnxruntime ran (its profiler, ORT_ENABLE_ALL; op type x nodes per run, share of node "
                   "time):", ""]
-        for model, cfg, k in r["kernels"]:
+        for model, cfg, k, layer_ms, pred in r["kernels"]:
             top = ", ".join(f"{op} x{n} ({100 * sh:.0f}%)" for op, (n, sh) in list(k.items())[:6])
             other = sum(sh for op, (n, sh) in k.items() if op not in LAYER_KERNELS)
             lines.append(f"- `{model}` {cfg}: {top}; **{100 * other:.0f}%** of the node time in ops that are not "
-                         f"a layer of quantmoo's table")
+                         f"a layer of quantmoo's table. Time in the layer kernels alone: {layer_ms:.3f} ms "
+                         f"(profiled run) vs {pred:.3f} ms predicted for the whole config")
         lines.append("")
     return "\n".join(lines)
 

@@ -170,6 +170,10 @@ def test_ort_latency_bench_tiny():
     assert s["n"] == len(labels) and 0 <= s["within10"] <= s["within20"] <= 1 and -1 <= s["tau"] <= 1
     text = bench_ort_latency.report(r)
     assert "Kendall tau" in text and "minilm-l6 is not measured" in text
+    # the profiler saw the kernels of the W16A16 config: a Gemm (fused with Relu or not) per layer
+    ((model, cfg, k, layer_ms, pred),) = r["kernels"]
+    assert cfg == "W16A16 (fp16)" and sum(k.get(op, (0, 0))[0] for op in ("Gemm", "FusedGemm")) == 4
+    assert 0 < layer_ms and "of the node time in ops that are not a layer" in text
     assert (figure_dir() / "ort_latency_scatter.png").is_file()
 
 
