@@ -152,6 +152,9 @@ def test_open_nsfw_is_a_real_cnn_whose_qdq_model_runs():
     kinds = [l.kind for l in spec.layers]
     assert (kinds.count("conv"), kinds.count("linear"), spec.n_layers) == (53, 1, 54)
     assert sum(l.n_params for l in spec.layers) == 5_877_952
+    # real spatial sizes (the tf2onnx Pad leaves them to the onnxruntime run): 7x7/2 stem at 112x112,
+    # the last 1x1 conv at 7x7
+    assert spec.layers[0].macs == 64 * 3 * 7 * 7 * 112 * 112 and spec.layers[-2].macs == 1024 * 256 * 7 * 7
     ev = spec.evaluator
     w8 = QuantConfig({n: LayerQuant(weight_bits=8, activation_bits=8) for n in spec.layer_names})
     d = ev.details(w8)
