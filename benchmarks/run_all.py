@@ -51,6 +51,7 @@ SECTIONS = [
     ("bench_write", "Writing results: compact files vs the full form, 405B-shaped CLI search (issues 17, 18)"),
     ("bench_published", "Cost model vs published decode speeds, decode breakdown (issue 16)"),
     ("bench_agreement", "Objective agreement: size vs latency vs energy over the front (issue 16)"),
+    ("bench_ort_latency", "onnxruntime latency: predicted vs measured on this machine (issue 16)"),
     ("bench_llamacpp_presets", "llama.cpp types: preset bits per weight vs published (issue 14)"),
 ]
 

@@ -156,3 +156,33 @@ def test_bench_write_tiny_writes_both_forms():
     from benchmarks import bench_write
     text = bench_write.main(["--tiny"])
     assert "| resnet18 | 21 |" in text and "write compact (s)" in text
+
+
+def test_ort_latency_bench_tiny():
+    pytest.importorskip("onnxruntime")
+    from benchmarks import bench_ort_latency
+    r = bench_ort_latency.run("tiny")
+    (m,) = r["models"]
+    # the input timed is the spec's workload (batch 1 of 64 standardised pixels)
+    assert m["workload"]["batch"] == 1 and m["feed_shape"] == {"x": (1, 64)}
+    labels = [x["config"] for x in m["rows"]]
+    assert labels[:5] == list(bench_ort_latency.uniform_configs(__import__("quantmoo").zoo.load("digits")))
+    assert any(lab.startswith("front") for lab in labels)
+    assert all(x["predicted"] > 0 and x["measured"] > 0 for x in m["rows"])
+    s = bench_ort_latency.stats(m["rows"])
+    assert s["n"] == len(labels) and 0 <= s["within10"] <= s["within20"] <= 1 and -1 <= s["tau"] <= 1
+    text = bench_ort_latency.report(r)
+    assert "Kendall tau" in text and "minilm-l6 is not measured" in text
+    # the profiler saw the kernels of the W16A16 config: a Gemm (fused with Relu or not) per layer
+    ((model, cfg, k, layer_ms, pred),) = r["kernels"]
+    assert cfg == "W16A16 (fp16)" and sum(k.get(op, (0, 0))[0] for op in ("Gemm", "FusedGemm")) == 4
+    assert 0 < layer_ms and "of the node time in ops that are not a layer" in text
+    assert (figure_dir() / "ort_latency_scatter.png").is_file()
+
+
+def test_ort_latency_stats_by_hand():
+    from benchmarks.bench_ort_latency import stats
+    rows = [dict(predicted=p, measured=m) for p, m in ((1.05, 1.0), (2.3, 2.0), (6.0, 3.0))]   # +5%, +15%, +100%
+    s = stats(rows)
+    assert (s["within10"], s["within20"]) == (1 / 3, 2 / 3) and s["mape"] == pytest.approx(0.15)
+    assert s["tau"] == pytest.approx(1.0) and stats(rows[::-1][:1] + rows[:1])["tau"] == pytest.approx(1.0)

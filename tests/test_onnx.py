@@ -405,3 +405,17 @@ def test_minus_one_input_dims_are_dynamic(tmp_path):
                  [helper.make_tensor_value_info("x", F, [-1, 8])], [helper.make_tensor_value_info("y", F, None)],
                  {"fc.weight": _arr((8, 3))})
     assert from_onnx(path, batch=5).layers[0].macs == 5 * 8 * 3
+
+
+def test_symbolic_dims_static_inference_cannot_name_come_from_onnxruntime(tmp_path):
+    # Pad with pads computed in the graph: static inference keeps the rank but names the dims
+    # 'unk__*' (open-nsfw's convs, after tf2onnx's Pad, were counted at 128 x 128, not their sizes)
+    pytest.importorskip("onnxruntime")
+    pads = helper.make_tensor("p", TensorProto.INT64, [4], [0, 1, 0, 1])
+    path = _save(tmp_path / "unk.onnx",
+                 [helper.make_node("Constant", [], ["p0"], value=pads), helper.make_node("Cast", ["p0"], ["p1"], to=7),
+                  helper.make_node("Pad", ["x", "p1"], ["h"]), helper.make_node("MatMul", ["h", "fc.weight"], ["y"])],
+                 [helper.make_tensor_value_info("x", F, [2, 6])], [helper.make_tensor_value_info("y", F, None)],
+                 {"fc.weight": _arr((8, 3))}, opset=13)
+    (fc,) = from_onnx(path).layers
+    assert (fc.macs, fc.act_in, fc.act_out) == (2 * 8 * 3, 16, 6)

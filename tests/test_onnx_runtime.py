@@ -152,6 +152,9 @@ def test_open_nsfw_is_a_real_cnn_whose_qdq_model_runs():
     kinds = [l.kind for l in spec.layers]
     assert (kinds.count("conv"), kinds.count("linear"), spec.n_layers) == (53, 1, 54)
     assert sum(l.n_params for l in spec.layers) == 5_877_952
+    # real spatial sizes (the tf2onnx Pad leaves them to the onnxruntime run): 7x7/2 stem at 112x112,
+    # the last 1x1 conv at 7x7
+    assert spec.layers[0].macs == 64 * 3 * 7 * 7 * 112 * 112 and spec.layers[-2].macs == 1024 * 256 * 7 * 7
     ev = spec.evaluator
     w8 = QuantConfig({n: LayerQuant(weight_bits=8, activation_bits=8) for n in spec.layer_names})
     d = ev.details(w8)
@@ -170,3 +173,24 @@ def test_open_nsfw_is_a_real_cnn_whose_qdq_model_runs():
         row = ev._plan.layers[n]
         w = row.layout(w) if row.layout is not None else w
         np.testing.assert_array_equal(w.reshape(w.shape[0], -1), ev.quantized_weight(n, g4.layers[n]), err_msg=n)
+
+
+def test_omega_proxy_of_a_conv_model_with_an_onnx_evaluator(tmp_path):
+    # the evaluator hands out a conv weight as its (C_out, C_in * k) matrix; the omega proxy
+    # refused it ("has shape (4, 18); the layer's weight_shape is (4, 2, 3, 3)")
+    from onnx import TensorProto, helper, numpy_helper
+    from quantmoo.accuracy.onnx_eval import onnx_evaluator
+    from quantmoo.accuracy.sensitivity import sensitivity
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("Conv", ["x", "conv.weight"], ["y"], pads=[1, 1, 1, 1])], "c",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+                          [numpy_helper.from_array(w, "conv.weight")])
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    x = {"x": rng.standard_normal((1, 2, 6, 6)).astype(np.float32)}
+    spec = onnx_evaluator(path, x, calibration_data=x)
+    t = sensitivity(spec, SMALL, measure="omega")
+    ref = sensitivity(quantmoo.zoo.load(str(path)), SMALL, measure="omega")   # the weights, no evaluator
+    assert t.kind == "proxy" and np.array_equal(t.table, ref.table)

@@ -446,7 +446,11 @@ def _omega_table(model, enc, ev) -> AccuracyTable:
     omega = np.zeros((L, len(wkeys)))
     for i, name in enumerate(model.layer_names):
         # checked: the layer's weight_shape and finite values, or an error naming the layer
-        w = model.layer_weights(name, ev.fp32_weight(name) if ev is not None else None)
+        w = ev.fp32_weight(name) if ev is not None else None
+        shape = tuple(model.layers[i].weight_shape)
+        if w is not None and np.shape(w) == (shape[0], int(np.prod(shape[1:]))):
+            w = np.reshape(w, shape)   # evaluators give a conv's weight as its (C_out, C_in * k) matrix
+        w = model.layer_weights(name, w)
         if w.size == 0:
             continue
         w = w.reshape(w.shape[0], -1)

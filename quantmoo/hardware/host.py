@@ -32,7 +32,12 @@ and float16, ``MatMulInteger`` (uint8 x int8 -> int32, the int8 GEMM of dynamica
 models), ``MatMulNBits`` (4-bit block-quantized weights, block 32; its time beyond the roofline
 of a matrix-vector product is the unpack cost per weight), a float32 matrix-vector ``MatMul``
 on a weight larger than the cache (bandwidth), a chain of 64 tiny ``MatMul`` nodes (per-op overhead) and ``QuantizeLinear``
-(requantize cost per element).
+(requantize cost per element). The support rules follow the graphs quantmoo's QDQ export writes
+(:mod:`quantmoo.export.onnx_qdq`): the kernels onnxruntime's optimizer turns the export's W8A8
+``MatMul`` into decide whether int8 layers run the int8 GEMM; where no integer kernel is fused
+(onnxruntime 1.32 on x86-64 keeps DequantizeLinear + the float32 MatMul/Conv), they run in
+float32 and the unpack cost is the measured cost of dequantizing a weight on every run
+(``benchmarks/bench_ort_latency.py`` measures whole models against these rules).
 
 Examples
 --------
@@ -238,8 +243,9 @@ _NBITS_BLOCK = 32
 _CHAIN = 64
 
 
-def _ort_session(nodes, inputs, outputs, inits, contrib: bool = False):
-    """A one-thread CPU session of a small graph built in memory."""
+def _ort_session(nodes, inputs, outputs, inits, contrib: bool = False, optimized: Optional[str] = None):
+    """A one-thread CPU session of a small graph built in memory (default optimization level:
+    ``ORT_ENABLE_ALL``, as deployed); ``optimized`` saves the optimized graph there."""
     from ..errors import require
     ort = require("onnxruntime", "onnx", "measuring this machine with onnxruntime")
     helper = require("onnx.helper", "onnx", "measuring this machine with onnxruntime")
@@ -249,6 +255,8 @@ def _ort_session(nodes, inputs, outputs, inits, contrib: bool = False):
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if optimized:
+        so.optimized_model_filepath = optimized
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -292,6 +300,58 @@ def _ort_bandwidth(budget: float, rng: np.random.Generator) -> Dict[str, Any]:
     feed = {"x": rng.standard_normal((1, k)).astype(np.float32), "w": w}
     t, reps = _median_time(lambda: sess.run(None, feed), budget)
     return {"read": w.nbytes / t, "mib": w.nbytes / 2 ** 20, "reps": reps, "shape": (k, n)}
+
+
+#: onnxruntime's integer kernels: what a QDQ MatMul runs as when its optimizer fuses the pattern.
+_ORT_INT_KERNELS = ("QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+                    "QLinearConv", "ConvInteger")
+
+
+def _ort_qdq(budget: float, rng: np.random.Generator) -> Dict[str, Any]:
+    """What a quantized layer of quantmoo's QDQ export runs as here, and its weights' cost per run.
+
+    The graph is the export's form of a W8A8 linear layer: an int8 per-channel weight behind a
+    ``DequantizeLinear``, the input through ``QuantizeLinear -> Clip -> DequantizeLinear`` (int8,
+    symmetric), then ``MatMul``. The op types of onnxruntime's optimized graph say whether an
+    integer kernel runs. onnxruntime does not constant-fold ``DequantizeLinear`` (it keeps the QDQ
+    pattern for fusion), so an unfused weight is dequantized on every run: its time per weight is
+    the unpack cost of such a layer.
+    """
+    import tempfile
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    F, I8 = TensorProto.FLOAT, TensorProto.INT8
+    k = n = 256
+    c = lambda a, name: numpy_helper.from_array(np.asarray(a), name)
+    inits = [c(rng.integers(-127, 128, size=(k, n), dtype=np.int8), "wq"),
+             c((rng.random(n) * 0.01 + 1e-3).astype(np.float32), "ws"), c(np.zeros(n, np.int8), "wz"),
+             c(np.float32(0.05), "xs"), c(np.int8(0), "xz"), c(np.int8(-127), "lo"), c(np.int8(127), "hi")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("Clip", ["xq", "lo", "hi"], ["xc"]),
+             helper.make_node("DequantizeLinear", ["xc", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1),
+             helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "qdq.onnx")
+        _ort_session(nodes, [_vi("x", F, (1, k))], [_vi("y", F, (1, n))], inits, optimized=path)
+        ops = [nd.op_type for nd in onnx.load(path).graph.node]
+    # a weight-only QDQ MatMul (64 x 1024 @ 1024 x 1024) against the same MatMul on its float32
+    # weight: the difference per weight is what dequantizing it on every run costs (the
+    # DequantizeLinear itself and the weight packing a constant weight gets once at load)
+    rows, k = 64, 1024
+    wq = rng.integers(-127, 128, size=(k, k), dtype=np.int8)
+    ws = (rng.random(k) * 0.01 + 1e-3).astype(np.float32)
+    xin, yout = [_vi("x", F, (rows, k))], [_vi("y", F, (rows, k))]
+    q_sess = _ort_session([helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1),
+                           helper.make_node("MatMul", ["x", "w"], ["y"])], xin, yout,
+                          [c(wq, "wq"), c(ws, "ws"), c(np.zeros(k, np.int8), "wz")])
+    f_sess = _ort_session([helper.make_node("MatMul", ["x", "w"], ["y"])], xin, yout, [c(wq * ws, "w")])
+    feed = {"x": rng.standard_normal((rows, k)).astype(np.float32)}
+    t_q, reps = _median_time(lambda: q_sess.run(None, feed), budget / 2)
+    t_f, _ = _median_time(lambda: f_sess.run(None, feed), budget / 2)
+    return {"ops": ops, "fused": sorted(set(ops) & set(_ORT_INT_KERNELS)), "dq_s_per_weight": max(t_q - t_f, 0.0) / wq.size,
+            "dq_reps": reps, "dq_weights": wq.size, "dq_ms": (t_q * 1e3, t_f * 1e3), "dq_rows": rows}
 
 
 def _ort_small_ops(budget: float, rng: np.random.Generator, bandwidth: float, fp32_rate: float) -> Dict[str, Any]:
@@ -424,10 +484,14 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
         gemm = {k: _gemm(k, seconds * _BUDGET[k], rng, _ort_gemm(k, rng)) for k in ("fp32", "fp16", "int8")}
         bw = _ort_bandwidth(seconds * _BUDGET["bandwidth"], rng)
         rate = {k: g["macs_per_s"] for k, g in gemm.items()}
-        int_prec = "int8" if rate["int8"] >= rate["fp32"] else "fp32"
+        qdq = _ort_qdq(seconds * _BUDGET["small"] / 2, rng)
+        # the int8 GEMM only runs where the optimizer fuses the export's QDQ pattern into it
+        int_prec = "int8" if qdq["fused"] and rate["int8"] >= rate["fp32"] else "fp32"
         half_prec = "fp16" if rate["fp16"] >= rate["fp32"] else "fp32"
         bandwidth = link_bw = bw["read"]
-        small = _ort_small_ops(seconds * _BUDGET["small"], rng, bandwidth, rate["fp32"])
+        small = _ort_small_ops(seconds * _BUDGET["small"] / 2, rng, bandwidth, rate["fp32"])
+        if not qdq["fused"]:   # QDQ layers dequantize their weights on every run
+            small["unpack_s_per_weight"] = qdq["dq_s_per_weight"]
         what = {"fp32": f"{rt_desc} MatMul float32 x float32 initializer -> float32",
                 "fp16": f"{rt_desc} MatMul float16 x float16 initializer -> float16",
                 "int8": f"{rt_desc} MatMulInteger uint8 x int8 initializer -> int32 (the int8 GEMM of "
@@ -438,10 +502,19 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
         layer_text = (f"a chain of {_CHAIN} 8x8 float32 MatMul nodes in one {rt_desc} session, time / {_CHAIN}, "
                       f"median of {small['reps_layer']}")
         nn, kk = small["nbits_shape"]
-        unpack_text = (f"{rt_desc} MatMulNBits (4-bit, block {_NBITS_BLOCK}, fp32 scales) 1x{kk} @ {kk}x{nn}: "
+        qdq_text = (f"quantmoo's QDQ export of a W8A8 MatMul (int8 per-channel weight, QuantizeLinear -> Clip -> "
+                    f"DequantizeLinear input) runs in {rt_desc} at ORT_ENABLE_ALL as "
+                    f"{' + '.join(dict.fromkeys(qdq['ops']))}")
+        k = int(round(qdq["dq_weights"] ** 0.5))
+        unpack_text = (f"{rt_desc} MatMul {qdq['dq_rows']}x{k} @ {k}x{k} on an int8 per-channel weight behind a "
+                       f"DequantizeLinear (median {qdq['dq_ms'][0]:.4g} ms of {qdq['dq_reps']}) minus the same MatMul "
+                       f"on its float32 weight ({qdq['dq_ms'][1]:.4g} ms), per weight: {qdq_text}, with no integer "
+                       f"kernel, so a QDQ layer dequantizes (and packs) its weights on every run (onnxruntime does "
+                       f"not constant-fold DequantizeLinear)"
+                       if not qdq["fused"] else None) or (f"{rt_desc} MatMulNBits (4-bit, block {_NBITS_BLOCK}, fp32 scales) 1x{kk} @ {kk}x{nn}: "
                        f"median {small['nbits_s'] * 1e3:.4g} ms (of {small['reps_unpack']}) minus its roofline "
                        f"{small['nbits_roof_s'] * 1e3:.4g} ms (the float32 MAC rate and the bandwidth measured "
-                       f"here), per weight")
+                       f"here), per weight; {qdq_text} (fused)")
         conv_text = (f"{rt_desc} QuantizeLinear float32 -> uint8 of {small['convert_elements']} elements, median "
                      f"of {small['reps_convert']}, per element")
     peak_tops = {k: _measured(2 * rate[k] / 1e12,
@@ -462,6 +535,9 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
 
     int_note = (f"{rt_id}'s int8 GEMM is at least as fast as its float32 one here"
                 if int_prec == "int8" else
+                f"{rt_id} does not fuse the QDQ export's int8 layers into an integer kernel here (the optimized "
+                f"graph runs {' + '.join(dict.fromkeys(qdq['ops']))}): weights and activations are dequantized "
+                f"and the float32 GEMM runs" if runtime == "onnxruntime" and not qdq["fused"] else
                 f"{rt_id}'s int8 path ({rate['int8'] / 1e9:.3g} GMAC/s) is slower than its float32 GEMM "
                 f"({rate['fp32'] / 1e9:.3g} GMAC/s) here, so integer tensors are dequantized to float32")
     half_note = (f"{rt_id}'s float16 GEMM is at least as fast as its float32 one here" if half_prec == "fp16" else
@@ -476,7 +552,10 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
         {"weight_bits": sub8, "activation_bits": sub, "mode": "unpacked", "precision": int_prec,
          "note": f"sub-byte activations widened (no sub-byte arithmetic in {rt_id}), then the {int_prec} GEMM"},
         {"weight_bits": [16], "activation_bits": [16],
-         "mode": "native" if half_prec == "fp16" else "unpacked", "precision": half_prec, "note": half_note},
+         "mode": "native" if half_prec == "fp16" or runtime == "onnxruntime" else "unpacked", "precision": half_prec,
+         "note": half_note + ("; the QDQ export's fp16 weights are a Cast of an initializer, which onnxruntime "
+                              "constant-folds at load, so nothing is unpacked per run"
+                              if runtime == "onnxruntime" and half_prec == "fp32" else "")},
         {"weight_bits": sub8, "activation_bits": [16], "mode": "unpacked", "precision": half_prec,
          "note": f"weight-only quantization: weights dequantized, then the {half_prec} GEMM"},
         {"weight_bits": [16], "activation_bits": sub8, "mode": "unpacked", "precision": half_prec,

@@ -475,17 +475,22 @@ class _Shapes:
         self.from_runtime: List[str] = []
         self.runtime_error: Optional[str] = None
 
+    def _known(self, dims) -> bool:
+        """Every dimension a number or a graph input's named dimension. Inference's own names
+        (``unk__0`` after a Pad whose pads are computed) are unknown sizes, not the workload's."""
+        return dims is not None and all(isinstance(d, int) or d in self.named for d in dims)
+
     def shape(self, name: str) -> Optional[Tuple[int, ...]]:
         """Concrete shape of a value, or None when even its rank is unknown."""
         canon = self.consts.canonical(name)
         if canon is not None:
             return tuple(int(d) for d in self.consts[canon].dims)
         dims = self.dims.get(name)
-        if dims is None and self.runtime is not None:   # static inference gave up: ask onnxruntime once
+        if self.runtime is not None and not self._known(dims):   # static inference gave up: ask onnxruntime once
             found, self.runtime = self.runtime(), None
             if isinstance(found, str):
                 self.runtime_error, found = found, {}
-            self.from_runtime = sorted(n for n in found if n not in self.dims)
+            self.from_runtime = sorted(n for n in found if not self._known(self.dims.get(n)))
             for n in self.from_runtime:
                 self.dims[n] = found[n]
             dims = self.dims.get(name)
