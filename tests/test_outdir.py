@@ -219,3 +219,15 @@ def test_disk_full_keeps_the_search_and_says_how_to_write_it(tmp_path, capsys, m
     monkeypatch.undo()
     assert main(["search", "--resume", f"{run}.checkpoint", "--out", str(run), "--no-plot", "--no-progress"]) == 0
     assert load_result(run).front
+
+
+def test_a_user_file_under_a_name_quantmoo_writes_is_never_replaced(tmp_path, small_result):
+    run = small_result.save(tmp_path / "run")
+    (run / "front.csv").unlink()
+    marker = json.loads((run / outdir.MARKER).read_text())
+    marker["files"].remove("front.csv")
+    (run / outdir.MARKER).write_text(json.dumps(marker))
+    (run / "front.csv").write_text("my own table")      # the user's file, same name as quantmoo's
+    with pytest.raises(QuantmooError, match="'front.csv', which quantmoo did not write"):
+        small_result.save(run, overwrite=True)
+    assert (run / "front.csv").read_text() == "my own table"

@@ -329,6 +329,10 @@ def replace_dir(path, write: Callable[[Path], None], *, overwrite: bool = False,
             old_own = own_files(final) if final.is_dir() else set()
             carried = []
             if final.is_dir():
+                clash = [e for e in _listing(final) if e in written and e not in old_own]
+                if clash:   # a user's file under a name quantmoo writes: never replace it
+                    raise QuantmooError(f"The '{option}' directory {path} holds {clash[0]!r}, which quantmoo did "
+                                        f"not write but would replace; move it, or choose another directory")
                 for e in _listing(final):
                     if e == MARKER or e in written:
                         continue
