@@ -29,7 +29,7 @@ from .spec import ModelSpec
 from .transformer import from_hf_config, transformer
 
 __all__ = ["register", "unregister", "names", "load", "describe", "allowed_overrides", "builtin_entries",
-           "ZooEntry", "onnx_path", "ONNX_FORMS"]
+           "ZooEntry", "onnx_path", "ONNX_FORMS", "file_provenance"]
 
 _BUILTIN_FILE = Path(__file__).with_name("zoo") / "builtin.yaml"
 _BUILDERS = {"resnet": resnet, "mobilenet_v2": mobilenet_v2, "transformer": transformer}
@@ -123,6 +123,24 @@ def _minilm(seq_len: int = 128, batch: int = 1) -> ModelSpec:
 def _open_nsfw(threads: int = 1) -> ModelSpec:
     from ..accuracy.open_nsfw import load_open_nsfw
     return load_open_nsfw(threads=threads)
+
+
+def file_provenance(spec: ModelSpec) -> dict:
+    """The files a model read from outside the zoo: ``{"source", "data", "calibration_data"}``.
+
+    ``source`` is the ``.onnx``/``.gguf`` file it was imported from (absolute), ``data`` and
+    ``calibration_data`` the ``.npz`` inputs of its ONNX evaluator when they were files. Empty
+    for a zoo model (its name rebuilds it). A search records this under ``model`` in
+    ``results.json``, so ``validate`` re-measures the file that was searched, not a zoo model of
+    the same name (a search on ``digits.onnx`` is named ``digits``).
+    """
+    src = spec.meta.get("source")
+    if spec.meta.get("zoo") or not isinstance(src, str) or not src.lower().endswith((".onnx", ".gguf")):
+        return {}
+    ev = spec.evaluator
+    out = {"source": str(Path(src).resolve()),
+           "data": getattr(ev, "data_path", None), "calibration_data": getattr(ev, "calibration_path", None)}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 #: Bundled real models with an ONNX form (:func:`onnx_path`).
@@ -327,6 +345,7 @@ def load(name_or_path, **overrides) -> ModelSpec:
             if not isinstance(spec, ModelSpec):
                 raise QuantmooError(f"The factory of zoo entry '{entry.name}' returned "
                                     f"{type(spec).__name__}, not a ModelSpec")
+            spec.meta.setdefault("zoo", entry.name)   # a zoo model, even when read from a file
             return spec
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise QuantmooError(f"Expected a model name, a path or a ModelSpec; got {type(name_or_path).__name__}")
