@@ -133,10 +133,11 @@ def _parser() -> argparse.ArgumentParser:
                         "'quantization' mapping of an MLX model's config.json)")
     x.add_argument("--out", help="output file (default: stdout; required for onnx)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    x.add_argument("--model", help="with --format onnx: the fp32 .onnx file the run searched; with llama.cpp: "
-                   "the model, if not the run's zoo model")
+    x.add_argument("--model", help="with --format onnx: the fp32 .onnx file the run searched (default: the file the "
+                   "run recorded); with llama.cpp: the model, if not the run's zoo model")
     x.add_argument("--data", metavar="FILE.npz",
-                   help="with --format onnx: calibration inputs, arrays named after the model's inputs")
+                   help="with --format onnx: calibration inputs, arrays named after the model's inputs (default: the "
+                        "inputs the run recorded for that file)")
     _shape_args(x)
 
     m = cmd("models", "List the model zoo with parameter counts.")
@@ -673,7 +674,7 @@ def cmd_export(a):
     if a.format == "mlx":
         return _export_mlx(a, sol)
     if a.format == "onnx":
-        return _export_onnx(a, sol.config)
+        return _export_onnx(a, sol.config, res)
     import os
     cfg = sol.config
     # provenance: 'quantmoo evaluate' finds the run (its space and proxy table) from the config alone
@@ -735,9 +736,13 @@ def _export_llamacpp(a, res, sol):
     print(f"  {args}", file=out)
 
 
-def _export_onnx(a, config):
+def _export_onnx(a, config, res):
     from .export.onnx_qdq import export_qdq, size_report
     from .io import atomic_write_bytes
+    rec = res.meta.get("model") or {}     # the file the run searched, and the inputs it calibrated on
+    a.model = a.model or rec.get("source")
+    if not a.data and rec.get("source") and str(Path(str(a.model)).resolve()) == rec["source"]:
+        a.data = rec.get("calibration_data") or rec.get("data")
     if not a.model or not str(a.model).lower().endswith(".onnx"):
         raise QuantmooError(f"'--format onnx' needs '--model' naming the fp32 .onnx file the run searched; "
                             f"got {a.model!r}")

@@ -227,6 +227,15 @@ def test_validate_of_an_onnx_run_measures_the_onnx_file_it_searched(digits, tmp_
                  "--measured", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["accuracy_loss_measured"] == spec.evaluator.loss(quantmoo.load_result(run).knee().config)
+    # export --format onnx: the file and calibration inputs the run recorded
+    assert main(["export", str(run), "--pick", "knee", "--format", "onnx", "--out", str(tmp_path / "q.onnx")]) == 0
+    capsys.readouterr()
+    from quantmoo.export.onnx_qdq import export_qdq
+    from quantmoo.onnx import load_inputs
+    knee = quantmoo.load_result(run).knee().config
+    want = export_qdq(src / "digits.onnx", knee, load_inputs(src / "calib.npz"))
+    got = onnx.load(str(tmp_path / "q.onnx"))
+    assert [t.raw_data for t in got.graph.initializer] == [t.raw_data for t in want.graph.initializer]
     # worker processes rebuild the same evaluator from its recipe (not the zoo's 'digits')
     import pickle
     assert pickle.loads(pickle.dumps(spec.evaluator.recipe))().evaluator.name == spec.evaluator.name
