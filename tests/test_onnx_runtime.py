@@ -248,3 +248,27 @@ def test_validate_of_an_onnx_run_measures_the_onnx_file_it_searched(digits, tmp_
     assert main(["validate", str(run), "--workers", "1"]) != 0
     err = capsys.readouterr().err
     assert f"{src / 'digits.onnx'}" in err and "--model" in err and "Traceback" not in err
+
+
+def test_kl_of_a_softmax_model_is_computed_from_its_logits(tmp_path):
+    # float32 probabilities of a confident classifier resolve the minority class only to ~6e-8:
+    # the KL of two nearly equal outputs came out as float noise (even negative); from the logits
+    # under the final Softmax it is exact
+    from onnx import TensorProto, helper, numpy_helper
+    from quantmoo.accuracy.onnx_eval import OnnxEvaluator
+    w = np.array([[1.0, 0.0], [0.0, 17.01]], np.float32)     # fp16 rounds 17.01 to 17.015625
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "fc.weight"], ["z"]),
+                           helper.make_node("Softmax", ["z"], ["p"], axis=-1)], "s",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+                          [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n", 2])],
+                          [numpy_helper.from_array(w, "fc.weight")])
+    path = tmp_path / "softmax.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    ev = OnnxEvaluator(path, {"x": np.array([[0.0, 1.0]], np.float32)})
+    fp16 = QuantConfig({"fc": LayerQuant(weight_bits=16, activation_bits=16)})
+    z_ref, z_q = np.array([0.0, float(w[1, 1])]), np.array([0.0, 17.015625])
+    p, q = np.exp(z_ref - np.logaddexp(0, z_ref[1])), np.exp(z_q - np.logaddexp(0, z_q[1]))
+    kl = float(np.sum(p * (np.log(p) - np.log(q))))                # 6.5e-13 nats
+    assert 6e-13 < kl < 7e-13
+    assert ev.loss(fp16) == pytest.approx(kl, rel=1e-3)
+    assert ev.details(fp16)["top1_agreement_pct"] == 100.0

