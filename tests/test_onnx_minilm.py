@@ -34,6 +34,7 @@ def test_the_importer_maps_the_file_onto_the_zoo_layers(minilm):
     path, ev = minilm
     spec = ev.spec
     got = zoo.load(path)
+    assert got.name == "minilm-l6" and got.meta["source"] == str(path)
     assert got.layer_names == spec.layer_names          # 37 layers, same names, same order
     for a, b in zip(got.layers, spec.layers):
         assert (a.kind, a.weight_shape, a.macs, a.act_in, a.extra_params) == \
@@ -137,7 +138,8 @@ def test_onnx_path_is_cached_and_names_the_allowed_models(tmp_path, monkeypatch)
     from quantmoo.errors import QuantmooError
     monkeypatch.setenv("QUANTMOO_CACHE", str(tmp_path / "cache"))
     p = zoo.onnx_path("digits")
-    assert p.parent == tmp_path / "cache" / "onnx-models" and p.suffix == ".onnx"
+    assert p.parent.parent == tmp_path / "cache" / "onnx-models" and p.name == "digits.onnx"
+    assert zoo.load(p).name == "digits"
     mtime = p.stat().st_mtime_ns
     assert zoo.onnx_path("digits") == p and p.stat().st_mtime_ns == mtime     # reused, not rewritten
     assert [f.name for f in p.parent.iterdir()] == [p.name]                   # no temporary file left

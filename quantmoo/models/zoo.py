@@ -165,12 +165,13 @@ def onnx_path(name: str, directory=None) -> Path:
     Returns
     -------
     Path
-        ``<directory>/<name>-<key>.onnx``, where ``key`` digests the quantmoo version and the
-        source weights file (path, size, modification time): a file written from other weights or
-        by another quantmoo version is never reused. It is written atomically (a temporary file,
+        ``<directory>/<name>-<key>/<name>.onnx``, where ``key`` digests the quantmoo version and
+        the source weights file (path, size, modification time): a file written from other weights
+        or by another quantmoo version is never reused. It is written atomically (a temporary file,
         then a rename), so it is complete or absent. ``quantmoo.zoo.load(path)`` has the same
-        layers as ``quantmoo.zoo.load(name)``, and ``quantmoo.onnx.export_qdq(path, config, ...)``
-        applies that model's configs.
+        name and layers as ``quantmoo.zoo.load(name)`` (a search on it records the file, see
+        :func:`file_provenance`), and ``quantmoo.onnx.export_qdq(path, config, ...)`` applies that
+        model's configs.
     """
     import hashlib
     from .._version import __version__
@@ -193,7 +194,9 @@ def onnx_path(name: str, directory=None) -> Path:
     if directory is None:
         from ..accuracy.cache import default_cache_dir
         directory = default_cache_dir() / "onnx-models"
-    path = Path(directory) / f"{key}-{digest.hexdigest()[:12]}.onnx"
+    # the file keeps the zoo name (its import is named like the zoo model, so configs apply both
+    # ways); the directory name carries the key
+    path = Path(directory) / f"{key}-{digest.hexdigest()[:12]}" / f"{key}.onnx"
     if not path.is_file():
         atomic_write_bytes(path, build().SerializeToString())
     return path
