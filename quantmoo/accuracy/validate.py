@@ -134,8 +134,12 @@ def _model_from_files(recorded: dict):
     if not Path(src).is_file():
         raise QuantmooError(f"The run's model file {src} ({where}.source) does not exist; pass the model with "
                             "--model FILE (and its inputs with --data FILE.npz)")
-    overrides = {k: v for k, v in (recorded.get("workload") or {}).items() if k in ("batch", "seq_len", "input_shapes")}
-    if not src.lower().endswith(".onnx"):
+    from ..models.gguf_import import GGUF_OVERRIDES
+    from ..models.onnx_import import ONNX_OVERRIDES
+    onnx_file = src.lower().endswith(".onnx")
+    keys = set(ONNX_OVERRIDES if onnx_file else GGUF_OVERRIDES) - {"name"}
+    overrides = {k: v for k, v in (recorded.get("workload") or {}).items() if k in keys}   # the searched workload
+    if not onnx_file:
         from .. import zoo
         return zoo.load(src, **overrides)
     for key in ("data", "calibration_data"):
