@@ -8,7 +8,6 @@ For every model, budget ``N`` of real evaluations and seed, the measured hypervo
 * **in-loop** (:func:`quantmoo.search.inloop.search_measured`): the same proxy search, ``N/2`` of
   its thinned front measured, then the rest chosen by expected HV improvement on the corrected
   surrogate, ``N/10`` per round;
-* **in-loop, no neighbour moves**: the same, candidates only from the genomes the proxy search evaluated;
 * **EvoPress-style**: (1 + 4) level-switch evolution on the real loss at 5 size targets (:func:`evopress_style`);
 * **random**: ``N`` uniformly random genomes of the space, measured.
 
@@ -134,17 +133,14 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100):
             t_b = time.perf_counter() - t0
             hv_r = random_search(run.problem, run.hv_ref, model, b, s)
             hv_e, n_e = evopress_style(run, model, b, s)
-            nn = search_measured(model, HARDWARE, budget=b, accuracy=table, seed=s, pop_size=pop_size, n_gen=n_gen,
-                                 neighbours=False)
-            hv_nn = _hv2(nn.evaluations["accuracy_loss"], nn.evaluations["size_mb"], run.hv_ref)
             hv_b = _hv2(res.evaluations["accuracy_loss"], res.evaluations["size_mb"], run.hv_ref)
             il = res.meta["inloop"]
             assert abs(hv_b[0] - il["measured_hypervolume"]) < 1e-12
-            rows.setdefault(b, []).append({"a": hv_a, "n_a": n_a, "b": hv_b, "r": hv_r, "nn": hv_nn, "e": hv_e,
+            rows.setdefault(b, []).append({"a": hv_a, "n_a": n_a, "b": hv_b, "r": hv_r, "e": hv_e,
                                            "tau": il["kendall_tau"], "n_b": il["n_evaluations"], "t_a": t_a,
                                            "t_b": t_b, "eval_s": il["seconds_evaluating"]})
             print(f"{name} N={b} seed={s}: proxy+validation {hv_a} ({n_a} measured), in-loop "
-                  f"{hv_b} ({il['n_evaluations']}), no neighbours {hv_nn}, evopress-style {hv_e} ({n_e}), random "
+                  f"{hv_b} ({il['n_evaluations']}), evopress-style {hv_e} ({n_e}), random "
                   f"{hv_r}; tau "
                   f"{il['kendall_tau']}", file=sys.stderr, flush=True)
     return rows, t_sens
@@ -162,7 +158,7 @@ def table_rows(name, rows, k=0):
         a, il, r = (_med([x[m][k] for x in rs]) for m in ("a", "b", "r"))
         wins = sum(x["b"][k] >= x["a"][k] for x in rs)
         t = [x["tau"] for x in rs]
-        out.append([name, b, len(rs), f"{a:.4f}", f"{il:.4f}", f"{_med([x['nn'][k] for x in rs]):.4f}",
+        out.append([name, b, len(rs), f"{a:.4f}", f"{il:.4f}",
                     f"{_med([x['e'][k] for x in rs]):.4f}", f"{r:.4f}",
                     f"{il / a:.4f}", f"{wins}/{len(rs)}",
                     f"{_med([x['proxy_all'] for x in t]):.3f} / {_med([x['surrogate_loo_all'] for x in t]):.3f}",
@@ -172,7 +168,7 @@ def table_rows(name, rows, k=0):
     return out
 
 
-HEADER = ["model", "N", "seeds", "proxy + validation", "in-loop", "in-loop, no neighbour moves", "EvoPress-style",
+HEADER = ["model", "N", "seeds", "proxy + validation", "in-loop", "EvoPress-style",
           "random",
           "in-loop / proxy+val",
           "in-loop >= proxy+val", "tau proxy / surrogate (all measured, LOO)", "tau proxy / surrogate (last round)",
