@@ -186,3 +186,43 @@ def test_ort_latency_stats_by_hand():
     s = stats(rows)
     assert (s["within10"], s["within20"]) == (1 / 3, 2 / 3) and s["mape"] == pytest.approx(0.15)
     assert s["tau"] == pytest.approx(1.0) and stats(rows[::-1][:1] + rows[:1])["tau"] == pytest.approx(1.0)
+
+
+def test_inloop_bench_peers_spend_their_budget_through_the_cache(tmp_path):
+    """AMQ-style, Optuna and random search each request exactly N real evaluations; a second method asking
+    for the same genomes is served by the shared cache (charged, not re-run)."""
+    import numpy as np
+    import quantmoo
+    from benchmarks import bench_inloop as bi
+    from quantmoo.accuracy.cache import EvalCache
+    from quantmoo.accuracy.tables import prior_table
+    from quantmoo.search.problem import QuantizationProblem
+    from quantmoo.search.space import SearchSpace
+    model = quantmoo.zoo.load("digits")
+    space = SearchSpace(weight_bits=(2, 4, 8), activation_bits=(8,), weight_schemes=("symmetric",),
+                        activation_schemes=("asymmetric",), granularities=("per_channel",), calibrations=("min_max",))
+    problem = QuantizationProblem(model, "arm_dot", space, objectives=("accuracy_loss", "size_mb"),
+                                  accuracy=prior_table(model, space.bind(model)))
+    cache = EvalCache(tmp_path / "cache")
+    measure = bi.Measurer(problem, model, cache)
+    asked = []
+
+    def counting(X):
+        asked.append(len(X))
+        return measure(X)
+
+    X, loss = bi.amq_style(problem, counting, 12, 0, pop_size=12, n_gen=3)
+    assert len(X) == sum(asked) == 12 and np.isfinite(loss).all()
+    assert len(np.unique(X, axis=0)) == 12
+    asked.clear()
+    X, loss = bi.random_search(problem, counting, 12, 0)
+    assert sum(asked) == 12
+    runs = cache.misses
+    bi.random_search(problem, counting, 12, 0)          # the same genomes again: all from the cache
+    assert sum(asked) == 24 and cache.misses == runs
+    hv2, hv3, raw = bi.scores(problem, {2: np.array([50.0, 1.0]), 3: np.array([50.0, 1.0, 1.0])}, X, loss)
+    assert 0 < hv2 <= 1 and 0 < hv3 <= 1 and raw >= hv2   # raw: a loss below 0 adds volume
+    pytest.importorskip("optuna")
+    asked.clear()
+    X, loss = bi.optuna_nsga2(problem, counting, 12, 0)
+    assert len(X) == sum(asked) == 12

@@ -8,8 +8,7 @@ import pytest
 import quantmoo
 from quantmoo.accuracy.tables import prior_table
 from quantmoo.errors import QuantmooError
-from quantmoo.search.inloop import (choose_batch, expected_hvi, fit_surrogate, neighbour_genomes, proxy_terms,
-                                    search_measured)
+from quantmoo.search.inloop import choose_batch, expected_hvi, fit_surrogate, proxy_terms, search_measured
 from quantmoo.search.problem import QuantizationProblem
 from quantmoo.search.space import SearchSpace
 
@@ -155,20 +154,6 @@ def test_proxy_terms_sum_to_the_proxy(problem):
         m = min(int(enc.calibration_index(x[None])[0]), tab.shape[0] - 1)
         assert np.allclose(t, [tab[m, l, c[l]] for l in range(enc.n_layers)])
     assert np.allclose(T.sum(axis=1), problem.evaluate_all(X)["accuracy_loss"])
-
-
-def test_neighbours_match_a_loop(problem):
-    X = _genomes(problem, 3, seed=4)
-    got = neighbour_genomes(problem, X)
-    want = []
-    for x in X:                                   # reference: one genome, one gene, one value at a time
-        for g in range(problem.n_var):
-            for v in range(int(problem.xl[g]), int(problem.xu[g]) + 1):
-                y = x.copy()
-                y[g] = v
-                want.append(y)
-    assert np.array_equal(got, np.array(want))     # no tie groups in this space: repair changes nothing
-    assert len(got) == 3 * int((problem.xu - problem.xl + 1).sum())
 
 
 def test_surrogate_prediction_matches_a_loop(problem):

@@ -10,10 +10,7 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
 2. **Initial design.** ``ceil(init_fraction * budget)`` points of the proxy's non-dominated set,
    thinned by the same epsilon-net as the reported front (:func:`~quantmoo.search.archive.thin`),
    are measured.
-3. **Neighbours.** Every round the single-gene neighbours of the measured front join the pool
-   (:func:`neighbour_genomes`): moves between neighbouring configs, where the corrected surrogate
-   is most trustworthy.
-4. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
+3. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
    measured point (:func:`fit_surrogate`)::
 
        loss ~ b + sum_l a_l t_l + sum_k h_k max(0, p - knot_k) + sum_(i<j) c_ij sqrt(t_i t_j)
@@ -25,7 +22,7 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    noise of a point is proportional to its proxy loss (plus 1% of the measured range). The
    posterior gives a mean and a standard deviation for every candidate (matrix products over the
    whole pool).
-5. **Acquisition.** The expected improvement of the measured hypervolume of (measured loss,
+4. **Acquisition.** The expected improvement of the measured hypervolume of (measured loss,
    second objective) (:func:`expected_hvi`: exact for a Gaussian loss and a known cost, a sum over
    the measured front's staircase), batch by batch: after a pick, its predicted loss joins the
    front ("kriging believer") so a batch spreads out. ``batch`` points per round; the surrogate
@@ -50,7 +47,7 @@ import numpy as np
 
 from ..errors import QuantmooError
 
-__all__ = ["search_measured", "fit_surrogate", "Surrogate", "expected_hvi", "proxy_terms", "neighbour_genomes"]
+__all__ = ["search_measured", "fit_surrogate", "Surrogate", "expected_hvi", "proxy_terms"]
 
 _PAIR_PRIOR = 0.5     # prior std of an interaction coefficient (loss units per unit of sqrt(t_i t_j))
 _SCALE_PRIOR = 0.5    # prior std of a layer's scale around the proxy's 1
@@ -239,20 +236,6 @@ def _tau(a, b):
     return tau(a, b)[0]
 
 
-def neighbour_genomes(problem, X) -> np.ndarray:
-    """Every genome one gene away from a row of ``X`` (each gene set to each other value of its range),
-    repaired for the space (tie groups). Vectorised: one (rows x moves) scatter."""
-    from .operators.repair import repair_genomes
-    X = np.asarray(X, dtype=np.int64).reshape(-1, problem.n_var)
-    xl, xu = np.asarray(problem.xl, dtype=np.int64), np.asarray(problem.xu, dtype=np.int64)
-    gene = np.repeat(np.arange(problem.n_var), xu - xl + 1)
-    value = np.concatenate([np.arange(a, b + 1) for a, b in zip(xl, xu)])     # per gene, not per genome
-    N = np.repeat(X, len(gene), axis=0)
-    rows = np.arange(len(N))
-    N[rows, np.tile(gene, len(X))] = np.tile(value, len(X))
-    return repair_genomes(N, problem.encoding)
-
-
 # -- the search --------------------------------------------------------------------------------------
 def _check_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -262,7 +245,7 @@ def _check_int(name, v, lo):
 
 def search_measured(model, hardware, budget: int, space=None, objectives=("accuracy_loss", "size_mb"),
                     constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
-                    init_fraction: float = 0.5, n_pairs: int = 4, neighbours: bool = True,
+                    init_fraction: float = 0.5, n_pairs: int = 4,
                     loss_floor: Optional[float] = 0.0, pop_size: int = 100,
                     n_gen: int = 100,
                     workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
@@ -290,9 +273,6 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         Share of the budget spent on the thinned proxy front before the surrogate chooses.
     n_pairs : int
         Layers with interaction terms in the surrogate (0: a per-layer correction only).
-    neighbours : bool
-        Add the single-gene neighbours of the measured front to the candidates every round
-        (:func:`neighbour_genomes`); False: only the genomes the proxy search evaluated.
     loss_floor : float or None
         In the acquisition, a loss below it counts as ``loss_floor`` (default 0: a quantized model that
         measures better than fp32 does so by the test split's noise, and chasing such points at every
@@ -320,7 +300,6 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     from ..accuracy.parallel import _in_zoo, evaluate_many, resolve_cache
     from ..accuracy.tables import AccuracyTable
     from .archive import thin
-    from .operators.duplicates import duplicate_mask
     from .problem import resolve_model, resolve_objectives
     from .run import SearchRun, drive, hypervolume
 
@@ -360,29 +339,16 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     problem = run.problem
     ref = run.hv_ref
     nd_X, nd_F = run.archive.X, run.archive.F
-    # the candidate pool, extended every round; one row per distinct feasible genome
-    pool = np.zeros((0, problem.n_var), dtype=np.int64)
-    T = np.zeros((0, problem.encoding.n_layers))
-    cost = proxy = measured = np.zeros(0)
-    done = np.zeros(0, dtype=bool)
-
-    def extend(X):
-        nonlocal pool, T, cost, proxy, measured, done
-        X = np.unique(np.asarray(X, dtype=np.int64), axis=0)
-        X = X[~duplicate_mask(X, pool)] if len(pool) else X
-        if not len(X):
-            return
-        v = problem.evaluate_all(X)
-        X = X[problem.feasible_mask(v)]
-        v = {k: a[problem.feasible_mask(v)] for k, a in v.items()}
-        pool = np.concatenate([pool, X])
-        T = np.concatenate([T, proxy_terms(problem, X)])
-        cost = np.concatenate([cost, v[objectives[1]] / ref[1]])
-        proxy = np.concatenate([proxy, v["accuracy_loss"]])
-        measured = np.concatenate([measured, np.full(len(X), np.nan)])   # loss once measured
-        done = np.concatenate([done, np.zeros(len(X), dtype=bool)])
-
-    extend(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [nd_X]))
+    # the candidate pool: one row per distinct feasible genome the proxy search evaluated
+    pool = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [nd_X]), axis=0)
+    v = problem.evaluate_all(pool)
+    feasible = problem.feasible_mask(v)
+    pool = pool[feasible]
+    T = proxy_terms(problem, pool)
+    cost = v[objectives[1]][feasible] / ref[1]
+    proxy = v["accuracy_loss"][feasible]
+    measured = np.full(len(pool), np.nan)        # the loss, once measured
+    done = np.zeros(len(pool), dtype=bool)
     if not len(pool):
         raise QuantmooError(proxy_res.message or "The proxy search found no feasible configuration")
     records, history, batches = [], [], []
@@ -432,13 +398,11 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     measure(rows, 0, [None] * len(rows))
     start_rows = np.array(rows, dtype=np.int64)
 
-    # 3-4. grow the pool around the measured front, refit, choose by expected HV improvement, measure
+    # 3-4. refit, choose by expected HV improvement, measure
     rnd = 0
     while len(records) < budget:
         rnd += 1
-        ok, F, nd = measured_front()
-        if neighbours:
-            extend(neighbour_genomes(problem, pool[ok[nd]]))
+        ok = measured_front()[0]
         cand = np.flatnonzero(~done)
         if not len(cand):
             break
@@ -489,7 +453,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     res.evaluations = ev_tab
     proxy_alg = dict(res.meta.get("algorithm") or {})
     res.meta["algorithm"] = {"name": "inloop", "budget": budget, "batch": batch, "init_fraction": init_fraction,
-                             "n_pairs": n_pairs, "neighbours": bool(neighbours),
+                             "n_pairs": n_pairs,
                              "loss_floor": float(loss_floor) if np.isfinite(loss_floor) else None,
                              "proxy_search": proxy_alg}
     res.meta["accuracy_meta"] = {"kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
