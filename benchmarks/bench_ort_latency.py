@@ -6,7 +6,8 @@ activations collected once per model) and run with onnxruntime's CPU execution p
 thread (``intra_op_num_threads=1``, ``inter_op_num_threads=1``, sequential execution) and the
 default graph optimization level (``ORT_ENABLE_ALL``, what a deployment runs: QDQ patterns are
 fused into integer kernels where onnxruntime can). The measured latency is the median of repeated
-runs after warm-up, on an input of the model spec's workload (batch 1). Next to it: quantmoo's
+runs after warm-up, the repeats round-robin over the configs of a model (a change of machine load hits
+all alike), on an input of the model spec's workload (batch 1). Next to it: quantmoo's
 prediction ``quantmoo.evaluate(model, hw, config)["latency_ms"]`` on a profile measured by
 ``quantmoo.hardware.write_host_profile(..., runtime="onnxruntime")`` in the same run.
 
@@ -98,17 +99,20 @@ def _session(model_bytes, profile_prefix=None):
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def measure(model_bytes, feed, reps, warmup):
-    """Median wall time (ms) of ``sess.run`` after ``warmup`` runs."""
-    sess = _session(model_bytes)
-    for _ in range(warmup):
-        sess.run(None, feed)
-    times = []
+def measure(models, feed, reps, warmup):
+    """Median wall time (ms) of ``sess.run`` per model (a list of serialized models), after ``warmup`` runs
+    each; the repeats go round-robin over the models, so a change of machine load hits all alike."""
+    sessions = [_session(m) for m in models]
+    for sess in sessions:
+        for _ in range(warmup):
+            sess.run(None, feed)
+    times = [[] for _ in sessions]
     for _ in range(reps):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+        for sess, t in zip(sessions, times):
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            t.append(time.perf_counter() - t0)
+    return [1e3 * float(np.median(t)) for t in times]
 
 
 def kernels(model_bytes, feed, tmpdir):
@@ -167,17 +171,22 @@ def run_model(name, hw, st, tmpdir):
     space, acc = space_and_accuracy(spec, hw)
     configs.update(front_configs(spec, hw, space, acc, st["models"][name], st["pop"], st["n_gen"]))
     rcache, wcache, rows = {}, {}, []
-    fp32 = measure(plan.model.SerializeToString(), feed, st["reps"], st["warmup"])
     for i, (label, cfg) in enumerate(configs.items()):
         progress(f"{name}: {label} ({i + 1}/{len(configs)})")
         m = build_qdq(plan, cfg, activation_ranges(plan, cfg, acts, cache=rcache), weight_cache=wcache)
         data = m.SerializeToString()
         pred = float(quantmoo.evaluate(spec, hw, cfg, space=space, accuracy=acc)["latency_ms"])
-        meas = measure(data, feed, st["reps"], st["warmup"])
-        rows.append(dict(model=name, config=label, predicted=pred, measured=meas, bytes=data,
+        rows.append(dict(model=name, config=label, predicted=pred, bytes=data,
                          w=sorted({lq.weight_bits for lq in cfg.layers.values()}),
                          a=sorted({lq.activation_bits for lq in cfg.layers.values()})))
+    progress(f"{name}: timing {len(rows) + 1} models round-robin")
+    fp32, *meas = measure([plan.model.SerializeToString()] + [r["bytes"] for r in rows], feed, st["reps"],
+                          st["warmup"])
+    for r, t in zip(rows, meas):
+        r["measured"] = t
+    from quantmoo.hardware.cost import graph_ops_cost
     return {"model": name, "rows": rows, "fp32_ms": fp32, "n_layers": len(spec.layers),
+            "graph": graph_ops_cost(spec, hw),
             "workload": dict(spec.workload), "feed_shape": {k: v.shape for k, v in feed.items()},
             "macs": sum(l.macs for l in spec.layers), "feed": feed,
             "n_params": int(sum(np.prod(l.weight_shape) for l in spec.layers))}
@@ -215,7 +224,7 @@ def run(mode="quick"):
             "profile": dict(fp32=dev.peak_macs_per_s.get("fp32"), int8=dev.peak_macs_per_s.get("int8"),
                             fp16=dev.peak_macs_per_s.get("fp16"), bw=dev.bandwidth_bytes_per_s,
                             overhead=dev.layer_overhead_s, unpack=dev.unpack_s_per_weight,
-                            int8_rule=hw.main.resolve(8, 8)),
+                            int8_rule=hw.main.resolve(8, 8), rt=dict(dev.runtime_ops)),
             "profile_text": prof}
 
 
@@ -255,6 +264,16 @@ def report(r):
               f"Profile measured in this run (`write_host_profile(..., runtime='onnxruntime')`): fp32 "
               f"{p['fp32'] / 1e9:.3g} GMAC/s, int8 {p['int8'] / 1e9:.3g} GMAC/s, fp16 {p['fp16'] / 1e9:.3g} GMAC/s, "
               f"bandwidth {p['bw'] / 1e9:.3g} GB/s, per-op overhead {p['overhead'] * 1e6:.3g} us.", ""]
+    rt = p.get("rt") or {}
+    if rt:
+        dq, act, conv = rt["dequantize_s_per_weight"], rt["activation_s_per_element"], rt["conv_macs_per_s"]
+        lines += ["Its `runtime_ops` (what onnxruntime runs around the layers, measured in the same run): "
+                  f"per-inference overhead {rt['run_overhead_s'] * 1e6:.3g} us; elementwise "
+                  f"{rt['elementwise_bytes_per_s'] / 1e9:.3g} GB/s; cache-resident weights "
+                  f"{rt.get('cache_bytes_per_s', 0) / 1e9:.3g} GB/s (up to {rt.get('cache_bytes', 0) / 1e6:.3g} MB); "
+                  "DequantizeLinear ns/weight: " + ", ".join(f"{k} {v * 1e9:.3g}" for k, v in sorted(dq.items()))
+                  + "; activation ns/element: " + ", ".join(f"{k} {v * 1e9:.3g}" for k, v in act.items())
+                  + "; fp32 conv GMAC/s: " + ", ".join(f"{k} {v / 1e9:.3g}" for k, v in conv.items()) + ".", ""]
     all_rows = [x for m in r["models"] for x in m["rows"]]
     srows = []
     for m in r["models"]:
@@ -281,12 +300,16 @@ def report(r):
     for m in r["models"]:
         by = {x["config"]: x for x in m["rows"]}
         f16 = by["W16A16 (fp16)"]
+        g = m["graph"]
         parts = [f"`{m['model']}`: W16A16 (no dequantization) predicted / measured {f16['predicted'] / f16['measured']:.2f} "
-                 f"(the fp32 model itself: {m['fp32_ms']:.3f} ms)"]
+                 f"(the fp32 model itself: {m['fp32_ms']:.3f} ms); the graph's non-layer work ({g['nodes']} nodes, "
+                 f"{g['bytes'] / 1e6:.3g} MB moved, recorded by the importer from onnxruntime's run) is "
+                 f"{g['latency_s'] * 1e3:.3g} ms of every prediction, the per-inference overhead included"]
         for lab in ("W8A16 per-channel", "W8A8 per-channel", "W4A16 per-group 32"):
             extra = by[lab]["measured"] - f16["measured"]
-            parts.append(f"{lab} costs {1e6 * extra / m['n_params']:.2f} ns per weight more than W16A16 "
-                         f"(profile's unpack cost: {p['unpack'] * 1e9:.2f} ns)")
+            pextra = by[lab]["predicted"] - f16["predicted"]
+            parts.append(f"{lab} costs {1e6 * extra / m['n_params']:.2f} ns per weight more than W16A16 measured, "
+                         f"{1e6 * pextra / m['n_params']:.2f} ns predicted")
         lines.append("- " + "; ".join(parts) + ".")
     mode, prec = r["profile"]["int8_rule"]
     lines += [f"- The measured profile resolves W8A8 to `{mode}` `{prec}`"

@@ -202,6 +202,11 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
     if input_shapes:
         spec.workload.pop("shapes", None)
         spec.workload["input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
+    ops = _runtime_graph_ops(model, sk, graph)
+    if isinstance(ops, str):
+        spec.meta["graph_ops_missing"] = f"no onnxruntime run: {ops}"
+    else:
+        spec.meta["graph_ops"] = ops
     if _keep is not None:   # the ONNX export needs the graph and the node of every use
         _keep.update(model=model, rows=walker.rows, names=walker._names())
     return spec
@@ -374,6 +379,80 @@ def _runtime_shapes(model, sk, graph):
     except Exception as e:  # the model cannot run on these inputs: keep the static result, say why
         return f"it failed: {_first_line(e)[:200]}"
     return {n: list(np.shape(o)) for n, o in zip(names, outs)}
+
+
+#: Kernels that compute a row of the layer table when one input is a weight (``parameter_size`` > 0 in
+#: onnxruntime's profile); the same ops on two activations are graph work.
+_LAYER_KERNELS = ("Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "Gather")
+#: The graph optimization level whose graph is recorded: every fusion onnxruntime applies to any graph,
+#: without the NCHWc layout change, which it applies only to convolutions with constant weights (a
+#: per-config effect the cost model's conv rates carry).
+GRAPH_OPS_LEVEL = "ORT_ENABLE_EXTENDED"
+#: Ops that only relabel a tensor (onnxruntime reuses the input buffer) or read its shape.
+_VIEW_OPS = ("Shape", "Size", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
+def _runtime_graph_ops(model, sk, graph):
+    """The non-layer work of the graph as onnxruntime runs it: ``{op_type: {"nodes", "bytes", "macs"}}``
+    from its profiler over one run on zero inputs (a dict), or a short reason why there is none (a str).
+
+    Every node that is not a layer kernel counts (elementwise, normalisation, pooling, reshape,
+    transpose, ...); nodes onnxruntime folded or fused away at ``GRAPH_OPS_LEVEL`` are not in its
+    profile. ``bytes`` = activation bytes read + written (``activation_size + output_size``);
+    ``macs`` = the multiply-accumulates of activation x activation ``MatMul`` nodes (attention
+    scores and values): output elements x the shared dimension.
+    """
+    try:
+        import onnxruntime as ort
+        from onnx import helper
+    except ImportError:
+        return "onnxruntime is not installed"
+    import json
+    import os
+    import tempfile
+    inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    feed = {}
+    for v in sk.graph.input:
+        if v.name not in inputs or not _has_shape(v):
+            continue
+        tt = v.type.tensor_type
+        feed[v.name] = np.zeros([d.dim_value for d in tt.shape.dim],
+                                dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPS_LEVEL)
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(d, "graph_ops")
+            sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess.run(None, feed)
+            with open(sess.end_profiling(), encoding="utf-8") as f:
+                events = json.load(f)
+        except Exception as e:  # the model cannot run on these inputs: record nothing, say why
+            return f"it failed: {_first_line(e)[:200]}"
+    ops: Dict[str, Dict[str, int]] = {}
+    for e in events:
+        a = e.get("args", {})
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or "op_name" not in a:
+            continue
+        op, params = a["op_name"], int(a.get("parameter_size", 0))
+        shapes = [next(iter(s.values())) for s in a.get("input_type_shape", []) if s]
+        if op in _LAYER_KERNELS and params > 0 and not (op == "Gather" and shapes and
+                                                        not any(k in ("float", "float16", "bfloat16", "double")
+                                                                for k in a["input_type_shape"][0])):
+            continue
+        macs = 0
+        if op in ("MatMul", "FusedMatMul") and len(shapes) >= 2 and shapes[0]:
+            out = [next(iter(s.values())) for s in a.get("output_type_shape", []) if s]
+            macs = math.prod(out[0]) * int(shapes[0][-1]) if out else 0
+        rec = ops.setdefault(op, {"nodes": 0, "bytes": 0, "macs": 0})
+        rec["nodes"] += 1
+        if op not in _VIEW_OPS:   # views and shape reads move no tensor data
+            rec["bytes"] += int(a.get("activation_size", 0)) + int(a.get("output_size", 0))
+        rec["macs"] += macs
+    return dict(sorted(ops.items()))
 
 
 def _skeleton(onnx, model, batch: int, seq_len: int, input_shapes=None):
