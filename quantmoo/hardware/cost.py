@@ -403,8 +403,9 @@ def decoder_attention(model, profile, kv_bits: int = 16) -> Optional[dict]:
 
     Per block, for ``tokens`` new tokens (``batch`` when decoding) attending to ``context`` keys:
 
-    * MACs ``tokens * context * head_dim * n_heads * 2`` (scores q.K and values p.V; the full
-      rectangle, also in prefill, as ``meta["attention_macs_per_layer"]``);
+    * MACs ``pairs * head_dim * n_heads * 2`` (scores q.K and values p.V over the causal (query,
+      key) pairs, :func:`quantmoo.models.transformer.attention_pairs`: ``batch * context`` when
+      decoding, the triangle in prefill; as ``meta["attention_macs_per_layer"]``);
     * bytes: the cache read (``2 * batch * context * n_kv_heads * head_dim`` elements at the KV
       precision), the new tokens' K/V written (``2 * tokens * n_kv_heads * head_dim``), the fp32
       score tensor (``tokens * n_heads * context``) written and read once, and q in / output out
@@ -436,7 +437,8 @@ def decoder_attention(model, profile, kv_bits: int = 16) -> Optional[dict]:
     dev_name, mode, prec = profile.resolve(kv_bits, 16 if kv_bits == 16 else 8)
     dev = profile.devices[dev_name]
     act_b = PRECISION_BITS[prec] / 8.0
-    macs = float(tokens) * keys * hd * nh * 2
+    from ..models.transformer import attention_pairs
+    macs = float(attention_pairs(batch, max(tokens // batch, 1), keys)) * hd * nh * 2
     kv_read = 2.0 * batch * keys * nkv * hd
     kv_write = 2.0 * tokens * nkv * hd
     scores = float(tokens) * nh * keys * SCORE_BYTES

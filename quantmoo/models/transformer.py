@@ -11,7 +11,8 @@ What is not a row
     counted in ``ModelSpec.other_params``; ``meta["other_params_breakdown"]`` splits that number.
     Attention score and value matmuls have no weights and are not rows either; their MACs are
     recorded in ``meta["attention_macs"]`` (all blocks) and ``meta["attention_macs_per_layer"]``,
-    ``tokens * keys * head_dim * n_heads * 2`` per block. For decoders the cost model adds them,
+    ``pairs * head_dim * n_heads * 2`` per block (:func:`attention_pairs`: every (query, key) pair
+    of an encoder; the causal triangle of a decoder's prompt). For decoders the cost model adds them,
     with the KV-cache traffic, as one constant per model
     (:func:`quantmoo.hardware.cost.decoder_attention`); encoders' attention is not costed yet.
 
@@ -123,6 +124,18 @@ def _bias_roles(bias: Union[bool, Iterable[str]], owner: str) -> frozenset:
     if bad:
         raise QuantmooError(f"The 'bias' roles of {owner} must be in {{{', '.join(BIAS_ROLES)}}}; got {bad}")
     return roles
+
+
+
+def attention_pairs(batch: int, new_tokens: int, keys: int) -> int:
+    """(query, key) pairs a causal decoder computes: ``batch`` sequences of ``new_tokens`` new tokens
+    after ``keys - new_tokens`` cached ones; new token ``i`` (0-based) sees ``keys - new_tokens + i + 1``
+    keys. Decoding (one new token) sees all ``keys``; a prompt attending to itself, the triangle.
+
+    >>> attention_pairs(1, 1, 100), attention_pairs(2, 8, 8), attention_pairs(1, 8, 100)
+    (100, 72, 772)
+    """
+    return batch * (new_tokens * (keys - new_tokens) + new_tokens * (new_tokens + 1) // 2)
 
 
 def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn_size: int,
@@ -291,7 +304,8 @@ def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn
     n_norms = 2 * L + 1  # two per block, plus the final norm (decoders) or embedding norm (encoders)
     breakdown = {"norms": n_norms * per_norm, "position_embeddings": max_positions * h,
                  "token_type_embeddings": type_vocab_size * h}
-    attn_per_layer = tokens * keys * hd * nh * 2  # scores (q.k) and weighted values, per query head
+    # scores (q.k) and weighted values, per query head, over the (query, key) pairs that attend
+    attn_per_layer = (tokens * keys if encoder else attention_pairs(batch, tokens // batch, keys)) * hd * nh * 2
     info = {
         "family": "encoder" if encoder else "decoder",
         "architecture": {
