@@ -111,3 +111,18 @@ def test_activation_qdq_per_layer_input():
         # 1024 input elements x the ops the export writes: Q + DQ, the Clip only on the symmetric grid;
         # a Cast to fp16 and back for 16-bit activations
         assert d == pytest.approx(1024 * per_el * 1e-6, rel=1e-9), (a, scheme)
+
+
+def test_encoder_graph_ops_carry_the_attention_and_are_charged():
+    from quantmoo.hardware.cost import graph_ops_cost
+    bert = quantmoo.zoo.load("bert-base", seq_len=64)
+    ops = bert.meta["graph_ops"]
+    # 12 blocks x 2 attention matmuls, each 64 x 64 pairs x 64 head_dim x 12 heads: the spec's attention MACs
+    assert ops["MatMul"]["nodes"] == 24 and ops["MatMul"]["macs"] == bert.meta["attention_macs"] == 12 * 2 * 64 * 64 * 768
+    assert ops["Softmax"] == {"nodes": 12, "bytes": 12 * 2 * 12 * 64 * 64 * 4, "macs": 0}
+    # charged once per model: the objectives move by exactly graph_ops_cost on any profile
+    cfg = QuantConfig.uniform(bert, 8, 8)
+    bare = ModelSpec(bert.name, bert.layers, bert.workload, bert.other_params)
+    hw = quantmoo.hardware.load("arm_dot")
+    d = quantmoo.evaluate(bert, hw, cfg)["latency_ms"] - quantmoo.evaluate(bare, hw, cfg)["latency_ms"]
+    assert d == pytest.approx(graph_ops_cost(bert, hw)["latency_s"] * 1e3, rel=1e-9) and d > 0
