@@ -46,6 +46,14 @@ Layer names
     rows would get the same name, both keep their full tensor name (unique in a graph).
     ``meta["onnx_tensors"]`` maps each layer name to its tensor.
 
+The graph's other work
+    ``meta["graph_ops"]``: per op type, the nodes onnxruntime runs that are not layers (elementwise,
+    normalisation, pooling, reshapes, transposes, activation x activation ``MatMul``), with the
+    activation bytes they read and write and their MACs, from onnxruntime's profiler over one run on
+    zero inputs at ``ORT_ENABLE_EXTENDED`` (its fusions and constant folding applied, so folded Casts
+    and fused activations do not count). The cost model charges them as one constant per model.
+    Without onnxruntime (or if the run fails) ``meta["graph_ops_missing"]`` says why.
+
 Not searched, and said so
     ``LSTM``/``GRU``/``RNN`` gate weights and weights inside control-flow subgraphs (``If``,
     ``Loop``, ``Scan``) are not rows: ``meta["not_searched"]`` lists each such node with its
