@@ -6,8 +6,8 @@ activations collected once per model) and run with onnxruntime's CPU execution p
 thread (``intra_op_num_threads=1``, ``inter_op_num_threads=1``, sequential execution) and the
 default graph optimization level (``ORT_ENABLE_ALL``, what a deployment runs: QDQ patterns are
 fused into integer kernels where onnxruntime can). The measured latency is the median of repeated
-runs after warm-up, the repeats round-robin over the configs of a model (a change of machine load hits
-all alike), on an input of the model spec's workload (batch 1). Next to it: quantmoo's
+runs after warm-up, the repeats round-robin over the configs of a model in bursts of 3 runs after one
+untimed run (a change of machine load hits all alike; each timed run finds its weights cached), on an input of the model spec's workload (batch 1). Next to it: quantmoo's
 prediction ``quantmoo.evaluate(model, hw, config)["latency_ms"]`` on a profile measured by
 ``quantmoo.hardware.write_host_profile(..., runtime="onnxruntime")`` in the same run.
 
@@ -99,19 +99,27 @@ def _session(model_bytes, profile_prefix=None):
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
+#: Timed runs per visit of a session in the round-robin (after one untimed run that warms its caches).
+BURST = 3
+
+
 def measure(models, feed, reps, warmup):
     """Median wall time (ms) of ``sess.run`` per model (a list of serialized models), after ``warmup`` runs
-    each; the repeats go round-robin over the models, so a change of machine load hits all alike."""
+    each. The repeats go round-robin over the models in bursts of ``BURST`` timed runs, each after one
+    untimed run: a change of machine load hits every model alike, and each timed run finds its own
+    weights in the cache as a deployment that runs one model repeatedly does."""
     sessions = [_session(m) for m in models]
     for sess in sessions:
         for _ in range(warmup):
             sess.run(None, feed)
     times = [[] for _ in sessions]
-    for _ in range(reps):
+    for _ in range(-(-reps // BURST)):
         for sess, t in zip(sessions, times):
-            t0 = time.perf_counter()
             sess.run(None, feed)
-            t.append(time.perf_counter() - t0)
+            for _ in range(BURST):
+                t0 = time.perf_counter()
+                sess.run(None, feed)
+                t.append(time.perf_counter() - t0)
     return [1e3 * float(np.median(t)) for t in times]
 
 

@@ -212,7 +212,7 @@ def test_onnxruntime_host_profile_measures_its_kernels(tmp_path, capsys):
     assert set(rt["activation_s_per_element"]) == {"quantize", "dequantize", "clip", "cast_fp16"}
     assert set(rt["conv_macs_per_s"]) == {"constant_weight_1x1", "constant_weight_kxk", "runtime_weight_1x1",
                                           "runtime_weight_kxk"}
-    assert "DequantizeLinear of a 512x512 int4" in src["devices.cpu.runtime_ops.dequantize_ns_per_weight.int4_per_group"]
+    assert "DequantizeLinear of a 1024x1024 int4" in src["devices.cpu.runtime_ops.dequantize_ns_per_weight.int4_per_group"]
     assert "QuantizeLinear" in src["devices.cpu.runtime_ops.activation_ns_per_element.quantize"]
     assert rt["run_overhead_s"] >= 0 and rt["elementwise_bytes_per_s"] > 0
     assert all(0 < v < 1e15 for v in hw.main.peak_macs_per_s.values()) and hw.main.bandwidth_bytes_per_s > 0

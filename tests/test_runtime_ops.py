@@ -126,3 +126,28 @@ def test_encoder_graph_ops_carry_the_attention_and_are_charged():
     hw = quantmoo.hardware.load("arm_dot")
     d = quantmoo.evaluate(bert, hw, cfg)["latency_ms"] - quantmoo.evaluate(bare, hw, cfg)["latency_ms"]
     assert d == pytest.approx(graph_ops_cost(bert, hw)["latency_s"] * 1e3, rel=1e-9) and d > 0
+
+
+def test_conv_bias_add_is_recorded_and_costed_only_for_dequantized_weights(tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto as T, helper, numpy_helper as nh
+    F = T.FLOAT
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "b"], ["y"])], "t",
+        [helper.make_tensor_value_info("x", F, [1, 4, 8, 8])], [helper.make_tensor_value_info("y", F, [1, 2, 8, 8])],
+        [nh.from_array(np.ones((2, 4, 1, 1), np.float32), "w"), nh.from_array(np.ones((1, 2, 1, 1), np.float32), "b")])
+    path = tmp_path / "t.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    spec = quantmoo.zoo.load(str(path))
+    # the Add is a per-channel bias; onnxruntime fuses it into the conv's constant weight, so it is no graph op
+    assert spec.meta["bias_add_layers"] == ["w"] and spec.meta["graph_ops"] == {}
+    ops = {"op_overhead_us": est(1.0), "elementwise_gbs": est(1.0),
+           "dequantize_ns_per_weight": {"int8_per_channel": est(0.0)}}
+    space = SearchSpace(weight_bits=(8, 16), activation_bits=(16,), granularities=("per_channel",))
+    bare = ModelSpec(spec.name, spec.layers, spec.workload, spec.other_params)
+    d = {w: quantmoo.evaluate(spec, toy(ops), QuantConfig.uniform(spec, w, 16), space=space)["latency_ms"]
+         - quantmoo.evaluate(bare, toy(ops), QuantConfig.uniform(bare, w, 16), space=space)["latency_ms"]
+         for w in (8, 16)}
+    # a dequantized weight: the unfused Add, 1 us + 128 output elements x 8 B (read + write) / 1 GB/s
+    assert d == {8: pytest.approx((1e-6 + 128 * 8 / 1e9) * 1e3, rel=1e-9), 16: 0.0}

@@ -166,7 +166,16 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     rt_unpack, rt_act, rt_nodes = runtime_layer_ops(
         enc, [dev_of(d).runtime_ops for d in per_choice(lambda d, m, p: d, object)], wb, ab_stored, mode)
     unpack = np.where(np.isnan(rt_unpack), unpack, rt_unpack)
-    overhead = overhead * (1.0 + rt_nodes)
+    rts = [dev_of(d).runtime_ops for d in per_choice(lambda d, m, p: d, object)]
+    op_overhead = np.array([r.get("op_overhead_s", o) for r, o in zip(rts, overhead)])
+    # a conv's separate bias Add (meta["bias_add_layers"]) is fused into the conv only while its weight is
+    # a constant: a dequantized weight leaves it as an elementwise node over the float32 output
+    dequantized = ~np.isnan(rt_unpack)
+    ew = np.array([r.get("elementwise_bytes_per_s", np.inf) for r in rts])
+    bias_add = np.isin([l.name for l in model.layers], list((model.meta or {}).get("bias_add_layers", ())))
+    t_bias = np.where(bias_add[:, None] & dequantized[None, :],
+                      op_overhead[None, :] + 8.0 * cols["act_out"][:, None] / ew[None, :], 0.0)
+    overhead = overhead + rt_nodes * op_overhead
     kinds = np.array([l.kind for l in model.layers])
     conv_rate = conv_rates(model, [dev_of(d) for d in per_choice(lambda d, m, p: d, object)], precision, wb)
     peak = np.where(np.isnan(conv_rate), peak[None, :], conv_rate)
@@ -188,7 +197,6 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     # a runtime that materialises weights (onnxruntime folds fp16 Casts, dequantizes into float32 buffers)
     # runs its kernels on n_params x the precision's width; a model whose float32 weights fit in its
     # cache reads them from there on every run
-    rts = [dev_of(d).runtime_ops for d in per_choice(lambda d, m, p: d, object)]
     materialised = np.array([bool(r) for r in rts])
     kernel_wbytes = np.where(materialised[None, :], n * prec_bits[None, :] / 8.0 + 2.0 * cols["extra_params"][:, None],
                              wbytes)
@@ -201,7 +209,7 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     t_memory = moved / bw[None, :]
     # only the weights read are unpacked (one row per id for a lookup)
     latency = (np.maximum(t_compute, t_memory) + overhead[None, :] + (n * read[:, None]) * unpack[None, :]
-               + np.where(kinds == "embedding", 0.0, cols["act_in"])[:, None] * rt_act[None, :])
+               + np.where(kinds == "embedding", 0.0, cols["act_in"])[:, None] * rt_act[None, :] + t_bias)
     energy = (macs * e_mac[None, :] + moved * e_dram[None, :] + 2.0 * moved * e_sram[None, :]
               + static[None, :] * latency * 1e12)
     # Partition boundary *into* layer l: sync + its input tensor over the partition link.
@@ -321,7 +329,7 @@ def graph_ops_cost(model, profile) -> dict:
     nodes = sum(int(o.get("nodes", 0)) for o in ops.values())
     nbytes = sum(float(o.get("bytes", 0)) for o in ops.values())
     macs = sum(float(o.get("macs", 0)) for o in ops.values())
-    t = (rt.get("run_overhead_s", 0.0) + nodes * dev.layer_overhead_s
+    t = (rt.get("run_overhead_s", 0.0) + nodes * rt.get("op_overhead_s", dev.layer_overhead_s)
          + sum(max(float(o.get("macs", 0)) / rate, float(o.get("bytes", 0)) / bw) for o in ops.values()))
     e = (macs * dev.e_mac_pj[prec] + nbytes * (dev.e_dram_pj_per_byte + 2.0 * dev.e_sram_pj_per_byte)
          + dev.static_power_w * t * 1e12)

@@ -439,9 +439,9 @@ def _ort_node_times(nodes, inputs, outputs, inits, feed, reps: int, opset: int =
 _CONV_1X1 = ((32, 128, 1, 56), (128, 32, 1, 56), (64, 256, 1, 28), (256, 64, 1, 28), (128, 512, 1, 14),
              (512, 128, 1, 14), (256, 1024, 1, 7), (1024, 256, 1, 7))
 _CONV_KXK = ((32, 32, 3, 56), (64, 64, 3, 28), (128, 128, 3, 14), (256, 256, 3, 7))
-#: Weights of the dequantize measurements and elements of the activation ones (1 Mi: the fixed
-#: per-node cost is charged separately as the per-op overhead).
-_RT_N = 512
+#: Rows = columns of the weights of the dequantize measurements (1 Mi weights, 4 MB of float32 output: larger
+#: than a core's L2, as a network's weights are; the fixed per-node cost is the per-op overhead).
+_RT_N = 1024
 
 
 def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
@@ -495,23 +495,25 @@ def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
     out["elementwise"] = 2 * x.nbytes / t["mul"]
     out["act_elements"], out["act_shape"] = m, shape
     # the convolutions of a ResNet-50 (width 1/2) bottleneck per stage, pointwise and spatial (onnxruntime runs
-    # 1x1 as a GEMM, kxk through im2col unless NCHWc); (C_out, C_in, k, H = W)
+    # 1x1 as a GEMM, kxk through im2col unless NCHWc); (C_out, C_in, k, H = W). All of a kind run in one graph,
+    # so their weights (about 3 MB) do not stay in a core's L2 between runs, as in a whole network.
     for kind, shapes in (("1x1", _CONV_1X1), ("kxk", _CONV_KXK)):
         for key, const in (("constant_weight", True), ("runtime_weight", False)):
-            tot_t = 0.0
-            for co, ci, k, hw in shapes:
-                x = rng.standard_normal((1, ci, hw, hw)).astype(np.float32)
+            nodes, ins, outs, inits, feed = [], [], [], [], {}
+            for i, (co, ci, k, hw) in enumerate(shapes):
+                feed[f"x{i}"] = rng.standard_normal((1, ci, hw, hw)).astype(np.float32)
                 w = (rng.standard_normal((co, ci, k, k)) * 0.05).astype(np.float32)
-                nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[k // 2] * 4)]
+                nodes.append(helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"y{i}"], pads=[k // 2] * 4))
                 if const:
-                    inits = [c(w, "w")]
+                    inits.append(c(w, f"w{i}"))
                 else:   # the export's form: the weight is a DequantizeLinear of an int8 initializer
-                    inits = [c(np.round(w / 0.01).clip(-127, 127).astype(np.int8), "q"), c(np.float32(0.01), "s")]
-                    nodes.append(helper.make_node("DequantizeLinear", ["q", "s"], ["w"]))
-                t = _ort_node_times(nodes, [_vi("x", F, x.shape)], [_vi("y", F, (1, co, hw, hw))], inits,
-                                    {"x": x}, reps, opset=17)
-                # the weight's dequantization is costed per format; the NCHWc reorders belong to the conv
-                tot_t += sum(v for k2, v in t.items() if not k2.startswith("DequantizeLinear:"))
+                    inits += [c(np.round(w / 0.01).clip(-127, 127).astype(np.int8), f"q{i}"), c(np.float32(0.01), f"s{i}")]
+                    nodes.append(helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}"], [f"w{i}"]))
+                ins.append(_vi(f"x{i}", F, feed[f"x{i}"].shape))
+                outs.append(_vi(f"y{i}", F, (1, co, hw, hw)))
+            t = _ort_node_times(nodes, ins, outs, inits, feed, reps, opset=17)
+            # the weight's dequantization is costed per format; the NCHWc reorders belong to the conv
+            tot_t = sum(v for k2, v in t.items() if not k2.startswith("DequantizeLinear:"))
             out[f"{key}_{kind}"] = sum(hw * hw * co * ci * k * k for co, ci, k, hw in shapes) / tot_t
     return out
 
@@ -552,7 +554,7 @@ def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, A
     n = _RT_N
     fmt_text = {"per_tensor": "one scale", "per_channel": f"{n} scales (axis 0)",
                 "per_group": "blocks of 32 along axis 1 (opset 21)"}
-    conv_text = {kind: f"the {kind} convolutions of a ResNet-50 (width 1/2) bottleneck per stage, "
+    conv_text = {kind: f"the {kind} convolutions of a ResNet-50 (width 1/2) bottleneck per stage in one graph, "
                        f"(C_out, C_in, k, H=W) = {', '.join(str(x) for x in shapes)}"
                  for kind, shapes in (("1x1", _CONV_1X1), ("kxk", _CONV_KXK))}
     weight_text = {"constant_weight": "an initializer (ORT_ENABLE_ALL runs the NCHWc kernel; its ReorderInput/"
@@ -567,8 +569,11 @@ def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, A
         **({"cache_gbs": _measured(rt["cache"] / 1e9, f"{rt['cache_text']}, {rt_desc}, {where}"),
             "cache_mb": _measured(_l3_bytes(2) / 1e6, f"/sys/devices/system/cpu/cpu0/cache/index2/size (the per-core "
                                                       f"L2), {where}")} if _l3_bytes(2) else {}),
+        "op_overhead_us": _measured(rt["op_overhead"] * 1e6, f"{rt['op_overhead_text']}, {rt_desc}, {where}; the "
+                                                             f"dispatch cost of each QDQ and non-layer node"),
         "elementwise_gbs": _measured(rt["elementwise"] / 1e9,
-                                     f"Mul of a {sh} float32 tensor by a per-channel constant (64x1x1): activation "
+                                     f"Mul of a {sh} float32 tensor by a per-channel constant (64x1x1; 1 MB, in a core's "
+                                     f"L2 as the tensor its producer just wrote): activation "
                                      f"bytes read + written / time, {prof}, {where}; the rate the cost model gives "
                                      f"the graph's non-layer ops"),
         "conv_tops": {f"{key}_{kind}": _measured(
@@ -675,6 +680,16 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
                            [_np_init(rng.standard_normal((8, 8)).astype(np.float32), "w0")])
         x8 = rng.standard_normal((8, 8)).astype(np.float32)
         t_one, r_one = _median_time(lambda: one.run(None, {"x": x8}), seconds * 0.02)
+        # the dispatch cost of a light node (the QDQ and elementwise ops around the layers): a chain of 64 Casts
+        # float32 <-> float16 on an 8x8 tensor, time / 64 minus the one-node run's fixed part
+        cnames = ["x"] + [f"k{i}" for i in range(_CHAIN)]
+        casts = _ort_session([helper_node("Cast", [cnames[i], ], [cnames[i + 1]], to=10 if i % 2 == 0 else 1)
+                              for i in range(_CHAIN)], [_vi("x", 1, (8, 8))], [_vi(cnames[-1], 1, (8, 8))], [])
+        t_casts, r_casts = _median_time(lambda: casts.run(None, {"x": x8}), seconds * 0.02)
+        rt["op_overhead"] = max(t_casts - (t_one - small["layer_s"]), 0.0) / _CHAIN
+        rt["op_overhead_text"] = (f"a chain of {_CHAIN} Cast nodes (float32 <-> float16, 8x8) in one session: run time "
+                                  f"(median {t_casts * 1e6:.3g} us of {r_casts}) minus the per-inference overhead, "
+                                  f"/ {_CHAIN}")
         # weights that stay in the core's cache between runs: a chain of 4 Gemms 1x256 @ 256x256 float32
         # (1 MiB of weights); wall time minus the one-node run (run overhead + one op) and 3 more op overheads
         cw = [_np_init(rng.standard_normal((256, 256)).astype(np.float32), f"c{i}") for i in range(4)]

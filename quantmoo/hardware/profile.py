@@ -77,7 +77,7 @@ _DEVICE_KEYS = ("title", "clock_ghz", "cores", "macs_per_cycle_per_core", "peak_
                 "memory_bandwidth_gbs", "layer_overhead_us", "unpack_ns_per_weight",
                 "static_power_w", "energy_pj", "support", "achievable", "runtime_ops")
 #: Optional ``runtime_ops`` block: what a runtime runs around the layers, measured (host profiles).
-_RUNTIME_OPS_KEYS = ("run_overhead_us", "elementwise_gbs", "cache_gbs", "cache_mb", "conv_tops", "dequantize_ns_per_weight",
+_RUNTIME_OPS_KEYS = ("run_overhead_us", "op_overhead_us", "elementwise_gbs", "cache_gbs", "cache_mb", "conv_tops", "dequantize_ns_per_weight",
                      "activation_ns_per_element")
 _CONV_RATE_KEYS = ("constant_weight_1x1", "constant_weight_kxk", "runtime_weight_1x1", "runtime_weight_kxk")
 #: Weight storage formats of a QDQ export: ONNX type x granularity.
@@ -149,7 +149,8 @@ class Device:
         ``bandwidth_bytes_per_s`` stay the datasheet peaks.
     runtime_ops : mapping
         Optional measured costs of what a runtime runs around the layers (the ``runtime_ops``
-        block, SI units): ``run_overhead_s`` per inference, ``elementwise_bytes_per_s`` of the
+        block, SI units): ``run_overhead_s`` per inference, ``op_overhead_s`` per light node (the
+        QDQ and non-layer nodes; else ``layer_overhead_s``), ``elementwise_bytes_per_s`` of the
         graph's non-layer ops, ``conv_macs_per_s`` {``constant_weight_1x1``, ``constant_weight_kxk``, ``runtime_weight_1x1``,
         ``runtime_weight_kxk``} (fp32 pointwise / spatial convolutions whose weight is an
         initializer / is dequantized on every run),
@@ -534,6 +535,8 @@ class _Parser:
             if "cache_gbs" in ro or "cache_mb" in ro:
                 rt["cache_bytes_per_s"] = self.number(ro, "cache_gbs", rpath) * 1e9
                 rt["cache_bytes"] = self.number(ro, "cache_mb", rpath) * 1e6
+            if "op_overhead_us" in ro:
+                rt["op_overhead_s"] = self.number(ro, "op_overhead_us", rpath, positive=False) * 1e-6
             if "elementwise_gbs" in ro:
                 rt["elementwise_bytes_per_s"] = self.number(ro, "elementwise_gbs", rpath) * 1e9
             for key, allowed, scale, out in (("conv_tops", _CONV_RATE_KEYS, 1e12 / 2, "conv_macs_per_s"),

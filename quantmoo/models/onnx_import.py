@@ -53,6 +53,8 @@ The graph's other work
     zero inputs at ``ORT_ENABLE_EXTENDED`` (its fusions and constant folding applied, so folded Casts
     and fused activations do not count). The cost model charges them as one constant per model.
     Without onnxruntime (or if the run fails) ``meta["graph_ops_missing"]`` says why.
+    ``meta["bias_add_layers"]``: convolutions followed (through layout-only nodes) by a separate
+    per-channel bias ``Add``, which onnxruntime fuses only while the conv's weight is a constant.
 
 Not searched, and said so
     ``LSTM``/``GRU``/``RNN`` gate weights and weights inside control-flow subgraphs (``If``,
@@ -827,6 +829,32 @@ class _Walker:
         idx = self._numel(node.input[1], node, i)
         self._add(node, i, w, "embedding", (vocab, width), None, 0, idx, idx * width)
 
+    def bias_adds(self) -> List[str]:
+        """Weight tensors of the convolutions whose output goes (through Transpose/Cast/Identity/Reshape nodes
+        only) to an ``Add`` of a constant with one value per output channel: a separate bias, which
+        onnxruntime fuses into the conv only while the conv's weight is a constant."""
+        passthrough = ("Transpose", "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze")
+        out = []
+        for t, row in self.rows.items():
+            if row.kind not in ("conv", "depthwise_conv") or len(row.nodes) != 1:
+                continue
+            name = row.node.output[0]
+            for _ in range(8):
+                users = self.consumers.get(name, [])
+                if len(users) != 1:
+                    break
+                node = users[0]
+                if node.op_type == "Add" and node.domain in ("", "ai.onnx"):
+                    others = [x for x in node.input if x != name]
+                    c = self._const(others[0]) if len(others) == 1 else None
+                    if c is not None and _size(self.consts[c]) == row.shape[0]:
+                        out.append(t)
+                    break
+                if node.op_type not in passthrough or not node.output:
+                    break
+                name = node.output[0]
+        return out
+
     # -- the spec
     def _names(self) -> Dict[str, str]:
         """Layer name per weight tensor (see the module notes)."""
@@ -928,6 +956,9 @@ class _Walker:
             "producer": " ".join(x for x in (model.producer_name, model.producer_version) if x),
             "opset": opset, "onnx_tensors": {names[r.tensor]: r.tensor for r in self.rows.values()},
             "symbolic_dims": {k: v[0] for k, v in symbols.items()}, "other_params_tensors": n_other}
+        bias_adds = self.bias_adds()
+        if bias_adds:
+            meta["bias_add_layers"] = [names[t] for t in bias_adds]
         shared = {names[r.tensor]: r.uses for r in self.rows.values() if len(r.uses) > 1}
         if shared:
             meta["shared_weights"] = shared
