@@ -237,26 +237,33 @@ def run(mode="quick"):
 
 
 def scatter(rows, name="ort_latency_scatter"):
+    """One panel per model on linear axes (the models' latencies differ ~1000x: a shared log axis would
+    hide each model's spread), with the y = x line, the +-10% and +-20% bands and the model's stats."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    marks = {"digits": "o", "open-nsfw": "s"}
-    for model in dict.fromkeys(r["model"] for r in rows):
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
         sub = [r for r in rows if r["model"] == model]
-        for a8, color, lab in ((True, "tab:red", "int8 activations"), (False, "tab:blue", "16-bit activations")):
+        for a8, color, lab in ((True, "tab:red", "int8 activations somewhere"), (False, "tab:blue", "16-bit activations")):
             pts = [r for r in sub if (min(r["a"]) < 16) == a8]
             if pts:
-                ax.scatter([r["measured"] for r in pts], [r["predicted"] for r in pts], marker=marks.get(model, "^"),
-                           c=color, s=22, alpha=0.8, label=f"{model}, {lab}")
-    vals = [v for r in rows for v in (r["predicted"], r["measured"])]
-    lo, hi = min(vals) / 1.5, max(vals) * 1.5
-    xs = np.geomspace(lo, hi, 50)
-    ax.plot(xs, xs, "k-", lw=1, label="y = x")
-    ax.fill_between(xs, xs * 0.8, xs * 1.2, color="grey", alpha=0.2, label="+-20%")
-    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency, onnxruntime (ms)",
-           ylabel="predicted latency, quantmoo (ms)", title="Predicted vs measured (1 thread, QDQ, ORT_ENABLE_ALL)")
-    ax.legend(fontsize=7, loc="upper left")
+                ax.scatter([r["measured"] for r in pts], [r["predicted"] for r in pts], c=color, s=22, alpha=0.8,
+                           label=lab)
+        vals = [v for r in sub for v in (r["predicted"], r["measured"])]
+        lo, hi = min(vals) * 0.8, max(vals) * 1.1
+        xs = np.linspace(lo, hi, 50)
+        ax.plot(xs, xs, "k-", lw=1, label="y = x")
+        ax.fill_between(xs, xs * 0.8, xs * 1.2, color="grey", alpha=0.15, label="+-20%")
+        ax.fill_between(xs, xs * 0.9, xs * 1.1, color="grey", alpha=0.25, label="+-10%")
+        st = stats(sub)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency, onnxruntime (ms)",
+               ylabel="predicted latency, quantmoo (ms)",
+               title=f"{model}: {_pct(st['within20'])} within +-20%, tau {st['tau']:.2f} ({st['n']} configs)")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Predicted vs measured latency (onnxruntime, 1 thread, QDQ export, ORT_ENABLE_ALL)", fontsize=10)
+    fig.tight_layout()
     return save_png(fig, name)
 
 
