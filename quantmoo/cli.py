@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
                    "the config was exported from, if it still exists)")
     e.add_argument("--measured", action="store_true",
                    help="also measure accuracy_loss with the model's real evaluator (digits, minilm-l6, ...)")
+    _data_arg(e)
     _shape_args(e)
     e.add_argument("--json", action="store_true", help="print machine-readable output")
 
@@ -132,10 +133,11 @@ def _parser() -> argparse.ArgumentParser:
                         "'quantization' mapping of an MLX model's config.json)")
     x.add_argument("--out", help="output file (default: stdout; required for onnx)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    x.add_argument("--model", help="with --format onnx: the fp32 .onnx file the run searched; with llama.cpp: "
-                   "the model, if not the run's zoo model")
+    x.add_argument("--model", help="with --format onnx: the fp32 .onnx file the run searched (default: the file the "
+                   "run recorded); with llama.cpp: the model, if not the run's zoo model")
     x.add_argument("--data", metavar="FILE.npz",
-                   help="with --format onnx: calibration inputs, arrays named after the model's inputs")
+                   help="with --format onnx: calibration inputs, arrays named after the model's inputs (default: the "
+                        "inputs the run recorded for that file)")
     _shape_args(x)
 
     m = cmd("models", "List the model zoo with parameter counts.")
@@ -549,8 +551,9 @@ def _onnx_recipe(a):
         raise QuantmooError(f"'--data' measures an ONNX model: '--model' must be an .onnx file; got {a.model!r}")
     import functools
     from .accuracy.onnx_eval import onnx_evaluator
+    calib = getattr(a, "calibration_data", None)
     return functools.partial(onnx_evaluator, str(Path(a.model).resolve()), str(Path(a.data).resolve()),
-                             **_overrides(a))
+                             **({"calibration_data": calib} if calib else {}), **_overrides(a))
 
 
 def _model_arg(a):
@@ -616,25 +619,29 @@ def cmd_evaluate(a):
     from .config import QuantConfig
     from .search.evaluate import evaluate_config
     cfg = QuantConfig.load(a.config)
+    source = cfg.meta.get("source") if isinstance(cfg.meta.get("source"), dict) else {}
+    run = a.run
+    if run is None and isinstance(source.get("run"), str) and os.path.isdir(source["run"]):
+        run = source["run"]     # the run the config was exported from: its space and accuracy table
+        print(f"note: using the run this config was exported from: {run} (pass --run to choose another)",
+              file=sys.stderr)
+    if a.measured and not a.data and _is_onnx(a.model) and run:
+        from .results.result import load_result
+        rec = load_result(run).meta.get("model") or {}   # the inputs the run measured this file on
+        if rec.get("data") and rec.get("source") == str(Path(a.model).resolve()):
+            a.data, a.calibration_data = rec["data"], rec.get("calibration_data")
     model = _model_arg(a)
     model = zoo.load(model) if isinstance(model, str) else model
     if cfg.model is not None and cfg.model != model.name:
         raise QuantmooError(f"The config {a.config} was made for model '{cfg.model}', not '{model.name}': the layer "
                             f"names may match but the weights and sensitivities differ; search '{model.name}' itself")
-    run = a.run
-    source = cfg.meta.get("source") if isinstance(cfg.meta.get("source"), dict) else {}
-    if run is None and isinstance(source.get("run"), str) and os.path.isdir(source["run"]):
-        run = source["run"]     # the run the config was exported from: its space and accuracy table
-        print(f"note: using the run this config was exported from: {run} (pass --run to choose another)",
-              file=sys.stderr)
     space = acc = None
     if run:
         _, space, acc = _run_space_and_accuracy(run, model)
     out = evaluate_config(model, a.hardware, cfg, space=space, accuracy=acc)
     if a.measured:
         if model.evaluator is None:
-            raise QuantmooError(f"The '--measured' option needs a model with a real evaluator; '{model.name}' has "
-                                f"none (see 'quantmoo models')")
+            raise _no_evaluator(a, model, "'--measured'")
         out["accuracy_loss_measured"] = float(model.evaluator.loss(cfg))
     elif out["accuracy_kind"] == "prior" and (model.evaluator is not None or model.weights is not None):
         print(f"warning: accuracy_loss is the prior noise model, not a prediction for {model.name}'s real weights: "
@@ -667,7 +674,7 @@ def cmd_export(a):
     if a.format == "mlx":
         return _export_mlx(a, sol)
     if a.format == "onnx":
-        return _export_onnx(a, sol.config)
+        return _export_onnx(a, sol.config, res)
     import os
     cfg = sol.config
     # provenance: 'quantmoo evaluate' finds the run (its space and proxy table) from the config alone
@@ -729,9 +736,13 @@ def _export_llamacpp(a, res, sol):
     print(f"  {args}", file=out)
 
 
-def _export_onnx(a, config):
+def _export_onnx(a, config, res):
     from .export.onnx_qdq import export_qdq, size_report
     from .io import atomic_write_bytes
+    rec = res.meta.get("model") or {}     # the file the run searched, and the inputs it calibrated on
+    a.model = a.model or rec.get("source")
+    if not a.data and rec.get("source") and str(Path(str(a.model)).resolve()) == rec["source"]:
+        a.data = rec.get("calibration_data") or rec.get("data")
     if not a.model or not str(a.model).lower().endswith(".onnx"):
         raise QuantmooError(f"'--format onnx' needs '--model' naming the fp32 .onnx file the run searched; "
                             f"got {a.model!r}")
@@ -825,6 +836,9 @@ def cmd_validate(a):
     from .accuracy.validate import validate
     refine_on = tuple(v.strip() for v in a.refine_on.split(",") if v.strip())
     model = None
+    if a.data and not a.model:   # new inputs for the model file the run searched
+        from .results.result import load_result
+        a.model = (load_result(a.run).meta.get("model") or {}).get("source")
     if a.data or a.model:
         model = _model_arg(a)
         if isinstance(model, str):

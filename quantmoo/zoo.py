@@ -16,7 +16,7 @@ from .models.cnn import mobilenet_v2, resnet
 from .models.gguf_import import from_gguf
 from .models.onnx_import import from_onnx
 from .models.transformer import from_hf_config, transformer
-from .models.zoo import allowed_overrides, describe, load, names, register, unregister
+from .models.zoo import allowed_overrides, describe, load, names, onnx_path, register, unregister
 
 __all__ = ["names", "load", "describe", "register", "unregister", "allowed_overrides", "transformer",
-           "from_hf_config", "from_onnx", "from_gguf", "resnet", "mobilenet_v2"]
+           "from_hf_config", "from_onnx", "from_gguf", "resnet", "mobilenet_v2", "onnx_path"]

@@ -194,3 +194,57 @@ def test_omega_proxy_of_a_conv_model_with_an_onnx_evaluator(tmp_path):
     t = sensitivity(spec, SMALL, measure="omega")
     ref = sensitivity(quantmoo.zoo.load(str(path)), SMALL, measure="omega")   # the weights, no evaluator
     assert t.kind == "proxy" and np.array_equal(t.table, ref.table)
+
+
+def test_validate_of_an_onnx_run_measures_the_onnx_file_it_searched(digits, tmp_path, capsys):
+    # a run on digits.onnx is named 'digits': validate without --model/--data measured the NumPy
+    # digits MLP of the zoo instead of the file, on other data
+    import json
+    import shutil
+    from quantmoo.accuracy.onnx_eval import onnx_evaluator
+    d, _ = digits
+    src = tmp_path / "m"
+    src.mkdir()
+    for f in ("digits.onnx", "inputs.npz", "calib.npz"):
+        shutil.copy(d / f, src / f)
+    spec = onnx_evaluator(src / "digits.onnx", src / "inputs.npz", calibration_data=src / "calib.npz")
+    res = quantmoo.search(spec, "arm_dot", space=SMALL, pop_size=8, n_gen=2, seed=0, baselines=False)
+    run = tmp_path / "run"
+    res.save(run)
+    recorded = json.loads((run / "results.json").read_text())["model"]
+    assert (recorded["source"], recorded["data"], recorded["calibration_data"]) == \
+        tuple(str((src / f).resolve()) for f in ("digits.onnx", "inputs.npz", "calib.npz"))
+    assert main(["validate", str(run), "--workers", "1", "--json"]) == 0
+    capsys.readouterr()
+    front = quantmoo.load_result(run).front
+    assert {s.measured["evaluator"] for s in front} == {spec.evaluator.name}
+    assert [s.measured["loss"] for s in front] == [spec.evaluator.loss(s.config) for s in front]
+    # evaluate --measured of a config exported from the run: the inputs the run recorded
+    cfg = tmp_path / "knee.yaml"
+    assert main(["export", str(run), "--pick", "knee", "--out", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(src / "digits.onnx"), "--hardware", "arm_dot", "--config", str(cfg),
+                 "--measured", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["accuracy_loss_measured"] == spec.evaluator.loss(quantmoo.load_result(run).knee().config)
+    # export --format onnx: the file and calibration inputs the run recorded
+    assert main(["export", str(run), "--pick", "knee", "--format", "onnx", "--out", str(tmp_path / "q.onnx")]) == 0
+    capsys.readouterr()
+    from quantmoo.export.onnx_qdq import export_qdq
+    from quantmoo.onnx import load_inputs
+    knee = quantmoo.load_result(run).knee().config
+    want = export_qdq(src / "digits.onnx", knee, load_inputs(src / "calib.npz"))
+    got = onnx.load(str(tmp_path / "q.onnx"))
+    assert [t.raw_data for t in got.graph.initializer] == [t.raw_data for t in want.graph.initializer]
+    # worker processes rebuild the same evaluator from its recipe (not the zoo's 'digits')
+    import pickle
+    assert pickle.loads(pickle.dumps(spec.evaluator.recipe))().evaluator.name == spec.evaluator.name
+    # a file that is gone: one clear error naming it
+    (src / "inputs.npz").unlink()
+    assert main(["validate", str(run), "--workers", "1"]) != 0
+    err = capsys.readouterr().err
+    assert f"{src / 'inputs.npz'}" in err and "--data" in err and "Traceback" not in err
+    (src / "digits.onnx").unlink()
+    assert main(["validate", str(run), "--workers", "1"]) != 0
+    err = capsys.readouterr().err
+    assert f"{src / 'digits.onnx'}" in err and "--model" in err and "Traceback" not in err

@@ -19,6 +19,7 @@ replaces the default; ``targets`` are the ``targets`` given to the evaluator, or
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
@@ -104,6 +105,11 @@ class OnnxEvaluator:
     ----------
     spec : ModelSpec
         The imported model (its ``evaluator`` is not set; :func:`onnx_evaluator` returns a spec that has it).
+    onnx_path, data_path, calibration_path : str or None
+        Absolute paths of the model and of the ``.npz`` inputs when given as files (recorded in
+        a search's ``results.json`` under ``model``, where ``validate`` finds them).
+    recipe : functools.partial or None
+        Rebuilds the model and this evaluator in a worker process (None for in-memory data).
     """
 
     metric = "kl_or_rel_l2_to_fp32"
@@ -117,6 +123,18 @@ class OnnxEvaluator:
                                 f"got {type(metric).__name__}")
         self._plan = plan = qdq_plan(onnx_path, **overrides)
         self.spec = plan.spec
+        # provenance: results record the files, so a run can be validated without naming them again
+        self.onnx_path = str(Path(onnx_path).resolve())
+        self.data_path = str(Path(data).resolve()) if isinstance(data, (str, Path)) else None
+        self.calibration_path = (str(Path(calibration_data).resolve()) if isinstance(calibration_data, (str, Path))
+                                 else None)
+        from_files = self.data_path is not None and (calibration_data is None or self.calibration_path is not None)
+        #: A picklable factory rebuilding this evaluator's model in a worker process, or None when
+        #: the data, targets or metric are in-memory objects.
+        self.recipe = functools.partial(
+            onnx_evaluator, self.onnx_path, self.data_path, calibration_data=self.calibration_path,
+            weight_calibration=weight_calibration, percentile=percentile, threads=threads, name=name,
+            **overrides) if from_files and metric is None and targets is None else None
         self._data = self._batches(data, "data")
         self._calib = self._batches(calibration_data, "calibration_data") if calibration_data is not None \
             else self._data

@@ -398,8 +398,13 @@ def evaluate_many(evaluator_factory_or_model_name, configs: Sequence, workers: O
         if local_ev is None:
             raise QuantmooError(f"Model '{source.name}' has no real evaluator (only models with real weights, "
                                 "e.g. 'digits' or 'minilm-l6', can be measured)")
-        if (workers not in (None, 1) or dask_address is not None) and _in_zoo(source.name):
-            recipe = source.name
+        if workers not in (None, 1) or dask_address is not None:
+            # the evaluator's own recipe (an ONNX file and its data); else the zoo name, unless the
+            # model came from a file (digits.onnx is named 'digits' but is not the zoo's MLP)
+            from ..models.zoo import file_provenance
+            recipe = getattr(local_ev, "recipe", None)
+            if recipe is None and _in_zoo(source.name) and not file_provenance(source):
+                recipe = source.name
     elif hasattr(source, "details"):
         local_ev = source
     else:

