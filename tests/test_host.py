@@ -210,8 +210,8 @@ def test_onnxruntime_host_profile_measures_its_kernels(tmp_path, capsys):
     assert set(rt["dequantize_s_per_weight"]) == {f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
                                                   for g in ("per_tensor", "per_channel", "per_group")}
     assert set(rt["activation_s_per_element"]) == {"quantize", "dequantize", "clip", "cast_fp16"}
-    assert set(rt["conv_macs_per_s"]) == {"constant_weight_1x1", "constant_weight_kxk", "runtime_weight_1x1",
-                                          "runtime_weight_kxk"}
+    assert set(rt["kernel_macs_per_s"]) == {f"{w}_weight_{k}" for w in ("constant", "runtime")
+                                            for k in ("1x1", "kxk", "matmul")}
     assert "DequantizeLinear of a 1024x1024 int4" in src["devices.cpu.runtime_ops.dequantize_ns_per_weight.int4_per_group"]
     assert "QuantizeLinear" in src["devices.cpu.runtime_ops.activation_ns_per_element.quantize"]
     assert rt["run_overhead_s"] >= 0 and rt["elementwise_bytes_per_s"] > 0

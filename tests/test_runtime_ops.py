@@ -151,3 +151,14 @@ def test_conv_bias_add_is_recorded_and_costed_only_for_dequantized_weights(tmp_p
          for w in (8, 16)}
     # a dequantized weight: the unfused Add, 1 us + 128 output elements x 8 B (read + write) / 1 GB/s
     assert d == {8: pytest.approx((1e-6 + 128 * 8 / 1e9) * 1e3, rel=1e-9), 16: 0.0}
+
+
+def test_qdq_runtime_dequantizes_the_whole_embedding_table():
+    # a lookup reads 4 rows, but the export's DequantizeLinear in front of the Gather dequantizes all 1000
+    emb = ModelSpec("e", [LayerSpec("emb", "embedding", (1000, 16), macs=0, act_in=4, act_out=64)])
+    ops = lambda v: {"dequantize_ns_per_weight": {"int8_per_channel": est(v)}}
+    space = SearchSpace(weight_bits=(8,), activation_bits=(16,), granularities=("per_channel",))
+    cfg = QuantConfig.uniform(emb, 8, 16, granularity="per_channel")
+    d = (quantmoo.evaluate(emb, toy(ops(1.0)), cfg, space=space)["latency_ms"]
+         - quantmoo.evaluate(emb, toy(ops(0.0)), cfg, space=space)["latency_ms"])
+    assert d == pytest.approx(16000 * 1e-6, rel=1e-9)

@@ -177,7 +177,7 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
                       op_overhead[None, :] + 8.0 * cols["act_out"][:, None] / ew[None, :], 0.0)
     overhead = overhead + rt_nodes * op_overhead
     kinds = np.array([l.kind for l in model.layers])
-    conv_rate = conv_rates(model, [dev_of(d) for d in per_choice(lambda d, m, p: d, object)], precision, wb)
+    conv_rate = kernel_rates(model, [dev_of(d) for d in per_choice(lambda d, m, p: d, object)], precision, wb)
     peak = np.where(np.isnan(conv_rate), peak[None, :], conv_rate)
 
     # Activation storage width: requested bits when native, else the executed precision's width.
@@ -207,8 +207,10 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     macs = cols["macs"][:, None]
     t_compute = macs / peak
     t_memory = moved / bw[None, :]
-    # only the weights read are unpacked (one row per id for a lookup)
-    latency = (np.maximum(t_compute, t_memory) + overhead[None, :] + (n * read[:, None]) * unpack[None, :]
+    # only the weights read are unpacked (one row per id for a lookup), except where the runtime dequantizes
+    # whole tensors (a QDQ DequantizeLinear in front of a Gather dequantizes the entire table on every run)
+    unpacked_share = np.where(dequantized[None, :], 1.0, read[:, None])
+    latency = (np.maximum(t_compute, t_memory) + overhead[None, :] + (n * unpacked_share) * unpack[None, :]
                + np.where(kinds == "embedding", 0.0, cols["act_in"])[:, None] * rt_act[None, :] + t_bias)
     energy = (macs * e_mac[None, :] + moved * e_dram[None, :] + 2.0 * moved * e_sram[None, :]
               + static[None, :] * latency * 1e12)
@@ -291,22 +293,24 @@ def runtime_layer_ops(enc, runtime_ops, wb, ab, mode):
     return unpack, act, nodes
 
 
-def conv_rates(model, devices, precision, wb):
-    """(n_layers, n_choices) MAC/s of ``conv`` layers at fp32 where the device measured its
-    convolutions (``runtime_ops.conv_macs_per_s``): ``constant_weight_*`` for 16-bit weights (an
-    initializer: onnxruntime's prepacked NCHWc path, its reorders included), ``runtime_weight_*``
-    for weights dequantized on every run; ``*_1x1`` for pointwise kernels, ``*_kxk`` otherwise.
+def kernel_rates(model, devices, precision, wb):
+    """(n_layers, n_choices) MAC/s of ``conv`` and ``linear`` layers at fp32 where the device measured its
+    kernels (``runtime_ops.kernel_macs_per_s``): ``constant_weight_*`` for 16-bit weights (an
+    initializer: prepacked, onnxruntime's NCHWc path for convs with its reorders included),
+    ``runtime_weight_*`` for weights dequantized on every run (packed on every run); ``*_1x1`` for
+    pointwise convolutions, ``*_kxk`` for other convolutions, ``*_matmul`` for linear layers.
     NaN elsewhere (the device's peak applies)."""
     out = np.full((model.n_layers, len(wb)), np.nan)
-    is_conv = np.array([l.kind == "conv" for l in model.layers])
+    kind = np.array([l.kind for l in model.layers])
     pointwise = np.array([int(np.prod(l.weight_shape[2:])) == 1 for l in model.layers])
+    sel = {"1x1": (kind == "conv") & pointwise, "kxk": (kind == "conv") & ~pointwise, "matmul": kind == "linear"}
     for c, dev in enumerate(devices):
-        rates = dev.runtime_ops.get("conv_macs_per_s")
+        rates = dev.runtime_ops.get("kernel_macs_per_s")
         if rates and precision[c] == "fp32":
             key = "constant_weight" if wb[c] >= 16 else "runtime_weight"
-            for sel, kind in ((is_conv & pointwise, "1x1"), (is_conv & ~pointwise, "kxk")):
-                if f"{key}_{kind}" in rates:
-                    out[sel, c] = rates[f"{key}_{kind}"] * dev.compute_fraction
+            for k, rows in sel.items():
+                if f"{key}_{k}" in rates:
+                    out[rows, c] = rates[f"{key}_{k}"] * dev.compute_fraction
     return out
 
 

@@ -439,6 +439,8 @@ def _ort_node_times(nodes, inputs, outputs, inits, feed, reps: int, opset: int =
 _CONV_1X1 = ((32, 128, 1, 56), (128, 32, 1, 56), (64, 256, 1, 28), (256, 64, 1, 28), (128, 512, 1, 14),
              (512, 128, 1, 14), (256, 1024, 1, 7), (1024, 256, 1, 7))
 _CONV_KXK = ((32, 32, 3, 56), (64, 64, 3, 28), (128, 128, 3, 14), (256, 256, 3, 7))
+#: Matrix products of the matmul-rate measurement: a BERT block at 128 tokens, MiniLM widths, (M, K, N).
+_MATMULS = ((128, 384, 384), (128, 384, 1536), (128, 1536, 384))
 #: Rows = columns of the weights of the dequantize measurements (1 Mi weights, 4 MB of float32 output: larger
 #: than a core's L2, as a network's weights are; the fixed per-node cost is the per-op overhead).
 _RT_N = 1024
@@ -515,6 +517,24 @@ def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
             # the weight's dequantization is costed per format; the NCHWc reorders belong to the conv
             tot_t = sum(v for k2, v in t.items() if not k2.startswith("DequantizeLinear:"))
             out[f"{key}_{kind}"] = sum(hw * hw * co * ci * k * k for co, ci, k, hw in shapes) / tot_t
+    # the matrix products of a BERT block at 128 tokens (MiniLM widths: 384 -> 384, 384 -> 1536, 1536 -> 384),
+    # x @ W with W an initializer (prepacked) or dequantized on every run (packed on every run), in one graph
+    for key, const in (("constant_weight", True), ("runtime_weight", False)):
+        nodes, ins, outs, inits, feed = [], [], [], [], {}
+        for i, (m_, k_, n_) in enumerate(_MATMULS):
+            feed[f"a{i}"] = rng.standard_normal((m_, k_)).astype(np.float32)
+            w = (rng.standard_normal((k_, n_)) * 0.05).astype(np.float32)
+            nodes.append(helper.make_node("MatMul", [f"a{i}", f"v{i}"], [f"b{i}"]))
+            if const:
+                inits.append(c(w, f"v{i}"))
+            else:
+                inits += [c(np.round(w / 0.01).clip(-127, 127).astype(np.int8), f"q{i}"), c(np.float32(0.01), f"s{i}")]
+                nodes.append(helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}"], [f"v{i}"]))
+            ins.append(_vi(f"a{i}", F, (m_, k_)))
+            outs.append(_vi(f"b{i}", F, (m_, n_)))
+        t = _ort_node_times(nodes, ins, outs, inits, feed, reps, opset=17)
+        out[f"{key}_matmul"] = sum(m_ * k_ * n_ for m_, k_, n_ in _MATMULS) / sum(
+            v for k2, v in t.items() if not k2.startswith("DequantizeLinear:"))
     return out
 
 
@@ -557,10 +577,12 @@ def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, A
     conv_text = {kind: f"the {kind} convolutions of a ResNet-50 (width 1/2) bottleneck per stage in one graph, "
                        f"(C_out, C_in, k, H=W) = {', '.join(str(x) for x in shapes)}"
                  for kind, shapes in (("1x1", _CONV_1X1), ("kxk", _CONV_KXK))}
-    weight_text = {"constant_weight": "an initializer (ORT_ENABLE_ALL runs the NCHWc kernel; its ReorderInput/"
-                                      "ReorderOutput time included)",
-                   "runtime_weight": "behind a DequantizeLinear of an int8 initializer (the export's form: no "
-                                     "NCHWc; the Conv node time only)"}
+    conv_text["matmul"] = (f"the MatMuls of a BERT block at 128 tokens in one graph, (M, K, N) = "
+                           f"{', '.join(str(x) for x in _MATMULS)}")
+    weight_text = {"constant_weight": "an initializer (prepacked; ORT_ENABLE_ALL runs convolutions as NCHWc, their "
+                                      "ReorderInput/ReorderOutput time included)",
+                   "runtime_weight": "behind a DequantizeLinear of an int8 initializer (the export's form: packed on "
+                                     "every run, no NCHWc; the Conv/MatMul node time only)"}
     return {
         "run_overhead_us": _measured(max(t_one - layer_s, 0.0) * 1e6,
                                      f"InferenceSession.run of a one-node graph (8x8 float32 MatMul), median of "
@@ -576,10 +598,10 @@ def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, A
                                      f"L2 as the tensor its producer just wrote): activation "
                                      f"bytes read + written / time, {prof}, {where}; the rate the cost model gives "
                                      f"the graph's non-layer ops"),
-        "conv_tops": {f"{key}_{kind}": _measured(
+        "kernel_tops": {f"{key}_{kind}": _measured(
             2 * rt[f"{key}_{kind}"] / 1e12,
             f"{conv_text[kind]}, float32, weight {weight_text[key]}; TOPS = 2 x MACs / time, {prof}, {where}")
-            for key in ("constant_weight", "runtime_weight") for kind in ("1x1", "kxk")},
+            for key in ("constant_weight", "runtime_weight") for kind in ("1x1", "kxk", "matmul")},
         "dequantize_ns_per_weight": {k: _measured(v * 1e9, f"DequantizeLinear of a {n}x{n} {k.split('_')[0]} initializer "
                                                            f"with {fmt_text[k.split('_', 1)[1]]}"
                                                            f"{' and zero points' if k.startswith('u') else ''} -> float32, "

@@ -77,9 +77,9 @@ _DEVICE_KEYS = ("title", "clock_ghz", "cores", "macs_per_cycle_per_core", "peak_
                 "memory_bandwidth_gbs", "layer_overhead_us", "unpack_ns_per_weight",
                 "static_power_w", "energy_pj", "support", "achievable", "runtime_ops")
 #: Optional ``runtime_ops`` block: what a runtime runs around the layers, measured (host profiles).
-_RUNTIME_OPS_KEYS = ("run_overhead_us", "op_overhead_us", "elementwise_gbs", "cache_gbs", "cache_mb", "conv_tops", "dequantize_ns_per_weight",
+_RUNTIME_OPS_KEYS = ("run_overhead_us", "op_overhead_us", "elementwise_gbs", "cache_gbs", "cache_mb", "kernel_tops", "dequantize_ns_per_weight",
                      "activation_ns_per_element")
-_CONV_RATE_KEYS = ("constant_weight_1x1", "constant_weight_kxk", "runtime_weight_1x1", "runtime_weight_kxk")
+_KERNEL_RATE_KEYS = tuple(f"{w}_weight_{k}" for w in ("constant", "runtime") for k in ("1x1", "kxk", "matmul"))
 #: Weight storage formats of a QDQ export: ONNX type x granularity.
 DEQUANT_FORMATS = tuple(f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
                         for g in ("per_tensor", "per_channel", "per_group"))
@@ -151,9 +151,9 @@ class Device:
         Optional measured costs of what a runtime runs around the layers (the ``runtime_ops``
         block, SI units): ``run_overhead_s`` per inference, ``op_overhead_s`` per light node (the
         QDQ and non-layer nodes; else ``layer_overhead_s``), ``elementwise_bytes_per_s`` of the
-        graph's non-layer ops, ``conv_macs_per_s`` {``constant_weight_1x1``, ``constant_weight_kxk``, ``runtime_weight_1x1``,
-        ``runtime_weight_kxk``} (fp32 pointwise / spatial convolutions whose weight is an
-        initializer / is dequantized on every run),
+        graph's non-layer ops, ``kernel_macs_per_s`` {``constant_weight_*``, ``runtime_weight_*``}
+        x {``1x1``, ``kxk``, ``matmul``} (fp32 pointwise / spatial convolutions and matrix products
+        whose weight is an initializer / is dequantized on every run),
         ``dequantize_s_per_weight`` per weight format (``DEQUANT_FORMATS``), and
         ``activation_s_per_element`` {``quantize``, ``dequantize``, ``clip``, ``cast_fp16``
         (an fp32 -> fp16 -> fp32 round trip)}, and ``cache_bytes_per_s`` / ``cache_bytes`` (a model
@@ -539,7 +539,7 @@ class _Parser:
                 rt["op_overhead_s"] = self.number(ro, "op_overhead_us", rpath, positive=False) * 1e-6
             if "elementwise_gbs" in ro:
                 rt["elementwise_bytes_per_s"] = self.number(ro, "elementwise_gbs", rpath) * 1e9
-            for key, allowed, scale, out in (("conv_tops", _CONV_RATE_KEYS, 1e12 / 2, "conv_macs_per_s"),
+            for key, allowed, scale, out in (("kernel_tops", _KERNEL_RATE_KEYS, 1e12 / 2, "kernel_macs_per_s"),
                                              ("dequantize_ns_per_weight", DEQUANT_FORMATS, 1e-9,
                                               "dequantize_s_per_weight"),
                                              ("activation_ns_per_element", _ACT_OP_KEYS, 1e-9,
@@ -547,7 +547,7 @@ class _Parser:
                 if key in ro:
                     sub = self.mapping(ro[key], f"{rpath}.{key}")
                     self.keys(sub, allowed, f"{rpath}.{key}")
-                    rt[out] = MappingProxyType({k: self.number(sub, k, f"{rpath}.{key}", positive=key == "conv_tops")
+                    rt[out] = MappingProxyType({k: self.number(sub, k, f"{rpath}.{key}", positive=key == "kernel_tops")
                                                 * scale for k in sub})
         return Device(bandwidth_fraction=fractions["bandwidth_fraction"], runtime_ops=MappingProxyType(rt),
                       compute_fraction=fractions["compute_fraction"],
