@@ -208,7 +208,11 @@ def test_onnxruntime_host_profile_measures_its_kernels(tmp_path, capsys):
     # what the QDQ export runs around the layers, measured per weight format and activation op, each with its source
     rt = hw.main.runtime_ops
     assert set(rt["dequantize_s_per_weight"]) == {f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
-                                                  for g in ("per_tensor", "per_channel", "per_group")}
+                                                  for g in ("per_tensor", "per_channel", "per_group",
+                                                            "per_channel_kn", "per_group_kn")}
+    # the MatMulNBits rates are those of formats onnxruntime fused (none is recorded if it fused none)
+    assert set(rt.get("nbits_macs_per_s", {})) <= {f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
+                                                   for g in ("per_tensor", "per_channel", "per_group")}
     assert set(rt["activation_s_per_element"]) == {"quantize", "dequantize", "clip", "cast_fp16"}
     assert set(rt["kernel_macs_per_s"]) == {f"{w}_weight_{k}" for w in ("constant", "runtime")
                                             for k in ("1x1", "kxk", "matmul")}

@@ -162,3 +162,22 @@ def test_qdq_runtime_dequantizes_the_whole_embedding_table():
     d = (quantmoo.evaluate(emb, toy(ops(1.0)), cfg, space=space)["latency_ms"]
          - quantmoo.evaluate(emb, toy(ops(0.0)), cfg, space=space)["latency_ms"])
     assert d == pytest.approx(16000 * 1e-6, rel=1e-9)
+
+
+def test_matmul_layer_with_float_input_runs_the_fused_kernel():
+    # an x @ W MatMul layer: W8A16 runs as MatMulNBits (its rate, no DequantizeLinear); W8A8 keeps the
+    # DequantizeLinear along the (in, out) weight's other axis ("_kn" cost)
+    ops = {"op_overhead_us": est(0.0), "matmul_nbits_tops": {"int8_per_channel": est(0.002)},   # 1e9 MAC/s
+           "dequantize_ns_per_weight": {"int8_per_channel": est(1.0), "int8_per_channel_kn": est(3.0)}}
+    layer = LayerSpec("a", "linear", (256, 1024), macs=256 * 1024 * 64, act_in=64 * 1024, act_out=64 * 256)
+    mm = ModelSpec("mm", [layer], meta={"matmul_layers": ["a"]})
+    gemm = ModelSpec("g", [layer])
+    space = SearchSpace(weight_bits=(6, 8), activation_bits=(8, 16), granularities=("per_channel",))
+    # (the toy runs W8A8 natively; W6A8, stored as INT8, is dequantized)
+    lat = lambda m, a: quantmoo.evaluate(m, toy(ops), QuantConfig.uniform(m, 8 if a == 16 else 6, a,
+                                                                          granularity="per_channel"),
+                                         space=space)["latency_ms"]
+    # fused: 16.8 MMAC at 1e9 MAC/s = 16.8 ms (compute-bound; the toy's fp16 path reads 0.6 MB at 10 GB/s)
+    assert lat(mm, 16) == pytest.approx(256 * 1024 * 64 / 1e9 * 1e3 + 10e-3, rel=1e-6)
+    # W6A8: 262144 weights x 3 ns on the MatMul layout, x 1 ns on a Gemm's (out, in) layout
+    assert lat(mm, 8) - lat(gemm, 8) == pytest.approx(262144 * 2e-6, rel=1e-9)

@@ -163,22 +163,34 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     precision = np.array([res[(w, a)][2] for w, a in zip(wb.tolist(), ab.tolist())])
 
     # What a runtime runs around each layer, where the profile measured it (``runtime_ops``).
-    rt_unpack, rt_act, rt_nodes = runtime_layer_ops(
-        enc, [dev_of(d).runtime_ops for d in per_choice(lambda d, m, p: d, object)], wb, ab_stored, mode)
-    unpack = np.where(np.isnan(rt_unpack), unpack, rt_unpack)
-    rts = [dev_of(d).runtime_ops for d in per_choice(lambda d, m, p: d, object)]
+    devs = [dev_of(d) for d in per_choice(lambda d, m, p: d, object)]   # the device of each choice
+    rts = [dv.runtime_ops for dv in devs]
+    rt_unpack, rt_act, rt_nodes, rt_key = runtime_layer_ops(enc, rts, wb, ab_stored, mode)
+    dequantized = ~np.isnan(rt_unpack)
+    # an x @ W MatMul layer keeps its weight (in, out): per-channel / per-group dequantization runs along the
+    # other axis ("_kn" formats, where measured); with a float (16-bit) input onnxruntime fuses
+    # DequantizeLinear + MatMul into MatMulNBits: no separate dequantize, the fused kernel's rate
+    is_mm = np.isin([l.name for l in model.layers], list((model.meta or {}).get("matmul_layers", ())))
+    dq_tab = [r.get("dequantize_s_per_weight", {}) for r in rts]
+    unpack_kn = np.array([t.get(k + "_kn", u) if k and "per_t" not in k else u
+                          for t, k, u in zip(dq_tab, rt_key, rt_unpack)])
+    nbits = np.array([r.get("nbits_macs_per_s", {}).get(k, np.nan) if k and ab_stored[c] >= 16 else np.nan
+                      for c, (r, k) in enumerate(zip(rts, rt_key))])
+    fused = is_mm[:, None] & ~np.isnan(nbits)[None, :]
+    rt_unpack_lc = np.where(fused, 0.0, np.where(is_mm[:, None], unpack_kn[None, :], rt_unpack[None, :]))
+    unpack = np.where(np.isnan(rt_unpack_lc), unpack[None, :], rt_unpack_lc)
     op_overhead = np.array([r.get("op_overhead_s", o) for r, o in zip(rts, overhead)])
     # a conv's separate bias Add (meta["bias_add_layers"]) is fused into the conv only while its weight is
     # a constant: a dequantized weight leaves it as an elementwise node over the float32 output
-    dequantized = ~np.isnan(rt_unpack)
     ew = np.array([r.get("elementwise_bytes_per_s", np.inf) for r in rts])
     bias_add = np.isin([l.name for l in model.layers], list((model.meta or {}).get("bias_add_layers", ())))
     t_bias = np.where(bias_add[:, None] & dequantized[None, :],
                       op_overhead[None, :] + 8.0 * cols["act_out"][:, None] / ew[None, :], 0.0)
-    overhead = overhead + rt_nodes * op_overhead
+    overhead = overhead[None, :] + (rt_nodes[None, :] - fused) * op_overhead[None, :]   # fused: no DQ node
     kinds = np.array([l.kind for l in model.layers])
-    conv_rate = kernel_rates(model, [dev_of(d) for d in per_choice(lambda d, m, p: d, object)], precision, wb)
+    conv_rate = kernel_rates(model, devs, precision, wb)
     peak = np.where(np.isnan(conv_rate), peak[None, :], conv_rate)
+    peak = np.where(fused, nbits[None, :] * np.array([dv.compute_fraction for dv in devs])[None, :], peak)
 
     # Activation storage width: requested bits when native, else the executed precision's width.
     act_bits = np.where(mode == MODE_CODES["native"], ab, prec_bits).astype(np.float64)
@@ -210,7 +222,7 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     # only the weights read are unpacked (one row per id for a lookup), except where the runtime dequantizes
     # whole tensors (a QDQ DequantizeLinear in front of a Gather dequantizes the entire table on every run)
     unpacked_share = np.where(dequantized[None, :], 1.0, read[:, None])
-    latency = (np.maximum(t_compute, t_memory) + overhead[None, :] + (n * unpacked_share) * unpack[None, :]
+    latency = (np.maximum(t_compute, t_memory) + overhead + (n * unpacked_share) * unpack
                + np.where(kinds == "embedding", 0.0, cols["act_in"])[:, None] * rt_act[None, :] + t_bias)
     energy = (macs * e_mac[None, :] + moved * e_dram[None, :] + 2.0 * moved * e_sram[None, :]
               + static[None, :] * latency * 1e12)
@@ -269,9 +281,12 @@ def runtime_layer_ops(enc, runtime_ops, wb, ab, mode):
         Seconds per input element of the layer.
     nodes : ndarray (n_choices,)
         Extra runtime nodes per layer (each costs the device's per-op overhead).
+    keys : list of str or None
+        The weight format key of each dequantized choice.
     """
     C = len(wb)
     unpack, act, nodes = np.full(C, np.nan), np.zeros(C), np.zeros(C)
+    keys = [None] * C
     fmt = enc.choice_value["weight_format"]
     wsch, gran = enc.choice_value["weight_scheme"], enc.choice_value["granularity"]
     asch = enc.choice_value["activation_scheme"]
@@ -281,7 +296,7 @@ def runtime_layer_ops(enc, runtime_ops, wb, ab, mode):
         if dq is not None and fmt[c] == "int" and wb[c] < 16 and mode[c] == MODE_CODES["unpacked"]:
             key = f"{'u' if wsch[c] == 'asymmetric' else ''}int{4 if wb[c] <= 4 else 8}_{gran[c]}"
             if key in dq:
-                unpack[c], nodes[c] = dq[key], 1.0
+                unpack[c], nodes[c], keys[c] = dq[key], 1.0, key
         a = rt.get("activation_s_per_element")
         if a is not None:
             if ab[c] >= 16:
@@ -290,7 +305,7 @@ def runtime_layer_ops(enc, runtime_ops, wb, ab, mode):
                 clip = asch[c] != "asymmetric" or ab[c] < 8
                 act[c] = a.get("quantize", 0.0) + a.get("dequantize", 0.0) + (a.get("clip", 0.0) if clip else 0.0)
                 nodes[c] += 3 if clip else 2
-    return unpack, act, nodes
+    return unpack, act, nodes, keys
 
 
 def kernel_rates(model, devices, precision, wb):

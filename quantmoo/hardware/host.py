@@ -463,8 +463,12 @@ def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
         q = rng.integers(lo, hi, size=(n, n))
         inits.append(helper.make_tensor(f"q_{tname}", elem, [n, n], q.flatten().tolist()))
         zp_elem = elem
+        # Conv/Gemm weights are (out, in): channels on axis 0, blocks along axis 1; a MatMul's (in, out)
+        # weight ("_kn") the other way round (the export's layouts)
         for gran, sshape, attrs in (("per_tensor", [], {}), ("per_channel", [n], {"axis": 0}),
-                                    ("per_group", [n, n // 32], {"axis": 1, "block_size": 32})):
+                                    ("per_group", [n, n // 32], {"axis": 1, "block_size": 32}),
+                                    ("per_channel_kn", [n], {"axis": 1}),
+                                    ("per_group_kn", [n // 32, n], {"axis": 0, "block_size": 32})):
             key = f"{tname}_{gran}"
             inits.append(c((rng.random(sshape) * 0.01 + 1e-3).astype(np.float32), f"s_{key}"))
             zins = []
@@ -476,6 +480,30 @@ def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
             outs.append(_vi(f"w_{key}", F, (n, n)))
     t = _ort_node_times(nodes, [], outs, inits, {}, reps)
     out["dequantize"] = {k.split(":", 1)[1]: v / (n * n) for k, v in t.items()}
+    # a MatMul whose weight is dequantized and whose input is float (16-bit activations): onnxruntime fuses
+    # DequantizeLinear + MatMul into MatMulNBits; its rate per weight format on the BERT-block products
+    out["nbits"] = {}
+    for tname, elem in (("int8", T.INT8), ("uint8", T.UINT8), ("int4", T.INT4), ("uint4", T.UINT4)):
+        lo, hi = {"int8": (-127, 128), "uint8": (0, 256), "int4": (-7, 8), "uint4": (0, 16)}[tname]
+        for gran in ("per_tensor", "per_channel", "per_group"):
+            nodes, ins, outs, inits, feed = [], [], [], [], {}
+            for i, (m_, k_, n_) in enumerate(_MATMULS):
+                sshape, attrs = {"per_tensor": ([], {}), "per_channel": ([n_], {"axis": 1}),
+                                 "per_group": ([k_ // 32, n_], {"axis": 0, "block_size": 32})}[gran]
+                inits += [helper.make_tensor(f"q{i}", elem, [k_, n_], rng.integers(lo, hi, size=k_ * n_).tolist()),
+                          c((rng.random(sshape) * 0.01 + 1e-3).astype(np.float32), f"s{i}")]
+                zins = []
+                if tname.startswith("u"):
+                    inits.append(helper.make_tensor(f"z{i}", elem, sshape, [hi // 2] * int(np.prod(sshape or [1]))))
+                    zins = [f"z{i}"]
+                nodes += [helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}"] + zins, [f"v{i}"], **attrs),
+                          helper.make_node("MatMul", [f"a{i}", f"v{i}"], [f"b{i}"])]
+                feed[f"a{i}"] = rng.standard_normal((m_, k_)).astype(np.float32)
+                ins.append(_vi(f"a{i}", F, (m_, k_)))
+                outs.append(_vi(f"b{i}", F, (m_, n_)))
+            t = _ort_node_times(nodes, ins, outs, inits, feed, reps, optimized_level="ORT_ENABLE_ALL")
+            if t and all(k.startswith("MatMulNBits:") for k in t):
+                out["nbits"][f"{tname}_{gran}"] = sum(m_ * k_ * n_ for m_, k_, n_ in _MATMULS) / sum(t.values())
     # activations: Q -> Clip -> DQ (int8, symmetric) and Cast -> Cast (fp16 round trip), and a Mul by a
     # per-channel constant on (1, 64, 128, 128)
     x = rng.standard_normal((1, 64, 64, 64)).astype(np.float32)
@@ -524,7 +552,10 @@ def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
         for i, (m_, k_, n_) in enumerate(_MATMULS):
             feed[f"a{i}"] = rng.standard_normal((m_, k_)).astype(np.float32)
             w = (rng.standard_normal((k_, n_)) * 0.05).astype(np.float32)
-            nodes.append(helper.make_node("MatMul", [f"a{i}", f"v{i}"], [f"b{i}"]))
+            # with its bias, as a linear layer (onnxruntime fuses MatMul + Add into Gemm either way)
+            nodes += [helper.make_node("MatMul", [f"a{i}", f"v{i}"], [f"p{i}"]),
+                      helper.make_node("Add", [f"p{i}", f"bias{i}"], [f"b{i}"])]
+            inits.append(c(rng.standard_normal(n_).astype(np.float32), f"bias{i}"))
             if const:
                 inits.append(c(w, f"v{i}"))
             else:
@@ -573,11 +604,12 @@ def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, A
     m, sh = rt["act_elements"], "x".join(map(str, rt["act_shape"]))
     n = _RT_N
     fmt_text = {"per_tensor": "one scale", "per_channel": f"{n} scales (axis 0)",
-                "per_group": "blocks of 32 along axis 1 (opset 21)"}
+                "per_group": "blocks of 32 along axis 1 (opset 21)", "per_channel_kn": f"{n} scales (axis 1)",
+                "per_group_kn": "blocks of 32 along axis 0 (opset 21)"}
     conv_text = {kind: f"the {kind} convolutions of a ResNet-50 (width 1/2) bottleneck per stage in one graph, "
                        f"(C_out, C_in, k, H=W) = {', '.join(str(x) for x in shapes)}"
                  for kind, shapes in (("1x1", _CONV_1X1), ("kxk", _CONV_KXK))}
-    conv_text["matmul"] = (f"the MatMuls of a BERT block at 128 tokens in one graph, (M, K, N) = "
+    conv_text["matmul"] = (f"the MatMul + bias Add of a BERT block at 128 tokens in one graph, (M, K, N) = "
                            f"{', '.join(str(x) for x in _MATMULS)}")
     weight_text = {"constant_weight": "an initializer (prepacked; ORT_ENABLE_ALL runs convolutions as NCHWc, their "
                                       "ReorderInput/ReorderOutput time included)",
@@ -602,6 +634,12 @@ def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, A
             2 * rt[f"{key}_{kind}"] / 1e12,
             f"{conv_text[kind]}, float32, weight {weight_text[key]}; TOPS = 2 x MACs / time, {prof}, {where}")
             for key in ("constant_weight", "runtime_weight") for kind in ("1x1", "kxk", "matmul")},
+        **({"matmul_nbits_tops": {k: _measured(2 * v / 1e12, f"{conv_text['matmul']}, float32 input, weight a "
+                                                          f"{k.split('_')[0]} initializer {fmt_text[k.split('_', 1)[1]]} "
+                                                          f"behind a DequantizeLinear, which onnxruntime fuses with the "
+                                                          f"MatMul into MatMulNBits (ORT_ENABLE_ALL); TOPS = 2 x MACs / "
+                                                          f"its kernel time, {prof}, {where}")
+                                   for k, v in sorted(rt["nbits"].items())}} if rt["nbits"] else {}),
         "dequantize_ns_per_weight": {k: _measured(v * 1e9, f"DequantizeLinear of a {n}x{n} {k.split('_')[0]} initializer "
                                                            f"with {fmt_text[k.split('_', 1)[1]]}"
                                                            f"{' and zero points' if k.startswith('u') else ''} -> float32, "

@@ -77,12 +77,16 @@ _DEVICE_KEYS = ("title", "clock_ghz", "cores", "macs_per_cycle_per_core", "peak_
                 "memory_bandwidth_gbs", "layer_overhead_us", "unpack_ns_per_weight",
                 "static_power_w", "energy_pj", "support", "achievable", "runtime_ops")
 #: Optional ``runtime_ops`` block: what a runtime runs around the layers, measured (host profiles).
-_RUNTIME_OPS_KEYS = ("run_overhead_us", "op_overhead_us", "elementwise_gbs", "cache_gbs", "cache_mb", "kernel_tops", "dequantize_ns_per_weight",
+_RUNTIME_OPS_KEYS = ("run_overhead_us", "op_overhead_us", "elementwise_gbs", "cache_gbs", "cache_mb", "kernel_tops",
+                     "matmul_nbits_tops", "dequantize_ns_per_weight",
                      "activation_ns_per_element")
 _KERNEL_RATE_KEYS = tuple(f"{w}_weight_{k}" for w in ("constant", "runtime") for k in ("1x1", "kxk", "matmul"))
 #: Weight storage formats of a QDQ export: ONNX type x granularity.
 DEQUANT_FORMATS = tuple(f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
-                        for g in ("per_tensor", "per_channel", "per_group"))
+                        for g in ("per_tensor", "per_channel", "per_group", "per_channel_kn", "per_group_kn"))
+#: Formats a fused MatMulNBits may be measured for (a MatMul's weight; float input).
+NBITS_FORMATS = tuple(f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
+                      for g in ("per_tensor", "per_channel", "per_group"))
 _ACT_OP_KEYS = ("quantize", "dequantize", "clip", "cast_fp16")
 _ACHIEVABLE_KEYS = ("bandwidth_fraction", "compute_fraction")
 _ENERGY_KEYS = ("mac", "dram_byte", "sram_byte")
@@ -153,7 +157,9 @@ class Device:
         QDQ and non-layer nodes; else ``layer_overhead_s``), ``elementwise_bytes_per_s`` of the
         graph's non-layer ops, ``kernel_macs_per_s`` {``constant_weight_*``, ``runtime_weight_*``}
         x {``1x1``, ``kxk``, ``matmul``} (fp32 pointwise / spatial convolutions and matrix products
-        whose weight is an initializer / is dequantized on every run),
+        whose weight is an initializer / is dequantized on every run), ``nbits_macs_per_s`` per
+        weight format (a MatMul layer with a dequantized weight and a float input runs as onnxruntime's
+        fused MatMulNBits), 
         ``dequantize_s_per_weight`` per weight format (``DEQUANT_FORMATS``), and
         ``activation_s_per_element`` {``quantize``, ``dequantize``, ``clip``, ``cast_fp16``
         (an fp32 -> fp16 -> fp32 round trip)}, and ``cache_bytes_per_s`` / ``cache_bytes`` (a model
@@ -540,6 +546,7 @@ class _Parser:
             if "elementwise_gbs" in ro:
                 rt["elementwise_bytes_per_s"] = self.number(ro, "elementwise_gbs", rpath) * 1e9
             for key, allowed, scale, out in (("kernel_tops", _KERNEL_RATE_KEYS, 1e12 / 2, "kernel_macs_per_s"),
+                                             ("matmul_nbits_tops", NBITS_FORMATS, 1e12 / 2, "nbits_macs_per_s"),
                                              ("dequantize_ns_per_weight", DEQUANT_FORMATS, 1e-9,
                                               "dequantize_s_per_weight"),
                                              ("activation_ns_per_element", _ACT_OP_KEYS, 1e-9,
@@ -547,7 +554,7 @@ class _Parser:
                 if key in ro:
                     sub = self.mapping(ro[key], f"{rpath}.{key}")
                     self.keys(sub, allowed, f"{rpath}.{key}")
-                    rt[out] = MappingProxyType({k: self.number(sub, k, f"{rpath}.{key}", positive=key == "kernel_tops")
+                    rt[out] = MappingProxyType({k: self.number(sub, k, f"{rpath}.{key}", positive=key.endswith("_tops"))
                                                 * scale for k in sub})
         return Device(bandwidth_fraction=fractions["bandwidth_fraction"], runtime_ops=MappingProxyType(rt),
                       compute_fraction=fractions["compute_fraction"],

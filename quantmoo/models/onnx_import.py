@@ -53,6 +53,8 @@ The graph's other work
     zero inputs at ``ORT_ENABLE_EXTENDED`` (its fusions and constant folding applied, so folded Casts
     and fused activations do not count). The cost model charges them as one constant per model.
     Without onnxruntime (or if the run fails) ``meta["graph_ops_missing"]`` says why.
+    ``meta["matmul_layers"]``: linear layers that are an ``x @ W`` ``MatMul`` (their weight is stored
+    ``(in, out)``; with a dequantized weight and a float input onnxruntime fuses them into MatMulNBits).
     ``meta["bias_add_layers"]``: convolutions followed (through layout-only nodes) by a separate
     per-channel bias ``Add``, which onnxruntime fuses only while the conv's weight is a constant.
 
@@ -956,6 +958,10 @@ class _Walker:
             "producer": " ".join(x for x in (model.producer_name, model.producer_version) if x),
             "opset": opset, "onnx_tensors": {names[r.tensor]: r.tensor for r in self.rows.values()},
             "symbolic_dims": {k: v[0] for k, v in symbols.items()}, "other_params_tensors": n_other}
+        matmuls = [names[t] for t, r in self.rows.items()
+                   if r.kind == "linear" and len(r.nodes) == 1 and r.node.op_type == "MatMul" and r.layout is _transpose]
+        if matmuls:
+            meta["matmul_layers"] = matmuls
         bias_adds = self.bias_adds()
         if bias_adds:
             meta["bias_add_layers"] = [names[t] for t in bias_adds]
