@@ -439,8 +439,10 @@ def _ort_node_times(nodes, inputs, outputs, inits, feed, reps: int, opset: int =
 _CONV_1X1 = ((32, 128, 1, 56), (128, 32, 1, 56), (64, 256, 1, 28), (256, 64, 1, 28), (128, 512, 1, 14),
              (512, 128, 1, 14), (256, 1024, 1, 7), (1024, 256, 1, 7))
 _CONV_KXK = ((32, 32, 3, 56), (64, 64, 3, 28), (128, 128, 3, 14), (256, 256, 3, 7))
-#: Matrix products of the matmul-rate measurement: a BERT block at 128 tokens, MiniLM widths, (M, K, N).
-_MATMULS = ((128, 384, 384), (128, 384, 1536), (128, 1536, 384))
+#: Matrix products of the matmul-rate measurements: the four projections and the FFN of a BERT block at 128
+#: tokens (MiniLM widths), (M, K, N), for 6 blocks with their own weights (42 MB float32: a network's weights
+#: do not stay in the caches between runs).
+_MATMULS = ((128, 384, 384),) * 4 * 6 + ((128, 384, 1536), (128, 1536, 384)) * 6
 #: Rows = columns of the weights of the dequantize measurements (1 Mi weights, 4 MB of float32 output: larger
 #: than a core's L2, as a network's weights are; the fixed per-node cost is the per-op overhead).
 _RT_N = 1024
@@ -481,7 +483,7 @@ def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
     t = _ort_node_times(nodes, [], outs, inits, {}, reps)
     out["dequantize"] = {k.split(":", 1)[1]: v / (n * n) for k, v in t.items()}
     # a MatMul whose weight is dequantized and whose input is float (16-bit activations): onnxruntime fuses
-    # DequantizeLinear + MatMul into MatMulNBits; its rate per weight format on the BERT-block products
+    # DequantizeLinear + MatMul into MatMulNBits; its rate per weight format on the BERT-block products (6 blocks)
     out["nbits"] = {}
     for tname, elem in (("int8", T.INT8), ("uint8", T.UINT8), ("int4", T.INT4), ("uint4", T.UINT4)):
         lo, hi = {"int8": (-127, 128), "uint8": (0, 256), "int4": (-7, 8), "uint4": (0, 16)}[tname]
@@ -545,7 +547,7 @@ def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
             # the weight's dequantization is costed per format; the NCHWc reorders belong to the conv
             tot_t = sum(v for k2, v in t.items() if not k2.startswith("DequantizeLinear:"))
             out[f"{key}_{kind}"] = sum(hw * hw * co * ci * k * k for co, ci, k, hw in shapes) / tot_t
-    # the matrix products of a BERT block at 128 tokens (MiniLM widths: 384 -> 384, 384 -> 1536, 1536 -> 384),
+    # the matrix products of 6 BERT blocks at 128 tokens (MiniLM widths: 384 -> 384, 384 -> 1536, 1536 -> 384),
     # x @ W with W an initializer (prepacked) or dequantized on every run (packed on every run), in one graph
     for key, const in (("constant_weight", True), ("runtime_weight", False)):
         nodes, ins, outs, inits, feed = [], [], [], [], {}
@@ -609,8 +611,9 @@ def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, A
     conv_text = {kind: f"the {kind} convolutions of a ResNet-50 (width 1/2) bottleneck per stage in one graph, "
                        f"(C_out, C_in, k, H=W) = {', '.join(str(x) for x in shapes)}"
                  for kind, shapes in (("1x1", _CONV_1X1), ("kxk", _CONV_KXK))}
-    conv_text["matmul"] = (f"the MatMul + bias Add of a BERT block at 128 tokens in one graph, (M, K, N) = "
-                           f"{', '.join(str(x) for x in _MATMULS)}")
+    conv_text["matmul"] = (f"the MatMul + bias Add of the 4 projections and the FFN of 6 BERT blocks at 128 tokens "
+                           f"(MiniLM widths, 36 products, each weight its own; 42 MB float32) in one graph, (M, K, N) = "
+                           f"{', '.join(str(x) for x in dict.fromkeys(_MATMULS))}")
     weight_text = {"constant_weight": "an initializer (prepacked; ORT_ENABLE_ALL runs convolutions as NCHWc, their "
                                       "ReorderInput/ReorderOutput time included)",
                    "runtime_weight": "behind a DequantizeLinear of an int8 initializer (the export's form: packed on "
