@@ -25,6 +25,16 @@ Model, per layer ``l`` running choice ``c`` (DESIGN.md section 5):
   + static power * latency. Every byte moved is read from DRAM once and written to and
   read back from on-chip SRAM once (on-chip bytes = 2 * bytes moved): a documented estimate.
 
+What a runtime runs around the layers (profiles measured with ``--runtime onnxruntime`` carry a
+``runtime_ops`` block; the shipped profiles do not): per layer and choice, the QDQ export's
+DequantizeLinear at its weight format's measured cost (or onnxruntime's fused MatMulNBits rate for an
+``x @ W`` MatMul with a float input), the activation QuantizeLinear/Clip/DequantizeLinear or Cast round
+trip per input element, one light-node overhead per such node, the fp32 conv/MatMul rates for constant
+vs dequantized weights, a conv's unfused bias Add once its weight is dequantized, and kernels that read
+the weights at the width they run them (from the cache when the model's float32 weights fit in it).
+Per model, one constant (:func:`graph_ops_cost`): the graph's non-layer work (``meta["graph_ops"]``:
+elementwise, normalisation, pooling, activation x activation matmuls) and the per-inference overhead.
+
 Non-separable terms, per individual:
 
 * a convert (requantize) op wherever consecutive layers differ in activation bits; it costs
