@@ -253,6 +253,20 @@ def test_decoder_attention_by_hand():
     assert total["latency_ms"][0] - _sum_layers(prob, cfg) == pytest.approx(2 * t_block * 1e3, rel=1e-9)
 
 
+def test_prefill_attention_counts_the_causal_triangle():
+    """Prefill used to count the full tokens x context rectangle: a causal prompt's token i sees i + 1 keys."""
+    # 2 sequences x 8 prompt tokens attending to themselves: 8 * 9 / 2 = 36 (query, key) pairs each
+    model = tiny_decoder(batch=2, mode="prefill", prefill_tokens=8)
+    per_block = 2 * 36 * 16 * 4 * 2           # pairs x head_dim x heads x (scores + values)
+    assert model.meta["attention_macs_per_layer"] == per_block == 9216
+    assert decoder_attention(model, quantmoo.hardware.load(TOY), 16)["macs"] == 2 * per_block   # 2 blocks
+    # a chunk of 8 after 92 cached tokens: token i sees 92 + i + 1 keys -> 8 * 92 + 36 pairs
+    chunk = tiny_decoder(batch=1, mode="prefill", prefill_tokens=8, context=100)
+    assert chunk.meta["attention_macs_per_layer"] == (8 * 92 + 36) * 16 * 4 * 2
+    # decoding one token sees the whole context
+    assert tiny_decoder(context=100).meta["attention_macs_per_layer"] == 100 * 16 * 4 * 2
+
+
 def test_kv_cache_precision_is_a_space_option():
     model = quantmoo.zoo.load("llama2-7b", context=4096)
     cfg = QuantConfig.uniform(model, 4, 8, granularity="per_group")

@@ -204,7 +204,21 @@ def test_onnxruntime_host_profile_measures_its_kernels(tmp_path, capsys):
     mode, prec = hw.main.resolve(8, 8)
     assert (mode, prec) == ("native", "int8") or "does not fuse the QDQ export" in hw.main.rule_for(8, 8).note
     assert hw.main.resolve(16, 16)[0] == "native"     # the export's fp16 weight Casts are folded at load
-    assert "GEMV" in src["devices.cpu.memory_bandwidth_gbs"] and "QuantizeLinear" in src["convert_op.ns_per_element"]
+    assert "GEMV" in src["devices.cpu.memory_bandwidth_gbs"] and "separate convert op" in src["convert_op.ns_per_element"]
+    # what the QDQ export runs around the layers, measured per weight format and activation op, each with its source
+    rt = hw.main.runtime_ops
+    assert set(rt["dequantize_s_per_weight"]) == {f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
+                                                  for g in ("per_tensor", "per_channel", "per_group",
+                                                            "per_channel_kn", "per_group_kn")}
+    # the MatMulNBits rates are those of formats onnxruntime fused (none is recorded if it fused none)
+    assert set(rt.get("nbits_macs_per_s", {})) <= {f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
+                                                   for g in ("per_tensor", "per_channel", "per_group")}
+    assert set(rt["activation_s_per_element"]) == {"quantize", "dequantize", "clip", "cast_fp16"}
+    assert set(rt["kernel_macs_per_s"]) == {f"{w}_weight_{k}" for w in ("constant", "runtime")
+                                            for k in ("1x1", "kxk", "matmul")}
+    assert "DequantizeLinear of a 1024x1024 int4" in src["devices.cpu.runtime_ops.dequantize_ns_per_weight.int4_per_group"]
+    assert "QuantizeLinear" in src["devices.cpu.runtime_ops.activation_ns_per_element.quantize"]
+    assert rt["run_overhead_s"] >= 0 and rt["elementwise_bytes_per_s"] > 0
     assert all(0 < v < 1e15 for v in hw.main.peak_macs_per_s.values()) and hw.main.bandwidth_bytes_per_s > 0
     assert "--runtime onnxruntime" in out.read_text().splitlines()[2]
     with pytest.raises(QuantmooError, match="'runtime' of measure_host must be one of"):

@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import QuantmooError, require
 from ..models.spec import LayerSpec, ModelSpec
+from ..models.transformer import encoder_graph_ops
 from .evaluator import NumpyEvaluator
 
 __all__ = ["BertModel", "MiniLMEvaluator", "gelu", "BertEvaluator", "load_bert", "load_minilm", "minilm_dir",
@@ -396,6 +397,9 @@ class BertModel:
                   "vocab_size": self.vocab_size, "max_seq_length": self.max_seq_length, "pooling": self.pooling,
                   "normalize": True,
                   "attention_macs": 2 * int(batch) * self.n_layers * int(seq_len) ** 2 * self.hidden,
+                  # the non-layer work (attention matmuls, softmax, norms, GELU, residuals) the cost model charges
+                  "graph_ops": encoder_graph_ops(int(batch), int(seq_len), self.n_layers, self.hidden, self.n_heads,
+                                                 self.hidden // self.n_heads, self.intermediate),
                   "unused_params": {"pooler": pooler} if pooler else {},
                   "ignored_tensors": list(self.unused_tensors),
                   "accuracy_metric": "cosine fidelity to fp32 embeddings",

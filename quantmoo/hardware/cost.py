@@ -25,6 +25,16 @@ Model, per layer ``l`` running choice ``c`` (DESIGN.md section 5):
   + static power * latency. Every byte moved is read from DRAM once and written to and
   read back from on-chip SRAM once (on-chip bytes = 2 * bytes moved): a documented estimate.
 
+What a runtime runs around the layers (profiles measured with ``--runtime onnxruntime`` carry a
+``runtime_ops`` block; the shipped profiles do not): per layer and choice, the QDQ export's
+DequantizeLinear at its weight format's measured cost (or onnxruntime's fused MatMulNBits rate for an
+``x @ W`` MatMul with a float input), the activation QuantizeLinear/Clip/DequantizeLinear or Cast round
+trip per input element, one light-node overhead per such node, the fp32 conv/MatMul rates for constant
+vs dequantized weights, a conv's unfused bias Add once its weight is dequantized, and kernels that read
+the weights at the width they run them (from the cache when the model's float32 weights fit in it).
+Per model, one constant (:func:`graph_ops_cost`): the graph's non-layer work (``meta["graph_ops"]``:
+elementwise, normalisation, pooling, activation x activation matmuls) and the per-inference overhead.
+
 Non-separable terms, per individual:
 
 * a convert (requantize) op wherever consecutive layers differ in activation bits; it costs
@@ -108,6 +118,8 @@ class CostTables:
     kv_cache_bytes: float = 0.0
     fixed_live_bytes: float = 0.0
     attention: Optional[dict] = None
+    #: the graph's non-layer work and the per-inference overhead (:func:`graph_ops_cost`)
+    graph: Optional[dict] = None
 
     def __post_init__(self):
         # flat, contiguous copies of each column for the population gathers
@@ -160,6 +172,36 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     static = per_choice(lambda d, m, p: dev_of(d).static_power_w)
     precision = np.array([res[(w, a)][2] for w, a in zip(wb.tolist(), ab.tolist())])
 
+    # What a runtime runs around each layer, where the profile measured it (``runtime_ops``).
+    devs = [dev_of(d) for d in per_choice(lambda d, m, p: d, object)]   # the device of each choice
+    rts = [dv.runtime_ops for dv in devs]
+    rt_unpack, rt_act, rt_nodes, rt_key = runtime_layer_ops(enc, rts, wb, ab_stored, mode)
+    dequantized = ~np.isnan(rt_unpack)
+    # an x @ W MatMul layer keeps its weight (in, out): per-channel / per-group dequantization runs along the
+    # other axis ("_kn" formats, where measured); with a float (16-bit) input onnxruntime fuses
+    # DequantizeLinear + MatMul into MatMulNBits: no separate dequantize, the fused kernel's rate
+    is_mm = np.isin([l.name for l in model.layers], list((model.meta or {}).get("matmul_layers", ())))
+    dq_tab = [r.get("dequantize_s_per_weight", {}) for r in rts]
+    unpack_kn = np.array([t.get(k + "_kn", u) if k and "per_t" not in k else u
+                          for t, k, u in zip(dq_tab, rt_key, rt_unpack)])
+    nbits = np.array([r.get("nbits_macs_per_s", {}).get(k, np.nan) if k and ab_stored[c] >= 16 else np.nan
+                      for c, (r, k) in enumerate(zip(rts, rt_key))])
+    fused = is_mm[:, None] & ~np.isnan(nbits)[None, :]
+    rt_unpack_lc = np.where(fused, 0.0, np.where(is_mm[:, None], unpack_kn[None, :], rt_unpack[None, :]))
+    unpack = np.where(np.isnan(rt_unpack_lc), unpack[None, :], rt_unpack_lc)
+    op_overhead = np.array([r.get("op_overhead_s", o) for r, o in zip(rts, overhead)])
+    # a conv's separate bias Add (meta["bias_add_layers"]) is fused into the conv only while its weight is
+    # a constant: a dequantized weight leaves it as an elementwise node over the float32 output
+    ew = np.array([r.get("elementwise_bytes_per_s", np.inf) for r in rts])
+    bias_add = np.isin([l.name for l in model.layers], list((model.meta or {}).get("bias_add_layers", ())))
+    t_bias = np.where(bias_add[:, None] & dequantized[None, :],
+                      op_overhead[None, :] + 8.0 * cols["act_out"][:, None] / ew[None, :], 0.0)
+    overhead = overhead[None, :] + (rt_nodes[None, :] - fused) * op_overhead[None, :]   # fused: no DQ node
+    kinds = np.array([l.kind for l in model.layers])
+    conv_rate = kernel_rates(model, devs, precision, wb)
+    peak = np.where(np.isnan(conv_rate), peak[None, :], conv_rate)
+    peak = np.where(fused, nbits[None, :] * np.array([dv.compute_fraction for dv in devs])[None, :], peak)
+
     # Activation storage width: requested bits when native, else the executed precision's width.
     act_bits = np.where(mode == MODE_CODES["native"], ab, prec_bits).astype(np.float64)
 
@@ -174,12 +216,24 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     # an embedding lookup reads one row per id, not the table
     read = np.array([min(l.act_in, l.out_channels) / l.out_channels if l.kind == "embedding" else 1.0
                      for l in model.layers])
-    moved = wbytes * read[:, None] + act_in_b + act_out_b
+    # a runtime that materialises weights (onnxruntime folds fp16 Casts, dequantizes into float32 buffers)
+    # runs its kernels on n_params x the precision's width; a model whose float32 weights fit in its
+    # cache reads them from there on every run
+    materialised = np.array([bool(r) for r in rts])
+    kernel_wbytes = np.where(materialised[None, :], n * prec_bits[None, :] / 8.0 + 2.0 * cols["extra_params"][:, None],
+                             wbytes)
+    fp32_bytes = 4.0 * float(np.sum(cols["n_params"]) + np.sum(cols["extra_params"]))
+    bw = np.array([r["cache_bytes_per_s"] if "cache_bytes" in r and fp32_bytes <= r["cache_bytes"] else b
+                   for r, b in zip(rts, bw)])
+    moved = kernel_wbytes * read[:, None] + act_in_b + act_out_b
     macs = cols["macs"][:, None]
-    t_compute = macs / peak[None, :]
+    t_compute = macs / peak
     t_memory = moved / bw[None, :]
-    # only the weights read are unpacked (one row per id for a lookup)
-    latency = np.maximum(t_compute, t_memory) + overhead[None, :] + (n * read[:, None]) * unpack[None, :]
+    # only the weights read are unpacked (one row per id for a lookup), except where the runtime dequantizes
+    # whole tensors (a QDQ DequantizeLinear in front of a Gather dequantizes the entire table on every run)
+    unpacked_share = np.where(dequantized[None, :], 1.0, read[:, None])
+    latency = (np.maximum(t_compute, t_memory) + overhead + (n * unpacked_share) * unpack
+               + np.where(kinds == "embedding", 0.0, cols["act_in"])[:, None] * rt_act[None, :] + t_bias)
     energy = (macs * e_mac[None, :] + moved * e_dram[None, :] + 2.0 * moved * e_sram[None, :]
               + static[None, :] * latency * 1e12)
     # Partition boundary *into* layer l: sync + its input tensor over the partition link.
@@ -199,6 +253,10 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
     fixed = {} if att is None else dict(
         fixed_latency_s=att["latency_s"], fixed_energy_pj=att["energy_pj"],
         kv_cache_bytes=att["kv_cache_bytes"], fixed_live_bytes=att["live_bytes"], attention=att)
+    g = graph_ops_cost(model, profile)
+    fixed["fixed_latency_s"] = fixed.get("fixed_latency_s", 0.0) + g["latency_s"]
+    fixed["fixed_energy_pj"] = fixed.get("fixed_energy_pj", 0.0) + g["energy_pj"]
+    fixed["graph"] = g
     return CostTables(**fixed, n_layers=L, n_choices=C, stacked=np.ascontiguousarray(stacked), abits=ab_stored,
                       device=device, mode=np.broadcast_to(mode[None, :], (L, C)).copy(),
                       precision=np.broadcast_to(precision[None, :], (L, C)).copy(),
@@ -209,6 +267,102 @@ def build_cost_tables(model, profile, encoding) -> CostTables:
                       storage_bits=act_bits, partition_sync_s=profile.partition_sync_s,
                       partition_s_per_bit=cols["act_in"] / 8.0 / profile.partition_bytes_per_s,
                       partition_pj_per_bit=cols["act_in"] / 8.0 * profile.main.e_dram_pj_per_byte)
+
+
+def runtime_layer_ops(enc, runtime_ops, wb, ab, mode):
+    """Per-choice costs of the ops a runtime runs around a layer (a profile's ``runtime_ops``).
+
+    What quantmoo's QDQ export (:mod:`quantmoo.export.onnx_qdq`) puts around each layer, costed at
+    the device's measured rates:
+
+    * a dequantized weight (``weight_bits < 16`` run ``unpacked``): one ``DequantizeLinear`` at
+      the measured cost per weight of its format, ``{u}int{8|4}_{granularity}`` (2-4 bits are
+      stored as INT4, 5-8 bits as INT8, asymmetric as the unsigned type);
+    * the layer's input: ``QuantizeLinear -> [Clip] -> DequantizeLinear`` per element for integer
+      activations (the ``Clip`` where the grid is narrower than the type: symmetric grids and
+      under 8 bits), a ``Cast`` to fp16 and back for 16-bit ones.
+
+    Returns
+    -------
+    unpack : ndarray (n_choices,)
+        Seconds per weight, NaN where the profile has no measured format (its
+        ``unpack_ns_per_weight`` applies).
+    act : ndarray (n_choices,)
+        Seconds per input element of the layer.
+    nodes : ndarray (n_choices,)
+        Extra runtime nodes per layer (each costs the device's per-op overhead).
+    keys : list of str or None
+        The weight format key of each dequantized choice.
+    """
+    C = len(wb)
+    unpack, act, nodes = np.full(C, np.nan), np.zeros(C), np.zeros(C)
+    keys = [None] * C
+    fmt = enc.choice_value["weight_format"]
+    wsch, gran = enc.choice_value["weight_scheme"], enc.choice_value["granularity"]
+    asch = enc.choice_value["activation_scheme"]
+    for c in range(C):   # per choice (a few dozen), not per layer or individual
+        rt = runtime_ops[c]
+        dq = rt.get("dequantize_s_per_weight")
+        if dq is not None and fmt[c] == "int" and wb[c] < 16 and mode[c] == MODE_CODES["unpacked"]:
+            key = f"{'u' if wsch[c] == 'asymmetric' else ''}int{4 if wb[c] <= 4 else 8}_{gran[c]}"
+            if key in dq:
+                unpack[c], nodes[c], keys[c] = dq[key], 1.0, key
+        a = rt.get("activation_s_per_element")
+        if a is not None:
+            if ab[c] >= 16:
+                act[c], nodes[c] = a.get("cast_fp16", 0.0), nodes[c] + 2
+            else:
+                clip = asch[c] != "asymmetric" or ab[c] < 8
+                act[c] = a.get("quantize", 0.0) + a.get("dequantize", 0.0) + (a.get("clip", 0.0) if clip else 0.0)
+                nodes[c] += 3 if clip else 2
+    return unpack, act, nodes, keys
+
+
+def kernel_rates(model, devices, precision, wb):
+    """(n_layers, n_choices) MAC/s of ``conv`` and ``linear`` layers at fp32 where the device measured its
+    kernels (``runtime_ops.kernel_macs_per_s``): ``constant_weight_*`` for 16-bit weights (an
+    initializer: prepacked, onnxruntime's NCHWc path for convs with its reorders included),
+    ``runtime_weight_*`` for weights dequantized on every run (packed on every run); ``*_1x1`` for
+    pointwise convolutions, ``*_kxk`` for other convolutions, ``*_matmul`` for linear layers.
+    NaN elsewhere (the device's peak applies)."""
+    out = np.full((model.n_layers, len(wb)), np.nan)
+    kind = np.array([l.kind for l in model.layers])
+    pointwise = np.array([int(np.prod(l.weight_shape[2:])) == 1 for l in model.layers])
+    sel = {"1x1": (kind == "conv") & pointwise, "kxk": (kind == "conv") & ~pointwise, "matmul": kind == "linear"}
+    for c, dev in enumerate(devices):
+        rates = dev.runtime_ops.get("kernel_macs_per_s")
+        if rates and precision[c] == "fp32":
+            key = "constant_weight" if wb[c] >= 16 else "runtime_weight"
+            for k, rows in sel.items():
+                if f"{key}_{k}" in rates:
+                    out[rows, c] = rates[f"{key}_{k}"] * dev.compute_fraction
+    return out
+
+
+def graph_ops_cost(model, profile) -> dict:
+    """Latency and energy of the graph's non-layer work, one constant per (model, profile).
+
+    ``model.meta["graph_ops"]`` (recorded by the ONNX importer from onnxruntime's run) gives per
+    op type the node count, activation bytes read + written and the MACs of activation x
+    activation matmuls. Each node costs the main device's per-op overhead plus the roofline of
+    its bytes (at ``runtime_ops.elementwise_bytes_per_s`` where measured, else the achievable
+    bandwidth) and its MACs (fp32 rate, else the fastest); the profile's per-inference
+    ``run_overhead_s`` is added once.
+    """
+    dev = profile.main
+    rt = dev.runtime_ops
+    ops = (getattr(model, "meta", None) or {}).get("graph_ops") or {}
+    bw = rt.get("elementwise_bytes_per_s") or dev.bandwidth_bytes_per_s * dev.bandwidth_fraction
+    prec = "fp32" if "fp32" in dev.peak_macs_per_s else max(dev.peak_macs_per_s, key=dev.peak_macs_per_s.get)
+    rate = dev.peak_macs_per_s[prec] * dev.compute_fraction
+    nodes = sum(int(o.get("nodes", 0)) for o in ops.values())
+    nbytes = sum(float(o.get("bytes", 0)) for o in ops.values())
+    macs = sum(float(o.get("macs", 0)) for o in ops.values())
+    t = (rt.get("run_overhead_s", 0.0) + nodes * rt.get("op_overhead_s", dev.layer_overhead_s)
+         + sum(max(float(o.get("macs", 0)) / rate, float(o.get("bytes", 0)) / bw) for o in ops.values()))
+    e = (macs * dev.e_mac_pj[prec] + nbytes * (dev.e_dram_pj_per_byte + 2.0 * dev.e_sram_pj_per_byte)
+         + dev.static_power_w * t * 1e12)
+    return {"latency_s": t, "energy_pj": e, "nodes": nodes, "bytes": nbytes, "macs": macs}
 
 
 def evaluate_costs(tables: CostTables, C: np.ndarray, rows: np.ndarray = None) -> dict:
@@ -286,8 +440,9 @@ def decoder_attention(model, profile, kv_bits: int = 16) -> Optional[dict]:
 
     Per block, for ``tokens`` new tokens (``batch`` when decoding) attending to ``context`` keys:
 
-    * MACs ``tokens * context * head_dim * n_heads * 2`` (scores q.K and values p.V; the full
-      rectangle, also in prefill, as ``meta["attention_macs_per_layer"]``);
+    * MACs ``pairs * head_dim * n_heads * 2`` (scores q.K and values p.V over the causal (query,
+      key) pairs, :func:`quantmoo.models.transformer.attention_pairs`: ``batch * context`` when
+      decoding, the triangle in prefill; as ``meta["attention_macs_per_layer"]``);
     * bytes: the cache read (``2 * batch * context * n_kv_heads * head_dim`` elements at the KV
       precision), the new tokens' K/V written (``2 * tokens * n_kv_heads * head_dim``), the fp32
       score tensor (``tokens * n_heads * context``) written and read once, and q in / output out
@@ -319,7 +474,8 @@ def decoder_attention(model, profile, kv_bits: int = 16) -> Optional[dict]:
     dev_name, mode, prec = profile.resolve(kv_bits, 16 if kv_bits == 16 else 8)
     dev = profile.devices[dev_name]
     act_b = PRECISION_BITS[prec] / 8.0
-    macs = float(tokens) * keys * hd * nh * 2
+    from ..models.transformer import attention_pairs
+    macs = float(attention_pairs(batch, max(tokens // batch, 1), keys)) * hd * nh * 2
     kv_read = 2.0 * batch * keys * nkv * hd
     kv_write = 2.0 * tokens * nkv * hd
     scores = float(tokens) * nh * keys * SCORE_BYTES

@@ -126,9 +126,10 @@ def _blas_name() -> str:
         return "its BLAS"
 
 
-def _l3_bytes() -> Optional[int]:
+def _l3_bytes(index: int = 3) -> Optional[int]:
+    """Size of cpu0's cache ``index`` (3: the last level on x86; 2: the per-core L2)."""
     try:
-        text = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip().upper()
+        text = Path(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size").read_text().strip().upper()
         mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
         return int(text.rstrip("KMG")) * mult
     except (OSError, ValueError):
@@ -249,7 +250,12 @@ def _ort_session(nodes, inputs, outputs, inits, contrib: bool = False, optimized
     from ..errors import require
     ort = require("onnxruntime", "onnx", "measuring this machine with onnxruntime")
     helper = require("onnx.helper", "onnx", "measuring this machine with onnxruntime")
-    graph = helper.make_graph(nodes, "quantmoo_host", inputs, outputs, inits)
+    # every measured tensor feeds an in-graph ReduceMax: a graph output would get a fresh buffer (and its page
+    # faults) on every run, an intermediate reuses onnxruntime's arena as inside a model
+    reduce = [helper.make_node("ReduceMax", [o.name], [o.name + "__max"], keepdims=0, name=f"reduce_{o.name}")
+              for o in outputs]
+    outputs = [helper.make_tensor_value_info(o.name + "__max", o.type.tensor_type.elem_type, None) for o in outputs]
+    graph = helper.make_graph(nodes + reduce, "quantmoo_host", inputs, outputs, inits)
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
     model = helper.make_model(graph, opset_imports=opsets)
     so = ort.SessionOptions()
@@ -393,6 +399,178 @@ def _ort_small_ops(budget: float, rng: np.random.Generator, bandwidth: float, fp
             "nbits_shape": (n, k), "convert_s_per_element": t_q / m, "reps_convert": r_q, "convert_elements": m}
 
 
+def _ort_node_times(nodes, inputs, outputs, inits, feed, reps: int, opset: int = 21, optimized_level=None):
+    """Median kernel time (s) per node name over ``reps`` runs, from onnxruntime's profiler (one thread)."""
+    import json
+    import tempfile
+
+    import onnxruntime as ort
+    from onnx import helper
+    # every measured tensor feeds an in-graph ReduceMax: a graph output would get a fresh buffer (and its page
+    # faults) on every run, an intermediate reuses onnxruntime's arena as inside a model
+    reduce = [helper.make_node("ReduceMax", [o.name], [o.name + "__max"], keepdims=0, name=f"reduce_{o.name}")
+              for o in outputs]
+    outputs = [helper.make_tensor_value_info(o.name + "__max", o.type.tensor_type.elem_type, None) for o in outputs]
+    graph = helper.make_graph(nodes + reduce, "quantmoo_host", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if optimized_level:
+            so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimized_level)
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(d, "p")
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        for _ in range(2 + reps):
+            sess.run(None, feed)
+        with open(sess.end_profiling(), encoding="utf-8") as f:
+            events = json.load(f)
+    times: Dict[str, list] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            times.setdefault(e["args"].get("op_name", "?") + ":" + e["name"][:-len("_kernel_time")], []).append(
+                e["dur"] * 1e-6)
+    return {k: float(np.median(v[-reps:])) for k, v in times.items() if not k.startswith("ReduceMax:reduce_")}
+
+
+#: Convolutions of the conv-rate measurements: a ResNet-50 (width 1/2, as open_nsfw) bottleneck per stage,
+#: (C_out, C_in, kernel, H = W).
+_CONV_1X1 = ((32, 128, 1, 56), (128, 32, 1, 56), (64, 256, 1, 28), (256, 64, 1, 28), (128, 512, 1, 14),
+             (512, 128, 1, 14), (256, 1024, 1, 7), (1024, 256, 1, 7))
+_CONV_KXK = ((32, 32, 3, 56), (64, 64, 3, 28), (128, 128, 3, 14), (256, 256, 3, 7))
+#: Matrix products of the matmul-rate measurements: the four projections and the FFN of a BERT block at 128
+#: tokens (MiniLM widths), (M, K, N), for 6 blocks with their own weights (42 MB float32: a network's weights
+#: do not stay in the caches between runs).
+_MATMULS = ((128, 384, 384),) * 4 * 6 + ((128, 384, 1536), (128, 1536, 384)) * 6
+#: Rows = columns of the weights of the dequantize measurements (1 Mi weights, 4 MB of float32 output: larger
+#: than a core's L2, as a network's weights are; the fixed per-node cost is the per-op overhead).
+_RT_N = 1024
+
+
+def _ort_runtime_ops(reps: int, rng: np.random.Generator) -> Dict[str, Any]:
+    """What onnxruntime runs around the layers of a QDQ export, per node from its profiler:
+    ``DequantizeLinear`` of a 1024 x 1024 weight per storage format, the activation
+    ``QuantizeLinear``/``Clip``/``DequantizeLinear``/``Cast`` round trip on 1 Mi elements, an
+    elementwise per-channel ``Mul`` (the graph's non-layer ops), and fp32 convolutions with a
+    constant weight (``ORT_ENABLE_ALL``: the NCHWc path with its reorders) and with a runtime one."""
+    from onnx import TensorProto as T, helper, numpy_helper
+    F, n = T.FLOAT, _RT_N
+    c = lambda a, name: numpy_helper.from_array(np.asarray(a), name)
+    out = {}
+    # weight DequantizeLinear per format: (ONNX type, values, zero point?) x granularity
+    nodes, inits, outs = [], [], []
+    for tname, elem in (("int8", T.INT8), ("uint8", T.UINT8), ("int4", T.INT4), ("uint4", T.UINT4)):
+        lo, hi = {"int8": (-127, 128), "uint8": (0, 256), "int4": (-7, 8), "uint4": (0, 16)}[tname]
+        q = rng.integers(lo, hi, size=(n, n))
+        inits.append(helper.make_tensor(f"q_{tname}", elem, [n, n], q.flatten().tolist()))
+        zp_elem = elem
+        # Conv/Gemm weights are (out, in): channels on axis 0, blocks along axis 1; a MatMul's (in, out)
+        # weight ("_kn") the other way round (the export's layouts)
+        for gran, sshape, attrs in (("per_tensor", [], {}), ("per_channel", [n], {"axis": 0}),
+                                    ("per_group", [n, n // 32], {"axis": 1, "block_size": 32}),
+                                    ("per_channel_kn", [n], {"axis": 1}),
+                                    ("per_group_kn", [n // 32, n], {"axis": 0, "block_size": 32})):
+            key = f"{tname}_{gran}"
+            inits.append(c((rng.random(sshape) * 0.01 + 1e-3).astype(np.float32), f"s_{key}"))
+            zins = []
+            if tname.startswith("u"):
+                inits.append(helper.make_tensor(f"z_{key}", zp_elem, sshape, [hi // 2] * int(np.prod(sshape or [1]))))
+                zins = [f"z_{key}"]
+            nodes.append(helper.make_node("DequantizeLinear", [f"q_{tname}", f"s_{key}"] + zins, [f"w_{key}"],
+                                          name=key, **attrs))
+            outs.append(_vi(f"w_{key}", F, (n, n)))
+    t = _ort_node_times(nodes, [], outs, inits, {}, reps)
+    out["dequantize"] = {k.split(":", 1)[1]: v / (n * n) for k, v in t.items()}
+    # a MatMul whose weight is dequantized and whose input is float (16-bit activations): onnxruntime fuses
+    # DequantizeLinear + MatMul into MatMulNBits; its rate per weight format on the BERT-block products (6 blocks)
+    out["nbits"] = {}
+    for tname, elem in (("int8", T.INT8), ("uint8", T.UINT8), ("int4", T.INT4), ("uint4", T.UINT4)):
+        lo, hi = {"int8": (-127, 128), "uint8": (0, 256), "int4": (-7, 8), "uint4": (0, 16)}[tname]
+        for gran in ("per_tensor", "per_channel", "per_group"):
+            nodes, ins, outs, inits, feed = [], [], [], [], {}
+            for i, (m_, k_, n_) in enumerate(_MATMULS):
+                sshape, attrs = {"per_tensor": ([], {}), "per_channel": ([n_], {"axis": 1}),
+                                 "per_group": ([k_ // 32, n_], {"axis": 0, "block_size": 32})}[gran]
+                inits += [helper.make_tensor(f"q{i}", elem, [k_, n_], rng.integers(lo, hi, size=k_ * n_).tolist()),
+                          c((rng.random(sshape) * 0.01 + 1e-3).astype(np.float32), f"s{i}")]
+                zins = []
+                if tname.startswith("u"):
+                    inits.append(helper.make_tensor(f"z{i}", elem, sshape, [hi // 2] * int(np.prod(sshape or [1]))))
+                    zins = [f"z{i}"]
+                nodes += [helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}"] + zins, [f"v{i}"], **attrs),
+                          helper.make_node("MatMul", [f"a{i}", f"v{i}"], [f"b{i}"])]
+                feed[f"a{i}"] = rng.standard_normal((m_, k_)).astype(np.float32)
+                ins.append(_vi(f"a{i}", F, (m_, k_)))
+                outs.append(_vi(f"b{i}", F, (m_, n_)))
+            t = _ort_node_times(nodes, ins, outs, inits, feed, reps, optimized_level="ORT_ENABLE_ALL")
+            if t and all(k.startswith("MatMulNBits:") for k in t):
+                out["nbits"][f"{tname}_{gran}"] = sum(m_ * k_ * n_ for m_, k_, n_ in _MATMULS) / sum(t.values())
+    # activations: Q -> Clip -> DQ (int8, symmetric) and Cast -> Cast (fp16 round trip), and a Mul by a
+    # per-channel constant on (1, 64, 128, 128)
+    x = rng.standard_normal((1, 64, 64, 64)).astype(np.float32)
+    m = x.size
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quantize"),
+             helper.make_node("Clip", ["xq", "lo", "hi"], ["xc"], name="clip"),
+             helper.make_node("DequantizeLinear", ["xc", "xs", "xz"], ["xd"], name="dequantize"),
+             helper.make_node("Cast", ["x"], ["xh"], to=T.FLOAT16, name="cast_h"),
+             helper.make_node("Cast", ["xh"], ["xf"], to=F, name="cast_f"),
+             helper.make_node("Mul", ["x", "g"], ["xm"], name="mul")]
+    inits = [c(np.float32(0.05), "xs"), c(np.int8(0), "xz"), c(np.int8(-127), "lo"), c(np.int8(127), "hi"),
+             c(rng.random((64, 1, 1)).astype(np.float32), "g")]
+    shape = x.shape
+    t = {k.split(":", 1)[1]: v for k, v in _ort_node_times(
+        nodes, [_vi("x", F, shape)], [_vi(o, F, shape) for o in ("xd", "xf", "xm")], inits, {"x": x}, reps,
+        optimized_level="ORT_DISABLE_ALL").items()}
+    out["activation"] = {"quantize": t["quantize"] / m, "clip": t["clip"] / m, "dequantize": t["dequantize"] / m,
+                         "cast_fp16": (t["cast_h"] + t["cast_f"]) / m}
+    out["elementwise"] = 2 * x.nbytes / t["mul"]
+    out["act_elements"], out["act_shape"] = m, shape
+    # the convolutions of a ResNet-50 (width 1/2) bottleneck per stage, pointwise and spatial (onnxruntime runs
+    # 1x1 as a GEMM, kxk through im2col unless NCHWc); (C_out, C_in, k, H = W). All of a kind run in one graph,
+    # so their weights (about 3 MB) do not stay in a core's L2 between runs, as in a whole network.
+    for kind, shapes in (("1x1", _CONV_1X1), ("kxk", _CONV_KXK)):
+        for key, const in (("constant_weight", True), ("runtime_weight", False)):
+            nodes, ins, outs, inits, feed = [], [], [], [], {}
+            for i, (co, ci, k, hw) in enumerate(shapes):
+                feed[f"x{i}"] = rng.standard_normal((1, ci, hw, hw)).astype(np.float32)
+                w = (rng.standard_normal((co, ci, k, k)) * 0.05).astype(np.float32)
+                nodes.append(helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"y{i}"], pads=[k // 2] * 4))
+                if const:
+                    inits.append(c(w, f"w{i}"))
+                else:   # the export's form: the weight is a DequantizeLinear of an int8 initializer
+                    inits += [c(np.round(w / 0.01).clip(-127, 127).astype(np.int8), f"q{i}"), c(np.float32(0.01), f"s{i}")]
+                    nodes.append(helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}"], [f"w{i}"]))
+                ins.append(_vi(f"x{i}", F, feed[f"x{i}"].shape))
+                outs.append(_vi(f"y{i}", F, (1, co, hw, hw)))
+            t = _ort_node_times(nodes, ins, outs, inits, feed, reps, opset=17)
+            # the weight's dequantization is costed per format; the NCHWc reorders belong to the conv
+            tot_t = sum(v for k2, v in t.items() if not k2.startswith("DequantizeLinear:"))
+            out[f"{key}_{kind}"] = sum(hw * hw * co * ci * k * k for co, ci, k, hw in shapes) / tot_t
+    # the matrix products of 6 BERT blocks at 128 tokens (MiniLM widths: 384 -> 384, 384 -> 1536, 1536 -> 384),
+    # x @ W with W an initializer (prepacked) or dequantized on every run (packed on every run), in one graph
+    for key, const in (("constant_weight", True), ("runtime_weight", False)):
+        nodes, ins, outs, inits, feed = [], [], [], [], {}
+        for i, (m_, k_, n_) in enumerate(_MATMULS):
+            feed[f"a{i}"] = rng.standard_normal((m_, k_)).astype(np.float32)
+            w = (rng.standard_normal((k_, n_)) * 0.05).astype(np.float32)
+            # with its bias, as a linear layer (onnxruntime fuses MatMul + Add into Gemm either way)
+            nodes += [helper.make_node("MatMul", [f"a{i}", f"v{i}"], [f"p{i}"]),
+                      helper.make_node("Add", [f"p{i}", f"bias{i}"], [f"b{i}"])]
+            inits.append(c(rng.standard_normal(n_).astype(np.float32), f"bias{i}"))
+            if const:
+                inits.append(c(w, f"v{i}"))
+            else:
+                inits += [c(np.round(w / 0.01).clip(-127, 127).astype(np.int8), f"q{i}"), c(np.float32(0.01), f"s{i}")]
+                nodes.append(helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}"], [f"v{i}"]))
+            ins.append(_vi(f"a{i}", F, (m_, k_)))
+            outs.append(_vi(f"b{i}", F, (m_, n_)))
+        t = _ort_node_times(nodes, ins, outs, inits, feed, reps, opset=17)
+        out[f"{key}_matmul"] = sum(m_ * k_ * n_ for m_, k_, n_ in _MATMULS) / sum(
+            v for k2, v in t.items() if not k2.startswith("DequantizeLinear:"))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # The profile
 # --------------------------------------------------------------------------------------------
@@ -410,6 +588,74 @@ def _measured(value: float, text: str) -> Dict[str, Any]:
 
 def _estimate(value: float, text: str) -> Dict[str, Any]:
     return {"value": _sig(value), "estimate": text}
+
+
+def helper_node(*args, **kw):
+    from onnx import helper
+    return helper.make_node(*args, **kw)
+
+
+def _np_init(a, name):
+    from onnx import numpy_helper
+    return numpy_helper.from_array(a, name)
+
+
+def _runtime_ops_entry(rt, t_one, r_one, layer_s, rt_desc, where) -> Dict[str, Any]:
+    """The ``runtime_ops`` block of an onnxruntime profile, every number with its ``source:``."""
+    prof = f"{rt_desc}, kernel time from its profiler (median of the last runs)"
+    m, sh = rt["act_elements"], "x".join(map(str, rt["act_shape"]))
+    n = _RT_N
+    fmt_text = {"per_tensor": "one scale", "per_channel": f"{n} scales (axis 0)",
+                "per_group": "blocks of 32 along axis 1 (opset 21)", "per_channel_kn": f"{n} scales (axis 1)",
+                "per_group_kn": "blocks of 32 along axis 0 (opset 21)"}
+    conv_text = {kind: f"the {kind} convolutions of a ResNet-50 (width 1/2) bottleneck per stage in one graph, "
+                       f"(C_out, C_in, k, H=W) = {', '.join(str(x) for x in shapes)}"
+                 for kind, shapes in (("1x1", _CONV_1X1), ("kxk", _CONV_KXK))}
+    conv_text["matmul"] = (f"the MatMul + bias Add of the 4 projections and the FFN of 6 BERT blocks at 128 tokens "
+                           f"(MiniLM widths, 36 products, each weight its own; 42 MB float32) in one graph, (M, K, N) = "
+                           f"{', '.join(str(x) for x in dict.fromkeys(_MATMULS))}")
+    weight_text = {"constant_weight": "an initializer (prepacked; ORT_ENABLE_ALL runs convolutions as NCHWc, their "
+                                      "ReorderInput/ReorderOutput time included)",
+                   "runtime_weight": "behind a DequantizeLinear of an int8 initializer (the export's form: packed on "
+                                     "every run, no NCHWc; the Conv/MatMul node time only)"}
+    return {
+        "run_overhead_us": _measured(max(t_one - layer_s, 0.0) * 1e6,
+                                     f"InferenceSession.run of a one-node graph (8x8 float32 MatMul), median of "
+                                     f"{r_one}, minus the per-op overhead: the fixed cost of one inference, {rt_desc}, "
+                                     f"{where}"),
+        **({"cache_gbs": _measured(rt["cache"] / 1e9, f"{rt['cache_text']}, {rt_desc}, {where}"),
+            "cache_mb": _measured(_l3_bytes(2) / 1e6, f"/sys/devices/system/cpu/cpu0/cache/index2/size (the per-core "
+                                                      f"L2), {where}")} if _l3_bytes(2) else {}),
+        "op_overhead_us": _measured(rt["op_overhead"] * 1e6, f"{rt['op_overhead_text']}, {rt_desc}, {where}; the "
+                                                             f"dispatch cost of each QDQ and non-layer node"),
+        "elementwise_gbs": _measured(rt["elementwise"] / 1e9,
+                                     f"Mul of a {sh} float32 tensor by a per-channel constant (64x1x1; 1 MB, in a core's "
+                                     f"L2 as the tensor its producer just wrote): activation "
+                                     f"bytes read + written / time, {prof}, {where}; the rate the cost model gives "
+                                     f"the graph's non-layer ops"),
+        "kernel_tops": {f"{key}_{kind}": _measured(
+            2 * rt[f"{key}_{kind}"] / 1e12,
+            f"{conv_text[kind]}, float32, weight {weight_text[key]}; TOPS = 2 x MACs / time, {prof}, {where}")
+            for key in ("constant_weight", "runtime_weight") for kind in ("1x1", "kxk", "matmul")},
+        **({"matmul_nbits_tops": {k: _measured(2 * v / 1e12, f"{conv_text['matmul']}, float32 input, weight a "
+                                                          f"{k.split('_')[0]} initializer {fmt_text[k.split('_', 1)[1]]} "
+                                                          f"behind a DequantizeLinear, which onnxruntime fuses with the "
+                                                          f"MatMul into MatMulNBits (ORT_ENABLE_ALL); TOPS = 2 x MACs / "
+                                                          f"its kernel time, {prof}, {where}")
+                                   for k, v in sorted(rt["nbits"].items())}} if rt["nbits"] else {}),
+        "dequantize_ns_per_weight": {k: _measured(v * 1e9, f"DequantizeLinear of a {n}x{n} {k.split('_')[0]} initializer "
+                                                           f"with {fmt_text[k.split('_', 1)[1]]}"
+                                                           f"{' and zero points' if k.startswith('u') else ''} -> float32, "
+                                                           f"time / {n * n} weights, {prof}, {where}")
+                                     for k, v in sorted(rt["dequantize"].items())},
+        "activation_ns_per_element": {
+            k: _measured(rt["activation"][k] * 1e9, f"{what} on a {sh} float32 activation, time / {m} elements, {prof}, "
+                                                    f"optimizations off (each node as the export writes it), {where}")
+            for k, what in (("quantize", "QuantizeLinear float32 -> int8 (per-tensor scale)"),
+                            ("clip", "Clip of the int8 tensor to [-127, 127]"),
+                            ("dequantize", "DequantizeLinear int8 -> float32 (per-tensor scale)"),
+                            ("cast_fp16", "Cast float32 -> float16 plus Cast float16 -> float32"))},
+    }
 
 
 #: Runtimes :func:`measure_host` can measure.
@@ -492,6 +738,33 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
         small = _ort_small_ops(seconds * _BUDGET["small"] / 2, rng, bandwidth, rate["fp32"])
         if not qdq["fused"]:   # QDQ layers dequantize their weights on every run
             small["unpack_s_per_weight"] = qdq["dq_s_per_weight"]
+        rt = _ort_runtime_ops(max(5, min(_MAX_REPS, int(2 * seconds))), rng)
+        one = _ort_session([helper_node("MatMul", ["x", "w0"], ["y"])], [_vi("x", 1, (8, 8))], [_vi("y", 1, (8, 8))],
+                           [_np_init(rng.standard_normal((8, 8)).astype(np.float32), "w0")])
+        x8 = rng.standard_normal((8, 8)).astype(np.float32)
+        t_one, r_one = _median_time(lambda: one.run(None, {"x": x8}), seconds * 0.02)
+        # the dispatch cost of a light node (the QDQ and elementwise ops around the layers): a chain of 64 Casts
+        # float32 <-> float16 on an 8x8 tensor, time / 64 minus the one-node run's fixed part
+        cnames = ["x"] + [f"k{i}" for i in range(_CHAIN)]
+        casts = _ort_session([helper_node("Cast", [cnames[i], ], [cnames[i + 1]], to=10 if i % 2 == 0 else 1)
+                              for i in range(_CHAIN)], [_vi("x", 1, (8, 8))], [_vi(cnames[-1], 1, (8, 8))], [])
+        t_casts, r_casts = _median_time(lambda: casts.run(None, {"x": x8}), seconds * 0.02)
+        rt["op_overhead"] = max(t_casts - (t_one - small["layer_s"]), 0.0) / _CHAIN
+        rt["op_overhead_text"] = (f"a chain of {_CHAIN} Cast nodes (float32 <-> float16, 8x8) in one session: run time "
+                                  f"(median {t_casts * 1e6:.3g} us of {r_casts}) minus the per-inference overhead, "
+                                  f"/ {_CHAIN}")
+        # weights that stay in the core's cache between runs: a chain of 4 Gemms 1x256 @ 256x256 float32
+        # (1 MiB of weights); wall time minus the one-node run (run overhead + one op) and 3 more op overheads
+        cw = [_np_init(rng.standard_normal((256, 256)).astype(np.float32), f"c{i}") for i in range(4)]
+        names = ["v", "c_h0", "c_h1", "c_h2", "u"]
+        cache = _ort_session([helper_node("Gemm", [names[i], f"c{i}"], [names[i + 1]], transB=1) for i in range(4)],
+                             [_vi("v", 1, (1, 256))], [_vi("u", 1, (1, 256))], cw)
+        v = rng.standard_normal((1, 256)).astype(np.float32)
+        t_cache, r_cache = _median_time(lambda: cache.run(None, {"v": v}), seconds * 0.03)
+        rt["cache"] = 4 * 256 * 256 * 4 / max(t_cache - t_one - 3 * small["layer_s"], 1e-7)
+        rt["cache_text"] = (f"a chain of 4 Gemm (transB) 1x256 @ 256x256 float32 initializers (1 MiB, read from the cache on "
+                            f"every run): weight bytes / (its run time, median {t_cache * 1e6:.3g} us of {r_cache}, "
+                            f"minus the one-node run {t_one * 1e6:.3g} us and 3 per-op overheads)")
         what = {"fp32": f"{rt_desc} MatMul float32 x float32 initializer -> float32",
                 "fp16": f"{rt_desc} MatMul float16 x float16 initializer -> float16",
                 "int8": f"{rt_desc} MatMulInteger uint8 x int8 initializer -> int32 (the int8 GEMM of "
@@ -582,7 +855,10 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
         "fallback_device": None,
         "memory_budget_mb": budget_entry,
         "convert_op": {
-            "ns_per_element": _measured(small["convert_s_per_element"] * 1e9, f"{conv_text}, {where}"),
+            "ns_per_element": _measured(small["convert_s_per_element"] * 1e9, f"{conv_text}, {where}")
+            if runtime == "numpy" else _estimate(0.0, "0: the QDQ export quantizes every layer's input itself "
+                                                     "(devices.cpu.runtime_ops.activation_ns_per_element, charged "
+                                                     "per layer); there is no separate convert op between layers"),
             "pj_per_element": _estimate(
                 conv_pj, f"3 bytes through on-chip SRAM (3 x {sram} pJ) + one fp32 multiply-add for the scale "
                          f"({_sig(_HOROWITZ_MAC['fp32'][0] * f)} pJ), Horowitz ISSCC 2014 x {f}; not measurable "
@@ -612,6 +888,8 @@ def measure_host(seconds: float = 5.0, seed=0, runtime: str = "numpy") -> Dict[s
                 "layer_overhead_us": _measured(small["layer_s"] * 1e6, f"{layer_text}: the per-op dispatch cost, "
                                                                        f"{where}"),
                 "unpack_ns_per_weight": _measured(small["unpack_s_per_weight"] * 1e9, f"{unpack_text}, {where}"),
+                **({"runtime_ops": _runtime_ops_entry(rt, t_one, r_one, small["layer_s"], rt_desc, where)}
+                   if runtime == "onnxruntime" else {}),
                 "static_power_w": _estimate(
                     _STATIC_W_PER_CPU * n_cpus,
                     f"not measurable from timings (no power counters read): ~{_STATIC_W_PER_CPU:g} W per busy "

@@ -75,7 +75,19 @@ _TOP_KEYS = ("schema_version", "name", "title", "reference_device", "main_device
              "energy_scaling", "devices")
 _DEVICE_KEYS = ("title", "clock_ghz", "cores", "macs_per_cycle_per_core", "peak_tops",
                 "memory_bandwidth_gbs", "layer_overhead_us", "unpack_ns_per_weight",
-                "static_power_w", "energy_pj", "support", "achievable")
+                "static_power_w", "energy_pj", "support", "achievable", "runtime_ops")
+#: Optional ``runtime_ops`` block: what a runtime runs around the layers, measured (host profiles).
+_RUNTIME_OPS_KEYS = ("run_overhead_us", "op_overhead_us", "elementwise_gbs", "cache_gbs", "cache_mb", "kernel_tops",
+                     "matmul_nbits_tops", "dequantize_ns_per_weight",
+                     "activation_ns_per_element")
+_KERNEL_RATE_KEYS = tuple(f"{w}_weight_{k}" for w in ("constant", "runtime") for k in ("1x1", "kxk", "matmul"))
+#: Weight storage formats of a QDQ export: ONNX type x granularity.
+DEQUANT_FORMATS = tuple(f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
+                        for g in ("per_tensor", "per_channel", "per_group", "per_channel_kn", "per_group_kn"))
+#: Formats a fused MatMulNBits may be measured for (a MatMul's weight; float input).
+NBITS_FORMATS = tuple(f"{t}_{g}" for t in ("int8", "uint8", "int4", "uint4")
+                      for g in ("per_tensor", "per_channel", "per_group"))
+_ACT_OP_KEYS = ("quantize", "dequantize", "clip", "cast_fp16")
 _ACHIEVABLE_KEYS = ("bandwidth_fraction", "compute_fraction")
 _ENERGY_KEYS = ("mac", "dram_byte", "sram_byte")
 _RULE_KEYS = ("weight_bits", "activation_bits", "mode", "precision", "note")
@@ -139,6 +151,21 @@ class Device:
         sustain (optional ``achievable`` block of the YAML; 1.0, the pure peak roofline, when
         absent). The cost model uses ``peak * fraction``; ``peak_macs_per_s`` and
         ``bandwidth_bytes_per_s`` stay the datasheet peaks.
+    runtime_ops : mapping
+        Optional measured costs of what a runtime runs around the layers (the ``runtime_ops``
+        block, SI units): ``run_overhead_s`` per inference, ``op_overhead_s`` per light node (the
+        QDQ and non-layer nodes; else ``layer_overhead_s``), ``elementwise_bytes_per_s`` of the
+        graph's non-layer ops, ``kernel_macs_per_s`` {``constant_weight_*``, ``runtime_weight_*``}
+        x {``1x1``, ``kxk``, ``matmul``} (fp32 pointwise / spatial convolutions and matrix products
+        whose weight is an initializer / is dequantized on every run), ``nbits_macs_per_s`` per
+        weight format (a MatMul layer with a dequantized weight and a float input runs as onnxruntime's
+        fused MatMulNBits), 
+        ``dequantize_s_per_weight`` per weight format (``DEQUANT_FORMATS``), and
+        ``activation_s_per_element`` {``quantize``, ``dequantize``, ``clip``, ``cast_fp16``
+        (an fp32 -> fp16 -> fp32 round trip)}, and ``cache_bytes_per_s`` / ``cache_bytes`` (a model
+        whose float32 weights fit in that cache reads them from it on every run). A device with
+        ``runtime_ops`` executes weights as the runtime materialises them: its layer kernels read
+        ``n_params`` x the compute precision's width. Empty for the shipped profiles.
     """
 
     name: str
@@ -154,6 +181,7 @@ class Device:
     rules: Tuple[SupportRule, ...]
     bandwidth_fraction: float = 1.0
     compute_fraction: float = 1.0
+    runtime_ops: Mapping[str, Any] = field(default_factory=dict)
 
     def rule_for(self, w_bits: int, a_bits: int) -> SupportRule:
         """The first support rule matching ``(w_bits, a_bits)``."""
@@ -503,7 +531,32 @@ class _Parser:
                 if v > 1:
                     raise self.fail(f"field '{apath}.{k}' must be in (0, 1] (a fraction of the peak); got {v:g}")
                 fractions[k] = v
-        return Device(bandwidth_fraction=fractions["bandwidth_fraction"],
+        rt: Dict[str, Any] = {}
+        if "runtime_ops" in node:
+            rpath = f"{path}.runtime_ops"
+            ro = self.mapping(node["runtime_ops"], rpath)
+            self.keys(ro, _RUNTIME_OPS_KEYS, rpath)
+            if "run_overhead_us" in ro:
+                rt["run_overhead_s"] = self.number(ro, "run_overhead_us", rpath, positive=False) * 1e-6
+            if "cache_gbs" in ro or "cache_mb" in ro:
+                rt["cache_bytes_per_s"] = self.number(ro, "cache_gbs", rpath) * 1e9
+                rt["cache_bytes"] = self.number(ro, "cache_mb", rpath) * 1e6
+            if "op_overhead_us" in ro:
+                rt["op_overhead_s"] = self.number(ro, "op_overhead_us", rpath, positive=False) * 1e-6
+            if "elementwise_gbs" in ro:
+                rt["elementwise_bytes_per_s"] = self.number(ro, "elementwise_gbs", rpath) * 1e9
+            for key, allowed, scale, out in (("kernel_tops", _KERNEL_RATE_KEYS, 1e12 / 2, "kernel_macs_per_s"),
+                                             ("matmul_nbits_tops", NBITS_FORMATS, 1e12 / 2, "nbits_macs_per_s"),
+                                             ("dequantize_ns_per_weight", DEQUANT_FORMATS, 1e-9,
+                                              "dequantize_s_per_weight"),
+                                             ("activation_ns_per_element", _ACT_OP_KEYS, 1e-9,
+                                              "activation_s_per_element")):
+                if key in ro:
+                    sub = self.mapping(ro[key], f"{rpath}.{key}")
+                    self.keys(sub, allowed, f"{rpath}.{key}")
+                    rt[out] = MappingProxyType({k: self.number(sub, k, f"{rpath}.{key}", positive=key.endswith("_tops"))
+                                                * scale for k in sub})
+        return Device(bandwidth_fraction=fractions["bandwidth_fraction"], runtime_ops=MappingProxyType(rt),
                       compute_fraction=fractions["compute_fraction"],
                       name=name, title=title, peak_macs_per_s=MappingProxyType(peak),
                       bandwidth_bytes_per_s=bandwidth, layer_overhead_s=overhead,

@@ -46,6 +46,18 @@ Layer names
     rows would get the same name, both keep their full tensor name (unique in a graph).
     ``meta["onnx_tensors"]`` maps each layer name to its tensor.
 
+The graph's other work
+    ``meta["graph_ops"]``: per op type, the nodes onnxruntime runs that are not layers (elementwise,
+    normalisation, pooling, reshapes, transposes, activation x activation ``MatMul``), with the
+    activation bytes they read and write and their MACs, from onnxruntime's profiler over one run on
+    zero inputs at ``ORT_ENABLE_EXTENDED`` (its fusions and constant folding applied, so folded Casts
+    and fused activations do not count). The cost model charges them as one constant per model.
+    Without onnxruntime (or if the run fails) ``meta["graph_ops_missing"]`` says why.
+    ``meta["matmul_layers"]``: linear layers that are an ``x @ W`` ``MatMul`` (their weight is stored
+    ``(in, out)``; with a dequantized weight and a float input onnxruntime fuses them into MatMulNBits).
+    ``meta["bias_add_layers"]``: convolutions followed (through layout-only nodes) by a separate
+    per-channel bias ``Add``, which onnxruntime fuses only while the conv's weight is a constant.
+
 Not searched, and said so
     ``LSTM``/``GRU``/``RNN`` gate weights and weights inside control-flow subgraphs (``If``,
     ``Loop``, ``Scan``) are not rows: ``meta["not_searched"]`` lists each such node with its
@@ -202,6 +214,11 @@ def from_onnx(path, _keep: Optional[dict] = None, **overrides) -> ModelSpec:
     if input_shapes:
         spec.workload.pop("shapes", None)
         spec.workload["input_shapes"] = {k: list(v) for k, v in input_shapes.items()}
+    ops = _runtime_graph_ops(model, sk, graph)
+    if isinstance(ops, str):
+        spec.meta["graph_ops_missing"] = f"no onnxruntime run: {ops}"
+    else:
+        spec.meta["graph_ops"] = ops
     if _keep is not None:   # the ONNX export needs the graph and the node of every use
         _keep.update(model=model, rows=walker.rows, names=walker._names())
     return spec
@@ -374,6 +391,80 @@ def _runtime_shapes(model, sk, graph):
     except Exception as e:  # the model cannot run on these inputs: keep the static result, say why
         return f"it failed: {_first_line(e)[:200]}"
     return {n: list(np.shape(o)) for n, o in zip(names, outs)}
+
+
+#: Kernels that compute a row of the layer table when one input is a weight (``parameter_size`` > 0 in
+#: onnxruntime's profile); the same ops on two activations are graph work.
+_LAYER_KERNELS = ("Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "Gather")
+#: The graph optimization level whose graph is recorded: every fusion onnxruntime applies to any graph,
+#: without the NCHWc layout change, which it applies only to convolutions with constant weights (a
+#: per-config effect the cost model's conv rates carry).
+GRAPH_OPS_LEVEL = "ORT_ENABLE_EXTENDED"
+#: Ops that only relabel a tensor (onnxruntime reuses the input buffer) or read its shape.
+_VIEW_OPS = ("Shape", "Size", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
+def _runtime_graph_ops(model, sk, graph):
+    """The non-layer work of the graph as onnxruntime runs it: ``{op_type: {"nodes", "bytes", "macs"}}``
+    from its profiler over one run on zero inputs (a dict), or a short reason why there is none (a str).
+
+    Every node that is not a layer kernel counts (elementwise, normalisation, pooling, reshape,
+    transpose, ...); nodes onnxruntime folded or fused away at ``GRAPH_OPS_LEVEL`` are not in its
+    profile. ``bytes`` = activation bytes read + written (``activation_size + output_size``);
+    ``macs`` = the multiply-accumulates of activation x activation ``MatMul`` nodes (attention
+    scores and values): output elements x the shared dimension.
+    """
+    try:
+        import onnxruntime as ort
+        from onnx import helper
+    except ImportError:
+        return "onnxruntime is not installed"
+    import json
+    import os
+    import tempfile
+    inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    feed = {}
+    for v in sk.graph.input:
+        if v.name not in inputs or not _has_shape(v):
+            continue
+        tt = v.type.tensor_type
+        feed[v.name] = np.zeros([d.dim_value for d in tt.shape.dim],
+                                dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPS_LEVEL)
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(d, "graph_ops")
+            sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess.run(None, feed)
+            with open(sess.end_profiling(), encoding="utf-8") as f:
+                events = json.load(f)
+        except Exception as e:  # the model cannot run on these inputs: record nothing, say why
+            return f"it failed: {_first_line(e)[:200]}"
+    ops: Dict[str, Dict[str, int]] = {}
+    for e in events:
+        a = e.get("args", {})
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or "op_name" not in a:
+            continue
+        op, params = a["op_name"], int(a.get("parameter_size", 0))
+        shapes = [next(iter(s.values())) for s in a.get("input_type_shape", []) if s]
+        if op in _LAYER_KERNELS and params > 0 and not (op == "Gather" and shapes and
+                                                        not any(k in ("float", "float16", "bfloat16", "double")
+                                                                for k in a["input_type_shape"][0])):
+            continue
+        macs = 0
+        if op in ("MatMul", "FusedMatMul") and len(shapes) >= 2 and shapes[0]:
+            out = [next(iter(s.values())) for s in a.get("output_type_shape", []) if s]
+            macs = math.prod(out[0]) * int(shapes[0][-1]) if out else 0
+        rec = ops.setdefault(op, {"nodes": 0, "bytes": 0, "macs": 0})
+        rec["nodes"] += 1
+        if op not in _VIEW_OPS:   # views and shape reads move no tensor data
+            rec["bytes"] += int(a.get("activation_size", 0)) + int(a.get("output_size", 0))
+        rec["macs"] += macs
+    return dict(sorted(ops.items()))
 
 
 def _skeleton(onnx, model, batch: int, seq_len: int, input_shapes=None):
@@ -740,6 +831,32 @@ class _Walker:
         idx = self._numel(node.input[1], node, i)
         self._add(node, i, w, "embedding", (vocab, width), None, 0, idx, idx * width)
 
+    def bias_adds(self) -> List[str]:
+        """Weight tensors of the convolutions whose output goes (through Transpose/Cast/Identity/Reshape nodes
+        only) to an ``Add`` of a constant with one value per output channel: a separate bias, which
+        onnxruntime fuses into the conv only while the conv's weight is a constant."""
+        passthrough = ("Transpose", "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze")
+        out = []
+        for t, row in self.rows.items():
+            if row.kind not in ("conv", "depthwise_conv") or len(row.nodes) != 1:
+                continue
+            name = row.node.output[0]
+            for _ in range(8):
+                users = self.consumers.get(name, [])
+                if len(users) != 1:
+                    break
+                node = users[0]
+                if node.op_type == "Add" and node.domain in ("", "ai.onnx"):
+                    others = [x for x in node.input if x != name]
+                    c = self._const(others[0]) if len(others) == 1 else None
+                    if c is not None and _size(self.consts[c]) == row.shape[0]:
+                        out.append(t)
+                    break
+                if node.op_type not in passthrough or not node.output:
+                    break
+                name = node.output[0]
+        return out
+
     # -- the spec
     def _names(self) -> Dict[str, str]:
         """Layer name per weight tensor (see the module notes)."""
@@ -841,6 +958,13 @@ class _Walker:
             "producer": " ".join(x for x in (model.producer_name, model.producer_version) if x),
             "opset": opset, "onnx_tensors": {names[r.tensor]: r.tensor for r in self.rows.values()},
             "symbolic_dims": {k: v[0] for k, v in symbols.items()}, "other_params_tensors": n_other}
+        matmuls = [names[t] for t, r in self.rows.items()
+                   if r.kind == "linear" and len(r.nodes) == 1 and r.node.op_type == "MatMul" and r.layout is _transpose]
+        if matmuls:
+            meta["matmul_layers"] = matmuls
+        bias_adds = self.bias_adds()
+        if bias_adds:
+            meta["bias_add_layers"] = [names[t] for t in bias_adds]
         shared = {names[r.tensor]: r.uses for r in self.rows.values() if len(r.uses) > 1}
         if shared:
             meta["shared_weights"] = shared

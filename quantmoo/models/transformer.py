@@ -11,9 +11,12 @@ What is not a row
     counted in ``ModelSpec.other_params``; ``meta["other_params_breakdown"]`` splits that number.
     Attention score and value matmuls have no weights and are not rows either; their MACs are
     recorded in ``meta["attention_macs"]`` (all blocks) and ``meta["attention_macs_per_layer"]``,
-    ``tokens * keys * head_dim * n_heads * 2`` per block. For decoders the cost model adds them,
+    ``pairs * head_dim * n_heads * 2`` per block (:func:`attention_pairs`: every (query, key) pair
+    of an encoder; the causal triangle of a decoder's prompt). For decoders the cost model adds them,
     with the KV-cache traffic, as one constant per model
-    (:func:`quantmoo.hardware.cost.decoder_attention`); encoders' attention is not costed yet.
+    (:func:`quantmoo.hardware.cost.decoder_attention`); for encoders ``meta["graph_ops"]``
+    (:func:`encoder_graph_ops`: attention matmuls, softmax, norms, GELU, residual adds) is charged as
+    one constant per model (:func:`quantmoo.hardware.cost.graph_ops_cost`).
 
 Tied embeddings (GPT-2, small Qwen2)
     The shared matrix is one tensor, so it is one row: ``lm_head`` (kind ``"lm_head"``, shape
@@ -123,6 +126,51 @@ def _bias_roles(bias: Union[bool, Iterable[str]], owner: str) -> frozenset:
     if bad:
         raise QuantmooError(f"The 'bias' roles of {owner} must be in {{{', '.join(BIAS_ROLES)}}}; got {bad}")
     return roles
+
+
+
+def attention_pairs(batch: int, new_tokens: int, keys: int) -> int:
+    """(query, key) pairs a causal decoder computes: ``batch`` sequences of ``new_tokens`` new tokens
+    after ``keys - new_tokens`` cached ones; new token ``i`` (0-based) sees ``keys - new_tokens + i + 1``
+    keys. Decoding (one new token) sees all ``keys``; a prompt attending to itself, the triangle.
+
+    >>> attention_pairs(1, 1, 100), attention_pairs(2, 8, 8), attention_pairs(1, 8, 100)
+    (100, 72, 772)
+    """
+    return batch * (new_tokens * (keys - new_tokens) + new_tokens * (new_tokens + 1) // 2)
+
+
+
+def encoder_graph_ops(batch: int, seq: int, n_layers: int, h: int, n_heads: int, head_dim: int, ffn: int,
+                      act_bytes: int = 4) -> dict:
+    """The non-layer work of a BERT-family encoder (the ``meta["graph_ops"]`` the cost model charges),
+    per op type: nodes, activation bytes read + written (float32) and the MACs of the activation x
+    activation matmuls. Per block: the score and value ``MatMul`` (``batch * seq * seq * head_dim *
+    n_heads`` MACs each), the scale and the mask on the scores (``Mul``, ``Add``), ``Softmax``, the
+    head split / merge (``Transpose`` of q, k, v and the context), two residual ``Add`` and two
+    ``LayerNormalization``, the FFN's ``Gelu``; plus the embedding sum (two ``Add``) and its
+    ``LayerNormalization``. An estimate of the graph's structure (the ops the NumPy forward pass and a
+    BERT ONNX export both run), not a profile.
+
+    One block, 2 tokens, 2 heads of 2: q, k, v are 2 x 2 x 2 float32 (32 B), the scores 2 x 2 x 2 (32 B);
+    scores read q and k, write the scores (96 B), values read the scores and v, write the context (96 B);
+    each does 2 x 2 x 2 x 2 = 16 MACs:
+
+    >>> encoder_graph_ops(1, 2, 1, 4, 2, 2, 8)["MatMul"]
+    {'nodes': 2, 'bytes': 192, 'macs': 32}
+    """
+    t = batch * seq
+    x, sc, f, qkv = t * h * act_bytes, batch * n_heads * seq * seq * act_bytes, t * ffn * act_bytes, t * n_heads * head_dim * act_bytes
+    macs = batch * seq * seq * head_dim * n_heads
+    per_block = {"MatMul": (2, (2 * qkv + sc) + (sc + 2 * qkv), 2 * macs), "Mul": (1, 2 * sc, 0),
+                 "Add": (3, 2 * sc + 2 * 3 * x, 0), "Softmax": (1, 2 * sc, 0), "Transpose": (4, 4 * 2 * qkv, 0),
+                 "LayerNormalization": (2, 2 * 2 * x, 0), "Gelu": (1, 2 * f, 0)}
+    ops = {k: {"nodes": n * n_layers, "bytes": b * n_layers, "macs": m * n_layers} for k, (n, b, m) in per_block.items()}
+    ops["Add"]["nodes"] += 2            # word + position + token-type embeddings
+    ops["Add"]["bytes"] += 2 * 3 * x
+    ops["LayerNormalization"]["nodes"] += 1
+    ops["LayerNormalization"]["bytes"] += 2 * x
+    return dict(sorted(ops.items()))
 
 
 def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn_size: int,
@@ -291,7 +339,8 @@ def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn
     n_norms = 2 * L + 1  # two per block, plus the final norm (decoders) or embedding norm (encoders)
     breakdown = {"norms": n_norms * per_norm, "position_embeddings": max_positions * h,
                  "token_type_embeddings": type_vocab_size * h}
-    attn_per_layer = tokens * keys * hd * nh * 2  # scores (q.k) and weighted values, per query head
+    # scores (q.k) and weighted values, per query head, over the (query, key) pairs that attend
+    attn_per_layer = (tokens * keys if encoder else attention_pairs(batch, tokens // batch, keys)) * hd * nh * 2
     info = {
         "family": "encoder" if encoder else "decoder",
         "architecture": {
@@ -304,6 +353,8 @@ def transformer(name: str, *, hidden_size: int, n_layers: int, n_heads: int, ffn
         "attention_macs": attn_per_layer * L,
         "other_params_breakdown": breakdown,
     }
+    if encoder:
+        info["graph_ops"] = encoder_graph_ops(batch, keys, L, h, nh, hd, ffn)
     if not encoder:
         # K and V of every block for every cached position: what a KV cache holds (elements).
         info["kv_cache_elements"] = 2 * L * batch * keys * kv_out
