@@ -9,11 +9,13 @@ population; every variant below starts NSGA-II from exactly that population (pym
 * ``pymoo``: pymoo's default integer operators (SBX + PM, eta 3, rounding repair), its binary
   tournament and its duplicate elimination, plus quantmoo's validity repair (tie groups);
 * leave-one-out variants, each replacing ONE quantmoo component by the plain alternative:
-  crossover without one of its strategies (``-layer_uniform``, ``-one_point``, ``-two_point``,
-  ``-block``, ``-bit_average``), crossover replaced by pymoo's SBX, mutation replaced by
-  pymoo's PM, mutation without its adaptive rate (fixed ``1 / n_var``), mutation without the
-  ordinal step (bit genes reset like nominal genes), pymoo's duplicate elimination, pymoo's
-  binary tournament.
+  layer-boundary crossover without its one-point or its two-point matings (``-one_point``,
+  ``-two_point``), crossover replaced by pymoo's SBX, mutation replaced by pymoo's PM, pymoo's
+  duplicate elimination, pymoo's binary tournament.
+
+(The first run, at commit 8444909, also ablated the components this benchmark then removed:
+layer-uniform, block and bit-averaging crossover, the mutation's ordinal step and its decaying
+rate; see RESULTS.md.)
 
 Problems (all four objectives, with the non-separable terms): ``llama2-7b`` on ``hexagon``
 and on ``tensorrt`` (fallback partitions), ``resnet50`` on ``hexagon``, and ``digits`` on
@@ -33,14 +35,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import types
 
 import numpy as np
 
 from benchmarks._common import machine, md_table, progress, stamp
 
-VARIANTS = ("quantmoo", "pymoo", "-layer_uniform", "-one_point", "-two_point", "-block", "-bit_average",
-            "crossover=SBX", "mutation=PM", "-adaptive_rate", "-ordinal_step", "duplicates=pymoo",
+VARIANTS = ("quantmoo", "pymoo", "-one_point", "-two_point", "crossover=SBX", "mutation=PM", "duplicates=pymoo",
             "selection=pymoo")
 
 #: (label, model, hardware, measured, pop_size, n_gen)
@@ -48,22 +48,6 @@ PROBLEMS = (("llama2-7b / hexagon", "llama2-7b", "hexagon", False, 100, 150),
             ("llama2-7b / tensorrt", "llama2-7b", "tensorrt", False, 100, 150),
             ("resnet50 / hexagon", "resnet50", "hexagon", False, 100, 150),
             ("digits / hexagon, measured loss", "digits", "hexagon", True, 50, 30))
-
-
-class _NoOrdinalMutation:
-    """QuantMutation whose bit genes are reset to a random other value (as nominal genes are)."""
-
-    def __new__(cls):
-        from quantmoo.search.operators.mutation import QuantMutation, mutate_genomes
-
-        class M(QuantMutation):
-            def _do(self, problem, X, random_state=None, algorithm=None, **kwargs):
-                enc = problem.encoding
-                # mutate_genomes treats a gene as ordinal by its attribute name: hide the names
-                nominal = types.SimpleNamespace(xl=enc.xl, xu=enc.xu, n_layers=enc.n_layers, k=enc.k,
-                                                varying=[f"_{a}" for a in enc.varying])
-                return mutate_genomes(X, nominal, self.rate(problem, algorithm), random_state)
-        return M()
 
 
 def build(variant: str, problem, X0: np.ndarray):
@@ -74,7 +58,6 @@ def build(variant: str, problem, X0: np.ndarray):
     from pymoo.operators.repair.rounding import RoundingRepair
     from pymoo.operators.selection.tournament import TournamentSelection
     from quantmoo.search.operators import QuantCrossover, QuantDuplicateElimination, QuantMutation, QuantRepair
-    from quantmoo.search.operators.crossover import STRATEGIES
     from quantmoo.search.operators.selection import CrowdedTournamentSelection
 
     sbx = SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair())
@@ -84,17 +67,12 @@ def build(variant: str, problem, X0: np.ndarray):
     if variant == "pymoo":
         ops.update(crossover=sbx, mutation=pm, eliminate_duplicates=True,
                    selection=TournamentSelection(func_comp=binary_tournament))
-    elif variant.startswith("-") and variant[1:] in STRATEGIES:
-        ops["crossover"] = QuantCrossover(weights={s: float(s != variant[1:]) for s in STRATEGIES})
+    elif variant in ("-one_point", "-two_point"):
+        ops["crossover"] = QuantCrossover(n_points=2 if variant == "-one_point" else 1)
     elif variant == "crossover=SBX":
         ops["crossover"] = sbx
     elif variant == "mutation=PM":
         ops["mutation"] = pm
-    elif variant == "-adaptive_rate":
-        r = 1.0 / problem.n_var        # pymoo's default per-variable rate, fixed
-        ops["mutation"] = QuantMutation(rate_start=r, rate_end=r)
-    elif variant == "-ordinal_step":
-        ops["mutation"] = _NoOrdinalMutation()
     elif variant == "duplicates=pymoo":
         ops["eliminate_duplicates"] = True
     elif variant == "selection=pymoo":
