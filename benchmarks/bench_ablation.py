@@ -13,7 +13,7 @@ population; every variant below starts NSGA-II from exactly that population (pym
   ``-two_point``), crossover replaced by pymoo's SBX, mutation replaced by pymoo's PM, pymoo's
   duplicate elimination, pymoo's binary tournament.
 
-(The first run, at commit 8444909, also ablated the components this benchmark then removed:
+(The first run, at commit 1ac9f51, also ablated the components this benchmark then removed:
 layer-uniform, block and bit-averaging crossover, the mutation's ordinal step and its decaying
 rate; see RESULTS.md.)
 
