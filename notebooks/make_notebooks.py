@@ -625,9 +625,9 @@ NB05 = [
 
     * **quantmoo operators**: an initial population that mixes random genomes, genomes biased towards
       high precision and hardware-native choices, every uniform-precision config and the greedy
-      (Lagrangian) hull of the separable accuracy-size trade-off; crossover that keeps layers and blocks
-      together; ordinal bit mutation with a decaying rate; repair of tie groups; vectorised duplicate
-      elimination;
+      (Lagrangian) hull of the separable accuracy-size trade-off; one- or two-point crossover at layer
+      boundaries (a layer's genes travel together); mutation that resets a gene to another allowed value
+      with probability 1/n_var; repair of tie groups; vectorised duplicate elimination;
     * **pymoo default operators** (`operators="pymoo"`): integer random sampling, SBX and polynomial
       mutation with rounding.
 

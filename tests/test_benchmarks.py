@@ -226,3 +226,18 @@ def test_inloop_bench_peers_spend_their_budget_through_the_cache(tmp_path):
     asked.clear()
     X, loss = bi.optuna_nsga2(problem, counting, 12, 0)
     assert len(X) == sum(asked) == 12
+
+
+def test_bench_ablation_same_start_tiny():
+    """Every variant starts from the same seeded population; pymoo's duplicate elimination removes the
+    same rows as quantmoo's, so that variant reproduces the full set's run exactly."""
+    from benchmarks import bench_ablation
+    res = bench_ablation.ablation(problems=(("resnet18 / hexagon", "resnet18", "hexagon", False, 12, 3),),
+                                  variants=("quantmoo", "duplicates=pymoo", "pymoo", "-one_point"), seeds=range(1))
+    runs = res[0]["runs"]
+    assert len({r[0]["hv0"] for r in runs.values()}) == 1
+    assert len({r[0]["n_eval"] for r in runs.values()}) == 1
+    assert runs["duplicates=pymoo"][0]["hv"] == runs["quantmoo"][0]["hv"]
+    assert all(r[0]["hv"] >= r[0]["hv0"] > 0 for r in runs.values())
+    text = bench_ablation.report(res, range(1), "cmd")
+    assert "| `pymoo` |" in text and "Total CPU" in text

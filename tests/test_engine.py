@@ -209,8 +209,7 @@ def small_config(**kw):
 
 def small_search(stop_after=None, n_gen=12):
     """The equivalent quantmoo.search call; a run stopped after k generations is the same 12-generation
-    run stopped by its callback (the adaptive mutation rate follows the planned run's progress, so it
-    is not a k-generation run)."""
+    run stopped by its callback."""
     cb = None if stop_after is None else (lambda rec: rec["n_gen"] < stop_after)
     return quantmoo.search("resnet18", "arm_dot", pop_size=16, n_gen=n_gen, seed=5, progress=False, callback=cb)
 

@@ -4,9 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from quantmoo import SearchSpace
-from quantmoo.search.operators import (cx_bit_average, cx_block, cx_layer_points, cx_layer_uniform,
-                                       duplicate_mask, greedy_path_seeds, lagrangian_choices, mutate_genomes,
-                                       repair_genomes, sample_uniform, uniform_precision_seeds)
+from quantmoo.search.operators import (QuantCrossover, QuantMutation, cx_layer_points, duplicate_mask,
+                                       greedy_path_seeds, lagrangian_choices, mutate_genomes, repair_genomes, sample_uniform, uniform_precision_seeds)
 
 
 @pytest.fixture
@@ -25,69 +24,59 @@ def test_sampling_in_bounds_and_reproducible(enc):
     assert (a >= enc.xl).all() and (a <= enc.xu).all()
 
 
-def test_layer_uniform_keeps_layer_genes_together(enc):
-    rng = np.random.default_rng(0)
-    P = sample_uniform(enc, 200, rng).reshape(2, 100, -1)
-    Y = cx_layer_uniform(P, enc, rng)
-    for m in range(100):
-        for l in range(enc.n_layers):
-            g = np.flatnonzero(enc.gene_layer == l)
-            child = Y[0, m, g]
-            assert np.array_equal(child, P[0, m, g]) or np.array_equal(child, P[1, m, g])
-            # the two children are complementary
-            other = Y[1, m, g]
-            assert {tuple(child), tuple(other)} == {tuple(P[0, m, g]), tuple(P[1, m, g])}
-
-
-@pytest.mark.parametrize("n_points", [1, 2])
+@pytest.mark.parametrize("n_points", [1, 2, None])
 def test_point_crossover_cuts_at_layer_boundaries(enc, n_points):
     rng = np.random.default_rng(3)
-    P = np.stack([np.zeros((50, enc.n_var), int), np.ones((50, enc.n_var), int)])
-    P = np.minimum(P, enc.xu)
+    P = sample_uniform(enc, 200, rng).reshape(2, 100, -1)
     Y = cx_layer_points(P, enc, rng, n_points)
     L = enc.n_layers
-    for m in range(50):
-        src = [int(Y[0, m, enc.gene_layer == l][1] == P[1, m, enc.gene_layer == l][1]) for l in range(L)]
-        switches = sum(src[i] != src[i + 1] for i in range(L - 1))
-        assert switches <= n_points
+    switches = []
+    for m in range(100):    # reference: per mating, per layer, which parent each child's layer came from
+        src = []
+        for l in range(L):
+            g = np.flatnonzero(enc.gene_layer == l)
+            a, b = P[0, m, g], P[1, m, g]
+            c0, c1 = Y[0, m, g], Y[1, m, g]
+            # a layer's genes travel together; the children are complementary
+            assert (np.array_equal(c0, a) and np.array_equal(c1, b)) or (np.array_equal(c0, b) and np.array_equal(c1, a))
+            if not np.array_equal(a, b):
+                src.append(int(np.array_equal(c0, b)))
+        switches.append(sum(src[i] != src[i + 1] for i in range(len(src) - 1)))
+    assert max(switches) <= (n_points or 2)
+    assert max(switches) >= 1                                   # it does cross over
+    if n_points is None:
+        assert 2 in switches                                    # both one- and two-point matings occur
+    # the calibration gene (global, last) also comes from one parent, the other child gets the other's
+    assert enc.calib_varies
+    c, p = Y[:, :, -1], P[:, :, -1]
+    assert ((c[0] == p[0]) & (c[1] == p[1]) | (c[0] == p[1]) & (c[1] == p[0])).all()
 
 
-def test_block_crossover_swaps_whole_blocks(tiny_model):
-    enc = SearchSpace().bind(tiny_model)
-    rng = np.random.default_rng(5)
-    P = sample_uniform(enc, 100, rng).reshape(2, 50, -1)
-    Y = cx_block(P, enc, rng, tiny_model.blocks())
-    for m in range(50):
-        for l in range(enc.n_layers):
-            g = enc.gene_layer == l
-            assert np.array_equal(Y[0, m, g], P[0, m, g]) or np.array_equal(Y[0, m, g], P[1, m, g])
+def test_crossover_rejects_bad_n_points():
+    from quantmoo.errors import QuantmooError
+    with pytest.raises(QuantmooError, match="'n_points' of QuantCrossover must be one of"):
+        QuantCrossover(n_points=3)
 
 
-def test_bit_average_between_parents(enc):
-    rng = np.random.default_rng(2)
-    P = sample_uniform(enc, 200, rng).reshape(2, 100, -1)
-    Y = cx_bit_average(P, enc, rng)
-    j = enc.varying.index("weight_bits")
-    cols = np.arange(j, enc.n_layers * enc.k, enc.k)
-    lo = np.minimum(P[0][:, cols], P[1][:, cols])
-    hi = np.maximum(P[0][:, cols], P[1][:, cols])
-    for c in (Y[0][:, cols], Y[1][:, cols]):
-        assert (c >= lo).all() and (c <= hi).all()
-    # the two children's bit genes add up to the parents' (floor + ceil of the mean)
-    assert np.array_equal(Y[0][:, cols] + Y[1][:, cols], P[0][:, cols] + P[1][:, cols])
-
-
-def test_mutation_respects_pins_and_bounds_and_steps(enc):
+def test_mutation_resets_free_genes_to_other_values(enc):
     rng = np.random.default_rng(4)
     X = sample_uniform(enc, 300, rng)
     Y = mutate_genomes(X, enc, 0.3, rng)
     assert (Y >= enc.xl).all() and (Y <= enc.xu).all()
     pinned = enc.xl == enc.xu
     assert np.array_equal(Y[:, pinned], X[:, pinned])
-    j = enc.varying.index("activation_bits")
-    cols = np.arange(j, enc.n_layers * enc.k, enc.k)
-    assert (np.abs(Y[:, cols] - X[:, cols]) <= 1).all()          # ordinal: one step
-    assert (Y != X).any(axis=1).all()                            # every individual changed
+    changed = Y != X
+    # about rate x free genes change (every drawn gene moves to a different value)
+    assert abs(changed[:, ~pinned].mean() - 0.3) < 0.02
+    # a reset reaches values more than one step away (no ordinal step)
+    assert (np.abs(Y - X)[changed] > 1).any()
+    assert mutate_genomes(X, enc, 1e-12, rng).tolist() == X.tolist()
+
+
+def test_mutation_rate_validation():
+    from quantmoo.errors import QuantmooError
+    with pytest.raises(QuantmooError, match="'rate' of QuantMutation must be a number in"):
+        QuantMutation(rate=0)
 
 
 def test_mutation_reproducible(enc):

@@ -158,7 +158,6 @@ class QuantizationProblem(Problem):
                                 f"{type(accuracy).__name__}")
         #: names of the columns of G: the objective bounds, then the evaluation-failure flag
         self.constraint_names = tuple(self.constraints) + (("evaluation_failed",) if self.measured else ())
-        self.blocks = self.model.blocks()
         self._native = None
         self._pins = None
         super().__init__(n_var=self.encoding.n_var, n_obj=len(self.objectives),

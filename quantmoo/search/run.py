@@ -68,7 +68,7 @@ class WeightedSumProblem(Problem):
 
     def __init__(self, base: QuantizationProblem, weights: np.ndarray, ref: np.ndarray):
         self.base, self.weights, self.ref = base, weights, ref
-        self.encoding, self.blocks = base.encoding, base.blocks
+        self.encoding = base.encoding
         super().__init__(n_var=base.n_var, n_obj=1, n_ieq_constr=base.n_ieq_constr, xl=base.xl, xu=base.xu,
                          vtype=int)
 

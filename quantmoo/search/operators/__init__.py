@@ -1,6 +1,5 @@
 """quantmoo's own pymoo operators: pure vectorised functions plus thin pymoo classes."""
-from .crossover import (QuantCrossover, cx_bit_average, cx_block, cx_layer_points, cx_layer_uniform,
-                        quant_crossover)
+from .crossover import QuantCrossover, cx_layer_points
 from .duplicates import QuantDuplicateElimination, duplicate_mask
 from .mutation import QuantMutation, mutate_genomes
 from .repair import QuantRepair, repair_genomes
@@ -9,7 +8,7 @@ from .sampling import (QuantSampling, greedy_path_seeds, lagrangian_choices, sam
 
 __all__ = [
     "QuantCrossover", "QuantMutation", "QuantRepair", "QuantSampling", "QuantDuplicateElimination",
-    "cx_bit_average", "cx_block", "cx_layer_points", "cx_layer_uniform", "quant_crossover",
+    "cx_layer_points",
     "duplicate_mask", "mutate_genomes", "repair_genomes", "greedy_path_seeds", "lagrangian_choices",
     "sample_biased", "sample_uniform", "uniform_precision_seeds",
 ]

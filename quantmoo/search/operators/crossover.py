@@ -1,123 +1,69 @@
-"""Crossover operators that respect the layer structure of the genome.
+"""Crossover at layer boundaries: one or two cuts, a layer's genes always travel together.
 
-Each is a pure vectorised function of the parents ``X`` of shape (2, n_matings, n_var)
-returning two children of the same shape; :class:`QuantCrossover` picks one of them per mating.
-
-* :func:`cx_layer_uniform`: each layer's genes come together from one parent.
-* :func:`cx_layer_points`: single- or two-point crossover with cuts at layer boundaries.
-* :func:`cx_block`: whole transformer/residual blocks are exchanged.
-* :func:`cx_bit_average`: bit genes (ordinal) become the average of the parents, rounded
-  up or down at random; other genes as in layer-uniform crossover.
+:func:`cx_layer_points` is the pure vectorised function of the parents ``X`` of shape
+(2, n_matings, n_var), returning two complementary children of the same shape;
+:class:`QuantCrossover` adapts it to pymoo. The issue-19 ablation
+(``benchmarks/bench_ablation.py``) kept only these cuts: layer-uniform, block and bit-averaging
+crossovers did not raise the hypervolume on any problem and were removed; replacing the cuts
+by pymoo's SBX lowers it on every non-separable proxy problem.
 """
 from __future__ import annotations
 
 import numpy as np
 from pymoo.core.crossover import Crossover
 from pymoo.core.population import Population
-from ..space import ORDINAL_ATTRS
-
-STRATEGIES = ("layer_uniform", "one_point", "two_point", "block", "bit_average")
 
 
-def _layer_to_genes(mask_l: np.ndarray, enc, calib_mask: np.ndarray = None) -> np.ndarray:
-    """Expand a per-layer mask (M, L) to a per-gene mask (M, n_var)."""
-    M = mask_l.shape[0]
-    out = np.repeat(mask_l, enc.k, axis=1)
-    if enc.calib_varies:
-        cm = calib_mask if calib_mask is not None else np.zeros((M, 1), dtype=bool)
-        out = np.concatenate([out, cm.reshape(M, 1)], axis=1)
-    return out
+def cx_layer_points(X, enc, random_state, n_points=None):
+    """Cuts at layer boundaries; segments alternate between the parents.
 
-
-def _swap(X: np.ndarray, take_b: np.ndarray) -> np.ndarray:
-    a, b = X[0], X[1]
-    return np.stack([np.where(take_b, b, a), np.where(take_b, a, b)])
-
-
-def cx_layer_uniform(X, enc, random_state, prob: float = 0.5):
-    M = X.shape[1]
-    m = random_state.random((M, enc.n_layers)) < prob
-    return _swap(X, _layer_to_genes(m, enc, random_state.random((M, 1)) < prob))
-
-
-def cx_layer_points(X, enc, random_state, n_points: int = 1):
-    """Cuts at layer boundaries; segments alternate between parents."""
+    Parameters
+    ----------
+    X : ndarray (2, M, n_var) of int
+        The parents of ``M`` matings.
+    enc : Encoding
+    random_state : numpy.random.Generator
+    n_points : {1, 2} or None
+        Cuts per mating; ``None`` (default) draws one or two with equal probability per mating.
+        The calibration gene (global) comes from either parent with probability 1/2.
+    """
     M, L = X.shape[1], enc.n_layers
     if L < 2:
-        return cx_layer_uniform(X, enc, random_state)
-    cuts = np.sort(random_state.integers(1, L, size=(M, n_points)), axis=1)
-    pos = np.arange(L)
-    # number of cuts at or before each layer: odd -> segment from the other parent
-    n_before = (pos[None, None, :] >= cuts[:, :, None]).sum(axis=1)
-    m = (n_before % 2) == 1
-    return _swap(X, _layer_to_genes(m, enc, random_state.random((M, 1)) < 0.5))
-
-
-def cx_block(X, enc, random_state, blocks: np.ndarray, prob: float = 0.5):
-    """Exchange whole blocks (layers with block id -1 count as their own block each)."""
-    M, L = X.shape[1], enc.n_layers
-    ids = np.where(blocks >= 0, blocks, blocks.max(initial=0) + 1 + np.arange(L))
-    _, inv = np.unique(ids, return_inverse=True)
-    m_block = random_state.random((M, inv.max() + 1)) < prob
-    return _swap(X, _layer_to_genes(m_block[:, inv], enc, random_state.random((M, 1)) < prob))
-
-
-def cx_bit_average(X, enc, random_state):
-    Y = cx_layer_uniform(X, enc, random_state)
+        m = np.zeros((M, L), dtype=bool)
+    else:
+        cuts = np.sort(random_state.integers(1, L, size=(M, 2)), axis=1)
+        one = np.ones(M, dtype=bool) if n_points == 1 else (
+            np.zeros(M, dtype=bool) if n_points == 2 else random_state.random(M) < 0.5)
+        cuts[one, 1] = L        # a cut at L is past the last layer: one-point
+        # number of cuts at or before each layer: odd -> segment from the other parent
+        m = ((np.arange(L)[None, :, None] >= cuts[:, None, :]).sum(axis=2) % 2) == 1
+    genes = np.repeat(m, enc.k, axis=1)
+    if enc.calib_varies:
+        genes = np.concatenate([genes, random_state.random((M, 1)) < 0.5], axis=1)
     a, b = X[0], X[1]
-    for attr in ORDINAL_ATTRS:
-        if attr not in enc.varying:
-            continue
-        cols = np.arange(enc.varying.index(attr), enc.n_layers * enc.k, enc.k)
-        s = a[:, cols] + b[:, cols]
-        up = random_state.random(s.shape) < 0.5
-        lo = s // 2
-        hi = s - lo
-        Y[0][:, cols] = np.where(up, hi, lo)
-        Y[1][:, cols] = np.where(up, lo, hi)
-    return Y
-
-
-def quant_crossover(X, enc, random_state, blocks=None, weights=None):
-    """Apply one strategy per mating, chosen with probabilities ``weights`` (dict)."""
-    weights = dict(weights or {s: 1.0 for s in STRATEGIES})
-    if blocks is None or (np.asarray(blocks) < 0).all():
-        weights.pop("block", None)
-    names = [s for s in STRATEGIES if weights.get(s, 0) > 0]
-    p = np.array([weights[s] for s in names], dtype=np.float64)
-    p /= p.sum()
-    M = X.shape[1]
-    pick = random_state.choice(len(names), size=M, p=p)
-    out = np.empty_like(X)
-    for i, name in enumerate(names):   # over the handful of strategies, not over individuals
-        sel = pick == i
-        if not sel.any():
-            continue
-        Xs = X[:, sel]
-        if name == "layer_uniform":
-            Y = cx_layer_uniform(Xs, enc, random_state)
-        elif name == "one_point":
-            Y = cx_layer_points(Xs, enc, random_state, 1)
-        elif name == "two_point":
-            Y = cx_layer_points(Xs, enc, random_state, 2)
-        elif name == "block":
-            Y = cx_block(Xs, enc, random_state, blocks)
-        else:
-            Y = cx_bit_average(Xs, enc, random_state)
-        out[:, sel] = Y
-    return out
+    return np.stack([np.where(genes, b, a), np.where(genes, a, b)])
 
 
 class QuantCrossover(Crossover):
-    """pymoo adapter of :func:`quant_crossover` (two parents, two children).
+    """pymoo adapter of :func:`cx_layer_points` (two parents, two children).
 
     ``do`` is overridden to read the parents' genomes as one (2, n_matings, n_var) array
     instead of pymoo's per-mating Python loop.
+
+    Parameters
+    ----------
+    prob : float
+        Probability that a mating crosses over (otherwise the children copy the parents).
+    n_points : {1, 2} or None
+        See :func:`cx_layer_points`.
     """
 
-    def __init__(self, prob: float = 0.9, weights: dict = None):
+    def __init__(self, prob: float = 0.9, n_points=None):
         super().__init__(2, 2, prob=prob)
-        self.weights = weights
+        if n_points not in (None, 1, 2):
+            from ...errors import QuantmooError
+            raise QuantmooError(f"The 'n_points' of QuantCrossover must be one of {{1, 2, None}}; got {n_points!r}")
+        self.n_points = n_points
 
     def do(self, problem, pop, parents=None, *args, random_state=None, **kwargs):
         if parents is not None:
@@ -136,5 +82,4 @@ class QuantCrossover(Crossover):
         return Population.new("X", Y.reshape(-1, X.shape[-1]))
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
-        return quant_crossover(np.asarray(X, dtype=np.int64), problem.encoding, random_state,
-                               blocks=problem.blocks, weights=self.weights)
+        return cx_layer_points(np.asarray(X, dtype=np.int64), problem.encoding, random_state, self.n_points)
