@@ -8,9 +8,9 @@ its dynamic reshapes and the shapes come from one onnxruntime run.
 
 Data: 12 fixed 320 x 320 crops of scikit-learn's sample photos (china.jpg, flower.jpg; rows 0 and 107,
 columns 0, 160 and 320), resized to 48 x 192 and normalised as rapidocr does for the classifier
-((x / 255 - 0.5) / 0.5, CHW). They are not text lines: the loss is the fidelity of the quantized model's 2-class output to fp32 on real
-images (KL, nats per image), not an OCR accuracy. With ``--data`` only, the same 12 images
-calibrate the activation ranges and are measured.
+((x / 255 - 0.5) / 0.5, CHW). They are not text lines: the loss is the fidelity of the quantized
+model's 2-class output to fp32 on real images (KL, nats per image), not an OCR accuracy. With
+``--data`` only, the same 12 images calibrate the activation ranges and are measured.
 
 Steps (each a ``quantmoo`` command): ``search --measured`` on arm_dot (every genome's QDQ model run
 in onnxruntime), ``validate`` (Kendall tau is 1 by construction here: the search loss is measured),
