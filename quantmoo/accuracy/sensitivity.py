@@ -148,6 +148,27 @@ def _act_keys(enc) -> Tuple[List[tuple], np.ndarray]:
     return keys, ids
 
 
+def _same_weight(model, wkeys) -> np.ndarray:
+    """``(L, K)``: for each layer, the index of the first weight key that gives it the same weights.
+
+    llama.cpp types whose block does not divide a layer's rows fall back to another type
+    (:func:`quantmoo.quant.ggml.effective_type`): on SmolLM2's 576-wide rows Q2_K, Q3_K and Q4_0
+    are all Q4_0. Such keys are one choice for that layer: its error term and one-layer response
+    are computed once and shared (the same numbers, fewer runs).
+    """
+    from ..quant.ggml import effective_type
+    out = np.tile(np.arange(len(wkeys)), (model.n_layers, 1))
+    for i, layer in enumerate(model.layers):
+        cols = int(np.prod(layer.weight_shape[1:])) if len(layer.weight_shape) > 1 else int(layer.weight_shape[0])
+        seen = {}
+        for j, k in enumerate(wkeys):
+            if k[0] < 16 and k[1] == "ggml":
+                t = effective_type(k[2], cols).name
+                k = (16,) if t == "F16" else ("ggml", t)
+            out[i, j] = seen.setdefault(k, j)
+    return out
+
+
 def _lq(wkey=(16,), akey=(16,), group_size: int = 128) -> LayerQuant:
     kw = {"group_size": group_size}
     if wkey[0] < 16 and wkey[1] == "ggml":
@@ -572,10 +593,13 @@ def _anchor_table(model, enc, ev, full: bool, progress: bool) -> AccuracyTable:
     follow = getattr(ev, "weight_calibration", "min_max") == "config"
     t = time.perf_counter()
     # 1. error terms
+    same = _same_weight(model, wkeys)
     ew = np.zeros((len(methods) if follow else 1, L, len(wkeys)))
     for mi in range(ew.shape[0]):
         for i, n in enumerate(names):
-            ew[mi, i] = weight_errors(ev, n, wkeys, gs, methods[mi] if follow else None)
+            u = np.unique(same[i])
+            ew[mi, i, u] = weight_errors(ev, n, [wkeys[j] for j in u], gs, methods[mi] if follow else None)
+            ew[mi, i] = ew[mi, i, same[i]]
     ea = np.zeros((len(methods), L, len(akeys)))
     for mi, m in enumerate(methods):
         for i, n in enumerate(names):
@@ -597,7 +621,10 @@ def _anchor_table(model, enc, ev, full: bool, progress: bool) -> AccuracyTable:
     da_m = np.full((len(methods), L, len(akeys)), np.nan)
     for i, n in enumerate(names):
         for j in wa:
-            dw[i, j] = probe(_one_layer_config(model, n, _lq(wkeys[j], group_size=gs), cal0)) - base
+            r = same[i, j]   # keys giving this layer the same weights are measured once
+            if not np.isfinite(dw[i, r]):
+                dw[i, r] = probe(_one_layer_config(model, n, _lq(wkeys[j], group_size=gs), cal0)) - base
+            dw[i, j] = dw[i, r]
         if kinds[i] != "embedding":
             for j in aa:
                 da[i, j] = probe(_one_layer_config(model, n, _lq((16,), akeys[j], gs), cal0)) - base
