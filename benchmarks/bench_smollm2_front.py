@@ -73,7 +73,7 @@ def one_pass(seed: int, cache: Path, out: Path, max_front: int, pop_size: int, n
     base = [{"name": b["name"], "size_mb": b["objectives"]["size_mb"], "proxy": b["objectives"]["accuracy_loss"],
              "measured": b.get("measured")} for b in res.baselines]
     return {"seed": seed, "n_params": spec.n_params, "front": front, "presets": base,
-            "kendall_tau": rep.kendall_tau, "n_measured": rep.n, "cache_hits": rep.cache_hits,
+            "kendall_tau": rep.kendall_tau, "n_measured": rep.n, "n_refined": (rep.refine or {}).get("n_added", 0), "cache_hits": rep.cache_hits,
             "cache_misses": rep.cache_misses, "table_runs": table.meta.get("n_calibration_runs"),
             "table_seconds": table.meta.get("seconds"), "table_cpu_seconds": table.meta.get("cpu_seconds"),
             "fp32_ppl": spec.evaluator.fp32_perplexity()
@@ -99,11 +99,21 @@ def compare(r: dict) -> dict:
     return {"rows": rows, "n_wins": sum(x["wins"] for x in rows)}
 
 
+def tau_in_preset_range(r: dict) -> tuple:
+    """Kendall tau(proxy, measured KL) over the front points between the smallest and largest preset."""
+    from scipy.stats import kendalltau
+    lo, hi = min(b["size_mb"] for b in r["presets"]), max(b["size_mb"] for b in r["presets"])
+    pts = [p for p in r["front"] if p["measured"] and lo * 0.9 <= p["size_mb"] <= hi * 1.05]
+    return float(kendalltau([p["proxy"] for p in pts], [p["measured"]["kl_mean"] for p in pts])[0]), len(pts)
+
+
 def report(results: list, n_params: int) -> str:
     bpw = lambda mb: mb * 8e6 / n_params  # noqa: E731
     out = []
     for seed, cold, warm in results:
         c = compare(cold)
+        tau_r, n_r = tau_in_preset_range(cold)
+        n_ref = cold.get("n_refined", 0)
         rows = []
         for x in c["rows"]:
             b, m, p = x["b"], x["b"]["measured"], x["best"]
@@ -112,7 +122,7 @@ def report(results: list, n_params: int) -> str:
                          f"{m['top1_agreement']:.3f}",
                          f"{bpw(p['size_mb']):.3f}" if p else "-", f"{pm.get('kl_mean', float('nan')):.4f}",
                          f"{pm.get('perplexity', float('nan')):.3f}", f"{pm.get('top1_agreement', float('nan')):.3f}",
-                         f"{x['diff']:+.4f} ± {x['se']:.4f}" if p else "-",
+                         f"{x['diff']:+.5f} ± {x['se']:.5f} ({x['diff'] / x['se']:+.0f} s.e.)" if p else "-",
                          "front" if x["wins"] else "preset"])
         s, s2 = cold["seconds"], warm["seconds"]
         # the table is computed once per (model, space, evaluator) and cached: a pass that found it cached
@@ -120,9 +130,11 @@ def report(results: list, n_params: int) -> str:
         sens = cold["table_seconds"]
         tot = sens + s["search"] + s["validation"]
         tot2 = s2["sensitivity"] + s2["search"] + s2["validation"]
-        out += [f"**seed {seed}**: {len(cold['front'])} front points measured ({cold['n_measured']} with the "
-                f"presets' refinement), Kendall tau(proxy, measured KL) over them = {cold['kendall_tau']:.3f}; the "
-                f"measured front beats {c['n_wins']} of 6 presets at equal or smaller size.", "",
+        out += [f"**seed {seed}**: {cold['n_measured']} front points measured ({cold['n_measured'] - n_ref} of the "
+                f"thinned front + {n_ref} added by the presets' refinement); Kendall tau(proxy, measured KL) over them "
+                f"= {cold['kendall_tau']:.3f}, over the {n_r} between 0.9x the smallest and 1.05x the largest preset = "
+                f"{tau_r:.3f}; the measured front has a lower KL than {c['n_wins']} of the 6 presets at equal or "
+                f"smaller size.", "",
                 md_table(["preset", "bpw", "KL", "ppl", "top-1", "front bpw", "front KL", "front ppl", "front top-1",
                           "KL diff ± s.e. (windows)", "lower KL"], rows), "",
                 f"time (wall): sensitivity {sens:.0f} s when computed ({cold['table_cpu_seconds']:.0f} s CPU, "
@@ -130,8 +142,41 @@ def report(results: list, n_params: int) -> str:
                 f"{s['search']:.0f} s, validation {s['validation']:.0f} s ({cold['cache_misses']} evaluations, "
                 f"{cold['cache_hits']} cache hits) = {tot:.0f} s; cached rerun: {s2['sensitivity']:.1f} + "
                 f"{s2['search']:.1f} + {s2['validation']:.1f} = {tot2:.1f} s ({tot / max(tot2, 1e-9):.1f}x faster; "
-                f"model load {s2['load']:.1f} s not included in either)", ""]
+                f"model load {s2['load']:.1f} s not included in either)", "",
+                "<details><summary>every measured front point (proxy vs measured)</summary>", "",
+                md_table(["bpw", "proxy KL", "measured KL", "ppl", "top-1"],
+                         [[f"{bpw(p['size_mb']):.3f}", f"{p['proxy']:.4f}", f"{p['measured']['kl_mean']:.4f}",
+                           f"{p['measured']['perplexity']:.3f}", f"{p['measured']['top1_agreement']:.3f}"]
+                          for p in cold["front"] if p["measured"] and "kl_mean" in p["measured"]]),
+                "", "</details>", ""]
     return "\n".join(out)
+
+
+def figure(results: list, n_params: int) -> str:
+    """Measured KL vs bpw: each seed's measured front and the six presets (log KL)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from benchmarks._common import save_png
+    bpw = lambda mb: mb * 8e6 / n_params  # noqa: E731
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for (seed, cold, _), mk in zip(results, ("o", "s")):
+        pts = sorted((bpw(p["size_mb"]), p["measured"]["kl_mean"]) for p in cold["front"]
+                     if p["measured"] and p["measured"].get("kl_mean", 0) > 0)
+        ax.plot(*zip(*pts), mk + "-", ms=4, lw=1, label=f"measured front, seed {seed}")
+    for b in results[0][1]["presets"]:
+        x, y = bpw(b["size_mb"]), b["measured"]["kl_mean"]
+        ax.plot(x, y, "k^", ms=7)
+        ax.annotate(b["name"].replace("llama.cpp ", ""), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.plot([], [], "k^", label="llama.cpp presets (quantmoo's rules)")
+    ax.set_yscale("log")
+    ax.set_xlim(5, 9)
+    ax.set_ylim(3e-4, 1)
+    ax.set_xlabel("bits per weight (packed size x 8 / parameters)")
+    ax.set_ylabel("measured KL to fp32 (nats/token)")
+    ax.set_title("smollm2-135m, llama.cpp types, arm_dot: measured")
+    ax.legend(fontsize=8)
+    return save_png(fig, "smollm2_front_vs_presets")
 
 
 def main(argv=None) -> None:
@@ -141,6 +186,7 @@ def main(argv=None) -> None:
     ap.add_argument("--pop-size", type=int, default=100)
     ap.add_argument("--n-gen", type=int, default=100)
     ap.add_argument("--dir", help="working directory (caches, runs); default: a new temporary directory")
+    ap.add_argument("--report-only", action="store_true", help="print the report of the passes already in --dir")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)   # child: one pass of this seed
     ap.add_argument("--json", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -155,6 +201,9 @@ def main(argv=None) -> None:
         passes = []
         for label in ("cold", "cached"):
             js = work / f"seed{seed}-{label}.json"
+            if a.report_only:
+                passes.append(json.loads(js.read_text()))
+                continue
             cmd = [sys.executable, "-m", "benchmarks.bench_smollm2_front", "--one", str(seed), "--dir", str(work),
                    "--json", str(js), "--max-front", str(a.max_front), "--pop-size", str(a.pop_size),
                    "--n-gen", str(a.n_gen)]
@@ -172,6 +221,7 @@ def main(argv=None) -> None:
     print("bpw = packed size x 8 / the 134.5 M quantizable parameters (norms excluded); the front point of a preset is "
           "the measured front point with size <= the preset's and the lowest measured KL\n")
     print(report(results, n_params))
+    print(figure(results, n_params) + "\n")
     load1 = os.getloadavg()
     print(f"{machine()}; load average before {load0[0]:.2f}, after {load1[0]:.2f}; {stamp()}; work dir {work}")
 
