@@ -359,6 +359,17 @@ def test_evaluator_details_on_tiny_model(tiny):
         pytest.approx(w2["loss"], rel=1e-5)
 
 
+def test_evaluator_in_a_pool_worker_uses_one_thread(tiny, monkeypatch):
+    """A process pool already runs one evaluation per core: its workers' evaluators must not add threads."""
+    from quantmoo.accuracy import parallel
+    spec = zoo.load(tiny[0])
+    kw = dict(seq_len=8, eval_tokens=64, calibration_tokens=8)   # 4 batches of 2 windows
+    assert L.LlamaEvaluator(spec, spec.evaluator.model, threads=3, **kw).threads == 3
+    monkeypatch.setattr(parallel, "_IN_POOL_WORKER", True)
+    assert L.LlamaEvaluator(spec, spec.evaluator.model, **kw).threads == 1
+    assert L.LlamaEvaluator(spec, spec.evaluator.model, threads=2, **kw).threads == 2   # asked for explicitly
+
+
 def test_runs_resume_from_cached_block_inputs(tiny):
     """A config that changes only block 1 reuses block 1's input from an earlier run: same logits."""
     path, _ = tiny

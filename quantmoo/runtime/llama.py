@@ -289,8 +289,9 @@ class LlamaEvaluator(NumpyEvaluator):
         512-token window, 35 MB for all 30 blocks).
     threads : int, optional
         Evaluation batches run in parallel on this many threads, each with one BLAS thread
-        (default: the CPUs this process may use, at most the number of batches); 1 runs them
-        in turn with ``blas_threads`` BLAS threads.
+        (default: the CPUs this process may use, at most the number of batches; 1 inside a
+        local process-pool worker, where the pool already runs one evaluation per core); 1 runs
+        them in turn with ``blas_threads`` BLAS threads.
     **kwargs
         Passed to :class:`NumpyEvaluator`.
     """
@@ -327,7 +328,10 @@ class LlamaEvaluator(NumpyEvaluator):
         # weights and text windows are read on first use, so building the zoo entry stays cheap
         super().__init__(spec, lambda b, ops: model.forward(b[:, :-1], ops), calibration_data=None,
                          weights=spec.weights, biases=model.biases, **kwargs)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from ..accuracy.parallel import in_pool_worker
+        # in a pool worker the pool already runs one evaluation per core: more threads would oversubscribe them
+        cpus = 1 if in_pool_worker() else \
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.threads = min(threads or cpus, -(-eval_tokens // seq_len // batch_windows) or 1)
 
     # -- lazy weights and windows ---------------------------------------------------------------
