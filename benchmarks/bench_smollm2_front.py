@@ -25,7 +25,7 @@ this is how much the difference depends on which text was scored); Kendall tau b
 measured KL over the validated front (refined points included); wall times. Proxy numbers are
 never shown as measured.
 
-    python -m benchmarks.bench_smollm2_front            # seeds 0 and 1 (about an hour on one core)
+    python -m benchmarks.bench_smollm2_front            # seeds 0 and 1 (28 min on one shared core, 14 of them the sensitivity pass)
     python -m benchmarks.bench_smollm2_front --seeds 0 --max-front 8 --pop-size 40 --n-gen 20
 """
 from __future__ import annotations
