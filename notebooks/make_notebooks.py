@@ -1327,6 +1327,14 @@ NB09 = [
       `model.evaluator` (4,096 tokens).
     * `model.evaluator.model.forward(ids, ops)` gives logits for your own token ids (`ops = model.evaluator.ops(cfg)`).
     * Every number above is `measured` against the dequantized Q4_1 file, not against the bf16 original.
+
+    What that gives in llama.cpp's own types (`SearchSpace.llama_cpp()`, `arm_dot`, objectives KL and size;
+    `python -m benchmarks.bench_smollm2_front`, measured on the 4,096 evaluation tokens, seed 0): at equal or
+    smaller size the measured front has a lower KL than every preset quantmoo's rules build for this model,
+    e.g. Q4_K_M 0.0505 -> 0.0286 (6.165 bits per weight), Q4_0 0.302 -> 0.064, Q8_0 0.0012 -> 0.0010; Kendall tau
+    between the proxy and the measured KL over the 22 validated points is 1.0. The sensitivity pass takes about
+    14 minutes on this machine once, then comes from the cache; `quantmoo export RUN --format llama.cpp` writes
+    the chosen types for `llama-quantize --tensor-type-file`.
     """),
 ]
 

@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--accuracy-table", metavar="NPZ",
                    help="proxy accuracy table from 'quantmoo sensitivity' (same --space); kept in --out")
     s.add_argument("--seed-baselines", action="store_true",
-                   help="seed the population with the greedy and ILP baselines' configs")
+                   help="seed the population with the greedy, ILP and llama.cpp-rule baselines' configs")
     s.add_argument("--no-baselines", action="store_true",
                    help="do not compute or report the uniform, greedy, ILP and llama.cpp baselines")
     s.add_argument("--measured", action="store_true",

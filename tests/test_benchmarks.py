@@ -241,3 +241,24 @@ def test_bench_ablation_same_start_tiny():
     assert all(r[0]["hv"] >= r[0]["hv0"] > 0 for r in runs.values())
     text = bench_ablation.report(res, range(1), "cmd")
     assert "| `pymoo` |" in text and "Total CPU" in text
+
+
+def test_smollm2_front_comparison_by_hand():
+    """Per preset: the lowest measured KL at equal or smaller size, and the paired per-window noise."""
+    from benchmarks import bench_smollm2_front as b
+
+    def m(kls):
+        return {"kl_mean": sum(kls) / len(kls), "kl_windows": kls, "perplexity": 17.0, "top1_agreement": 0.9}
+    r = {"front": [{"size_mb": 50.0, "proxy": 0.3, "measured": m([0.2, 0.4])},
+                   {"size_mb": 90.0, "proxy": 0.2, "measured": m([0.1, 0.3])},
+                   {"size_mb": 100.0, "proxy": 0.1, "measured": m([0.0, 0.1])}],
+         "presets": [{"name": "llama.cpp Q4_0", "size_mb": 95.0, "proxy": 0.25, "measured": m([0.3, 0.3])},
+                     {"name": "llama.cpp Q3_K_M", "size_mb": 40.0, "proxy": 0.5, "measured": m([0.5, 0.5])}]}
+    c = b.compare(r)
+    q4, q3 = c["rows"]
+    # Q4_0 (95 MB): the 90 MB point (KL 0.2) beats the 50 MB one (0.3); differences -0.2 and 0 -> mean -0.1,
+    # s.e. = std([-0.2, 0], ddof=1) / sqrt(2) = 0.1
+    assert q4["best"]["size_mb"] == 90.0 and q4["diff"] == pytest.approx(-0.1) and q4["se"] == pytest.approx(0.1)
+    assert q4["wins"] and q3["best"] is None and not q3["wins"] and c["n_wins"] == 1
+    tau, n = b.tau_in_preset_range(r)
+    assert n == 2 and tau == pytest.approx(1.0)   # 50 and 90 MB lie in [0.9 * 40, 1.05 * 95]

@@ -320,9 +320,19 @@ def test_next_token_metrics_by_hand():
     assert got["top1"][0] == 0 and ref["logp_target"][0] == pytest.approx(math.log(0.5))
     same = L.next_token_metrics(np.array([[0.0, 0.0]]), np.array([0]), ref)
     assert abs(same["kl"][0]) < 1e-7
-    # the sensitivity probe's distortion: the same KL, on (batch, tokens, vocab) logits
-    kl = L.LlamaEvaluator.output_distortion(np.array([[[math.log(3.0), 0.0]] * 2]), np.zeros((1, 2, 2)))
-    assert kl == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
+
+
+def test_probe_distortion_is_the_kl_and_keeps_its_reference(tiny):
+    """The sensitivity probe's distortion: the same KL, on (batch, tokens, vocab) logits; the
+    reference distribution kept for the next call belongs to that very array only."""
+    ev = zoo.load(tiny[0]).evaluator
+    q = np.array([[[math.log(3.0), 0.0]] * 2])
+    ref = np.zeros((1, 2, 2))
+    for _ in range(2):
+        assert ev.output_distortion(q, ref) == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
+    # another reference with equal shape: p = (3/4, 1/4) against itself is 0, not the kept one's KL
+    assert abs(ev.output_distortion(q, q.copy())) < 1e-7
+    assert ev.output_distortion(q, ref) == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
 
 
 def test_evaluator_details_on_tiny_model(tiny):
@@ -340,12 +350,24 @@ def test_evaluator_details_on_tiny_model(tiny):
     w2 = ev.details(QuantConfig.uniform(spec, weight_bits=2, activation_bits=16))
     assert fp16["n_tokens"] == 64 and 0 <= fp16["loss"] < 1e-3 and fp16["top1_agreement"] > 0.9
     assert w2["loss"] > 10 * fp16["loss"] and w2["loss"] == w2["kl_mean"]
+    assert len(w2["kl_windows"]) == 4 and np.mean(w2["kl_windows"]) == pytest.approx(w2["loss"], rel=1e-6)
     assert w2["perplexity_change"] == pytest.approx(w2["perplexity"] - w2["perplexity_fp32"])
     assert ev.fp32_perplexity() == pytest.approx(fp16["perplexity_fp32"])
     ev1 = L.LlamaEvaluator(spec, spec.evaluator.model, seq_len=16, eval_tokens=64, calibration_tokens=16, threads=1,
                            articles=arts)
     assert ev1.details(QuantConfig.uniform(spec, weight_bits=2, activation_bits=16))["loss"] == \
         pytest.approx(w2["loss"], rel=1e-5)
+
+
+def test_evaluator_in_a_pool_worker_uses_one_thread(tiny, monkeypatch):
+    """A process pool already runs one evaluation per core: its workers' evaluators must not add threads."""
+    from quantmoo.accuracy import parallel
+    spec = zoo.load(tiny[0])
+    kw = dict(seq_len=8, eval_tokens=64, calibration_tokens=8)   # 4 batches of 2 windows
+    assert L.LlamaEvaluator(spec, spec.evaluator.model, threads=3, **kw).threads == 3
+    monkeypatch.setattr(parallel, "_IN_POOL_WORKER", True)
+    assert L.LlamaEvaluator(spec, spec.evaluator.model, **kw).threads == 1
+    assert L.LlamaEvaluator(spec, spec.evaluator.model, threads=2, **kw).threads == 2   # asked for explicitly
 
 
 def test_runs_resume_from_cached_block_inputs(tiny):
@@ -372,6 +394,26 @@ def test_runs_resume_from_cached_block_inputs(tiny):
 
 
 # -- text and tokenizer -----------------------------------------------------------------------------
+
+def test_sensitivity_measures_types_that_fall_back_to_one_type_once(tiny):
+    """Rows of 32 store Q2_K and Q3_K as Q4_0 and rows of 24 everything as F16 (llama.cpp's
+    fallback): the one-layer run of a layer is done once per stored type, and the table's
+    columns of types stored alike are equal."""
+    from quantmoo import SearchSpace
+    from quantmoo.accuracy.sensitivity import sensitivity
+    spec = zoo.load(tiny[0])
+    ev = L.LlamaEvaluator(spec, spec.evaluator.model, seq_len=8, eval_tokens=8, calibration_tokens=8,
+                          articles=[Article("a", "the hen in a thin hat " * 4), Article("b", "a tin ant " * 6)])
+    space = SearchSpace.llama_cpp(types=("Q2_K", "Q3_K", "Q4_0", "Q8_0", "F16"))
+    t = sensitivity(spec, space, ev, measure="anchors")
+    # anchors Q2_K, Q3_K, Q4_0: one stored type per layer -> 1 run per layer, plus the fp16 base
+    assert t.meta["n_calibration_runs"] == 1 + spec.n_layers
+    tab = t.table[0]
+    np.testing.assert_array_equal(tab[:, 0], tab[:, 2])
+    np.testing.assert_array_equal(tab[:, 1], tab[:, 2])
+    down = [i for i, n in enumerate(spec.layer_names) if "ffn_down" in n]
+    np.testing.assert_array_equal(tab[down, 0], tab[down, 3])
+
 
 def test_strip_markup():
     wiki = ("{{Infobox|name={{nested|x}}}}'''Albedo''' is the [[reflectivity|diffuse reflectivity]] of a "

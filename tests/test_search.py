@@ -185,6 +185,19 @@ def test_seed_baselines_puts_greedy_and_ilp_configs_in_the_first_population():
     assert quantmoo.search("resnet18", "arm_dot", pop_size=8, n_gen=1).meta["algorithm"]["seed_baselines"] is False
 
 
+def test_seed_baselines_puts_the_llama_cpp_presets_in_the_first_population():
+    """The presets a decoder LLM's front is compared with are legitimate starting points."""
+    from quantmoo.baselines.rules import rule_presets
+    from quantmoo.search.run import SearchRun
+    from quantmoo.search.space import SearchSpace
+    run = SearchRun("tinyllama-1.1b", "arm_dot", space=SearchSpace.llama_cpp(), objectives=("accuracy_loss", "size_mb"),
+                    pop_size=40, n_gen=1, seed=0, seed_baselines=True).setup()
+    run.step()
+    pop = {x.tobytes() for x in run.algorithm.pop.get("X").astype(np.int64)}
+    names, X = rule_presets(run.problem)
+    assert len(names) == 6 and all(x.astype(np.int64).tobytes() in pop for x in X)
+
+
 def test_pymoo_operators_keep_tie_groups_valid():
     """operators='pymoo' searches the same feasible space: every genome respects the tie groups."""
     from quantmoo.search.problem import QuantizationProblem

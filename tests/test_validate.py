@@ -346,6 +346,19 @@ def test_validate_refine_adds_points_below_each_baseline(digits, result):
     assert rep2.refine["n_added"] == 0 and len(res.front) == rep.n
 
 
+def test_validate_refine_builds_no_proxy_table(digits, result, monkeypatch):
+    """The refined points' costs are recomputed; their searched loss comes from the result, so no
+    sensitivity pass may run (on smollm2-135m one takes minutes)."""
+    import copy
+    from quantmoo.accuracy import sensitivity as sens
+
+    def refuse(*a, **k):
+        raise AssertionError("validate(refine=...) built a proxy table")
+    monkeypatch.setattr(sens, "default_accuracy", refuse)
+    rep = validate(copy.deepcopy(result), model=digits, workers=1, cache=False, refine=1)
+    assert rep.refine["n_added"] > 0
+
+
 def test_validate_refine_run_dir(tmp_path, result):
     import copy
     run = tmp_path / "run"

@@ -262,8 +262,20 @@ def _check_workers(workers):
 
 
 # -- local worker processes -----------------------------------------------------------------------
+#: True inside a :class:`ProcessPool` worker: the pool already runs one task per core, so an evaluator
+#: built there must not start threads of its own (see :func:`in_pool_worker`).
+_IN_POOL_WORKER = False
+
+
+def in_pool_worker() -> bool:
+    """True in a local pool worker process (its evaluators should use one thread: the pool fills the cores)."""
+    return _IN_POOL_WORKER
+
+
 def _worker_init(started) -> None:
     """First thing a pool worker runs (after importing the parent's main module)."""
+    global _IN_POOL_WORKER
+    _IN_POOL_WORKER = True
     # Ctrl-C reaches the whole process group: the parent decides, workers must not die mid-task
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     started.set()

@@ -276,7 +276,10 @@ def _solutions(result, spec, X, F) -> list:
     vals = {o: F[:, j] for j, o in enumerate(result.objectives)}
     try:  # every cost output (energy, memory, ...), as the search's own front points have them
         from ..search.problem import QuantizationProblem
-        full = QuantizationProblem(spec, hw, space, objectives=result.objectives).evaluate_all(X)
+        from .tables import prior_table
+        # costs only: the searched accuracy_loss comes from F (a proxy table here could take minutes)
+        full = QuantizationProblem(spec, hw, space, objectives=result.objectives,
+                                   accuracy=prior_table(spec, enc)).evaluate_all(X)
         if all(np.allclose(full[o], vals[o], rtol=1e-9, atol=1e-12) for o in result.objectives
                if o != "accuracy_loss"):
             vals = {**{o: v for o, v in full.items() if o != "accuracy_loss"}, **vals}

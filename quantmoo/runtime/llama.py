@@ -28,7 +28,9 @@ prediction of a window scored (so the first predictions of a window have little 
   ``smollm2-135m`` that is the Q4_1 file, not the original bf16 checkpoint.
 * ``details`` adds ``perplexity`` (exp of the mean negative log-likelihood of the actual next
   tokens), ``perplexity_fp32``, ``perplexity_change`` (quantized minus fp32), ``top1_agreement``
-  (fraction of tokens whose most likely next token is the fp32 one), ``kl_max``, ``n_tokens``.
+  (fraction of tokens whose most likely next token is the fp32 one), ``kl_max``, ``n_tokens`` and
+  ``kl_windows`` (the mean KL of each evaluation window: paired differences between two configs
+  over the windows estimate how much a KL difference is measurement noise, i.e. depends on the text).
 
 The fp32 reference distributions are computed once per evaluator and kept (float32,
 ``n_tokens * vocab * 4`` bytes: 805 MB for 4,096 tokens of SmolLM2), so each evaluation is one
@@ -274,8 +276,10 @@ class LlamaEvaluator(NumpyEvaluator):
         Input tokens per window (each window is ``seq_len + 1`` tokens: inputs and targets).
     eval_tokens : int, default 4096
         Scored next-token predictions: ``ceil(eval_tokens / seq_len)`` windows.
-    calibration_tokens : int, default 1024
-        Tokens of the calibration split (activation ranges, sensitivity statistics).
+    calibration_tokens : int, default 512
+        Tokens of the calibration split (activation ranges, sensitivity statistics and the
+        one-layer runs of a sensitivity pass, whose cost grows with it; the evaluation split is
+        separate and stays at ``eval_tokens``).
     batch_windows : int, default 2
         Windows per forward call (bounds the ``batch * seq_len * vocab`` logits in memory).
     articles : sequence of Article, optional
@@ -285,8 +289,9 @@ class LlamaEvaluator(NumpyEvaluator):
         512-token window, 35 MB for all 30 blocks).
     threads : int, optional
         Evaluation batches run in parallel on this many threads, each with one BLAS thread
-        (default: the CPUs this process may use, at most the number of batches); 1 runs them
-        in turn with ``blas_threads`` BLAS threads.
+        (default: the CPUs this process may use, at most the number of batches; 1 inside a
+        local process-pool worker, where the pool already runs one evaluation per core); 1 runs
+        them in turn with ``blas_threads`` BLAS threads.
     **kwargs
         Passed to :class:`NumpyEvaluator`.
     """
@@ -295,7 +300,7 @@ class LlamaEvaluator(NumpyEvaluator):
     metric = "kl_divergence"
 
     def __init__(self, spec: ModelSpec, model: LlamaModel, *, seq_len: int = 512, eval_tokens: int = 4096,
-                 calibration_tokens: int = 1024, batch_windows: int = 2, articles: Optional[Sequence] = None,
+                 calibration_tokens: int = 512, batch_windows: int = 2, articles: Optional[Sequence] = None,
                  threads: Optional[int] = None, block_cache_mb: float = 256, **kwargs):
         for field, v, lo in (("seq_len", seq_len, 2), ("eval_tokens", eval_tokens, 1),
                              ("calibration_tokens", calibration_tokens, 1), ("batch_windows", batch_windows, 1)):
@@ -316,11 +321,17 @@ class LlamaEvaluator(NumpyEvaluator):
         self.block_cache: Dict[tuple, tuple] = {}  # (windows hash, block) -> (prefix key, residual stream)
         self._block_bytes = 0
         self.block_hits = 0
-        kwargs.setdefault("name", f"{spec.name}-next-token-kl")
+        self._distortion_ref: Optional[tuple] = None
+        # the name keys the evaluation and proxy-table caches: it names the text the numbers come from
+        kwargs.setdefault("name", f"{spec.name}-next-token-kl-{-(-eval_tokens // seq_len)}x{seq_len}"
+                                  f"-cal{calibration_tokens}")
         # weights and text windows are read on first use, so building the zoo entry stays cheap
         super().__init__(spec, lambda b, ops: model.forward(b[:, :-1], ops), calibration_data=None,
                          weights=spec.weights, biases=model.biases, **kwargs)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from ..accuracy.parallel import in_pool_worker
+        # in a pool worker the pool already runs one evaluation per core: more threads would oversubscribe them
+        cpus = 1 if in_pool_worker() else \
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.threads = min(threads or cpus, -(-eval_tokens // seq_len // batch_windows) or 1)
 
     # -- lazy weights and windows ---------------------------------------------------------------
@@ -417,6 +428,7 @@ class LlamaEvaluator(NumpyEvaluator):
         ppl = float(np.exp(-np.mean(cat(got, "logp_target").astype(np.float64))))
         ppl32 = float(np.exp(-np.mean(cat(ref, "logp_target").astype(np.float64))))
         return {"loss": float(kl.mean()), "kl_mean": float(kl.mean()), "kl_max": float(kl.max()),
+                "kl_windows": [float(v) for v in kl.reshape(-1, self.seq_len).mean(axis=1)],
                 "perplexity": ppl, "perplexity_fp32": ppl32, "perplexity_change": ppl - ppl32,
                 "top1_agreement": float(np.mean(cat(got, "top1") == cat(ref, "top1"))), "n_tokens": int(kl.size)}
 
@@ -478,13 +490,20 @@ class LlamaEvaluator(NumpyEvaluator):
     #: :meth:`output_distortion` is in the unit of ``accuracy_loss`` (nats per token).
     distortion_in_loss_unit = True
 
-    @staticmethod
-    def output_distortion(outputs: np.ndarray, reference: np.ndarray) -> float:
-        """Mean next-token KL of logits ``outputs`` from ``reference`` (any leading shape; the sensitivity probe)."""
+    def output_distortion(self, outputs: np.ndarray, reference: np.ndarray) -> float:
+        """Mean next-token KL of logits ``outputs`` from ``reference`` (any leading shape; the sensitivity probe).
+
+        The reference's distribution is kept for the next call with the same array (a
+        sensitivity pass compares hundreds of runs with one reference).
+        """
         V = np.shape(reference)[-1]
         zeros = np.zeros(int(np.size(reference) // V), dtype=np.int64)
-        ref = next_token_metrics(np.array(reference, dtype=np.float32).reshape(-1, V), zeros)
-        return float(np.mean(next_token_metrics(np.array(outputs, dtype=np.float32).reshape(-1, V), zeros, ref)["kl"]))
+        held = self._distortion_ref
+        if held is None or held[0] is not reference:
+            ref = next_token_metrics(np.array(reference, dtype=np.float32).reshape(-1, V), zeros)
+            held = self._distortion_ref = (reference, ref)   # holds the array: its identity stays valid
+        return float(np.mean(next_token_metrics(np.array(outputs, dtype=np.float32).reshape(-1, V), zeros,
+                                                held[1])["kl"]))
 
     def fp32_perplexity(self) -> float:
         """Perplexity of the fp32 (dequantized GGUF) model on the evaluation windows."""

@@ -253,7 +253,7 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         ``meta["front_thinning"]``; the full set is kept in ``result.nondominated`` and saved
         to ``nondominated.npz``). ``None`` keeps every point.
     seed_baselines : bool
-        Seed the initial population with the greedy and ILP baselines' configs (computed once
+        Seed the initial population with the greedy, ILP and llama.cpp-rule baselines' configs (computed once
         and reused for the result's baselines). Worth it for small real models; costs the
         ILP sweep's time on LLM-sized problems.
     checkpoint : path, optional

@@ -114,8 +114,8 @@ class QuantSampling(Sampling):
     biased_fraction : float
         Fraction of the remainder drawn by :func:`sample_biased`; the rest is uniform.
     seed_baselines : bool
-        Also seed the greedy-curve and ILP-sweep genomes of the standard baselines
-        (:func:`quantmoo.baselines.baseline_genomes`), so the search starts from the
+        Also seed the greedy-curve, ILP-sweep and (decoder LLMs) llama.cpp rule-preset genomes of
+        the standard baselines (:func:`quantmoo.baselines.baseline_genomes`), so the search starts from the
         heuristics it is compared with (as AMQ-style searches do). Off by default: the ILP
         sweep costs seconds to minutes on LLM-sized problems.
     """
@@ -137,7 +137,7 @@ class QuantSampling(Sampling):
         must = np.zeros((0, enc.n_var), dtype=np.int64)
         if self.seed_baselines:
             from ...baselines import baseline_genomes
-            heur = [X for kind, _, X in baseline_genomes(problem) if kind in ("greedy", "ilp") and len(X)]
+            heur = [X for kind, _, X in baseline_genomes(problem) if kind in ("greedy", "ilp", "rules") and len(X)]
             if heur:
                 must = np.unique(np.concatenate(heur).astype(np.int64), axis=0)[:n_seed]
         if n_seed > len(seeds[0]):
