@@ -31,6 +31,8 @@ QWEN3_4B = dict(name="qwen3-4b", hidden_size=2560, n_layers=36, n_heads=32, n_kv
                 ffn_size=9728, vocab_size=151936, tied_embeddings=True, naming="llama")
 #: Published decode speeds. ``context`` is the cache length the prediction uses (llama-bench's
 #: tg128 starts from an empty cache: 64 on average; for chat logs with a short prompt, 128).
+#: A row is either a llama.cpp ``preset`` or ``uniform=(w_bits, a_bits, group)`` (symmetric weights in
+#: groups of ``group``, ``None`` = one scale per output channel) with per-layer ``overrides`` {name: (w_bits, group)}.
 PUBLISHED = (
     dict(device="Raspberry Pi 5 8 GB (4x Cortex-A76)", hardware="arm_dot", model="llama3-8b", preset="Q4_0",
          a_bits=8, context=128, tokens_per_s=2.05,
@@ -50,13 +52,26 @@ PUBLISHED = (
          note="the profile models TensorRT-class kernels; llama.cpp's CUDA backend is a different runtime "
               "(and the 4-bit GGML type is not stated; Q4_0 assumed)"),
     dict(device="Jetson AGX Orin 64GB (Ampere iGPU, 204.8 GB/s)", hardware="tensorrt", model=QWEN3_4B,
-         uniform=(4, 16, 128), context=1024, tokens_per_s=52.2,
+         uniform=(4, 16, 128), overrides={"lm_head": (16, None)}, context=1024, tokens_per_s=52.2,
          what="Qwen3-4B-VL W4A16 (int4 weights, group 128 assumed), TensorRT-Edge-LLM, JetPack 6.2 / TensorRT 10.7",
          url="https://github.com/NVIDIA/TensorRT-Edge-LLM/issues/60",
          note="NOT independent: the same report's W16A16 speed (~20.2 tok/s) set tensorrt.yaml's bandwidth "
               "fraction; this row checks how the model scales from 16- to 4-bit weights on the runtime the profile "
               "describes. LM head (tied embedding) kept fp16, as AWQ-style int4 recipes do; context not stated "
               "(1,024 assumed for a prompt with image tokens)"),
+    dict(device="Jetson AGX Orin (Ampere iGPU, 204.8 GB/s), JetPack 6.0", hardware="tensorrt", model="llama2-7b",
+         uniform=(4, 16, None), overrides={"embed_tokens": (4, 32), "lm_head": (4, 32)}, context=80,
+         tokens_per_s=46.9,
+         what="Llama-2-7B q4f16_ft (int4 per-channel weights, fp16 activations), MLC LLM with FasterTransformer "
+              "(CUTLASS) weight-only int4 kernels, batch 1, 16-token prompt, 128 new tokens, mean of 3 runs",
+         url="https://github.com/dusty-nv/jetson-containers/tree/master/packages/llm/mlc",
+         note="independent of the profile's constants (different report, runtime and model); MLC's fused "
+              "weight-only int4 GEMMs are the TensorRT-class kernels the profile models. The README's "
+              "benchmark output ('decode_rate 46.9 tokens/sec') does not name the board; the maintainer states "
+              "'closer to 47 tokens/sec now on llama-2-7b with MLC (on AGX Orin and JetPack 6.0)' in "
+              "https://github.com/dusty-nv/jetson-containers/issues/412. MLC's q4f16_ft keeps the embedding and the "
+              "LM head in int4 groups of 32 (mlc_llm/quantization/ft_quantization.py); context = 16 + 128/2 = 80 "
+              "(the mean cache length while decoding)"),
 )
 
 
@@ -66,11 +81,11 @@ def _peak_only(hw):
     return dataclasses.replace(hw, main=full(hw.main), fallback=full(hw.fallback))
 
 
-def _problem(model, hw, a_bits, kv_bits=16, group_size=32):
+def _problem(model, hw, a_bits, kv_bits=16, group_size=32, granularities=("per_group",)):
     from quantmoo import SearchSpace
     from quantmoo.search.problem import QuantizationProblem
     space = SearchSpace(weight_bits=(4, 6, 8, 16), activation_bits=(a_bits,), weight_schemes=("symmetric",),
-                        activation_schemes=("symmetric",), granularities=("per_group",), group_size=group_size,
+                        activation_schemes=("symmetric",), granularities=granularities, group_size=group_size,
                         calibrations=("min_max",), kv_cache_bits=kv_bits)
     return QuantizationProblem(model, hw, space=space)
 
@@ -91,12 +106,16 @@ def predict(row: dict, peak_only: bool = False) -> dict:
         prob = _problem(model, hw, row["a_bits"])
         _, X = rule_presets(prob, presets=(row["preset"],))
     else:
+        # every layer (w bits, group g; None = per channel), then per-layer (w, g) overrides
         w, a, g = row["uniform"]
-        prob = _problem(model, hw, a, group_size=g)
-        cfg = QuantConfig.uniform(model, w, a, weight_scheme="symmetric", activation_scheme="symmetric",
-                                  granularity="per_group", group_size=g)
-        head = model.layer_names[-1]     # tied embedding / LM head kept at fp16
-        cfg = QuantConfig({**cfg.layers, head: QuantConfig.uniform(model, 16, a, activation_scheme="symmetric").layers[head]})
+        over = row.get("overrides", {})
+        groups = ({g} | {go for _, go in over.values()}) - {None}
+        gs = groups.pop() if groups else 32       # a quantmoo space has one group size
+        prob = _problem(model, hw, a, group_size=gs, granularities=("per_channel", "per_group"))
+        lq = lambda w, g: QuantConfig.uniform(model, w, a, weight_scheme="symmetric", activation_scheme="symmetric",
+                                              granularity="per_group" if g else "per_channel",
+                                              group_size=g or gs).layers
+        cfg = QuantConfig({**lq(w, g), **{name: lq(wo, go)[name] for name, (wo, go) in over.items()}})
         X = prob.encoding.encode(cfg)[None]
     v = prob.evaluate_all(X)
     ms = float(v["latency_ms"][0])

@@ -133,6 +133,12 @@ def test_published_bench_cites_and_predicts():
         assert x["url"] in text and 0 < x["predicted"] < x["peak_only"]   # achievable < peak
     # llama2-7b at 4,096 tokens: the fp16 cache is 2 * 32 * 32 * 128 * 4096 * 2 B = 2,147.5 MB
     assert "| 4096 | fp16 | 3,823.5 | 2,147.5 |" in text
+    # the MLC q4f16_ft row (llama2-7b): int4 linears with one fp16 scale per output channel, embedding and LM
+    # head int4 with one fp16 scale per 32 weights, 65 fp16 RMSNorm vectors of 4,096
+    mlc = next(x for x in r["rows"] if "q4f16_ft" in x["what"])
+    lin, eh = 32 * (4 * 4096 ** 2 + 3 * 4096 * 11008), 2 * 32000 * 4096
+    scales = 32 * (4 * 4096 + 2 * 11008 + 4096) * 2 + eh // 32 * 2
+    assert mlc["size_mb"] * 1e6 == pytest.approx(lin / 2 + eh / 2 + scales + 65 * 4096 * 2)
 
 
 def test_agreement_bench_prefill_disagrees_more_than_decode():
