@@ -412,8 +412,8 @@ def evaluate_costs(tables: CostTables, C: np.ndarray, rows: np.ndarray = None) -
             boundary = D[:, 1:] != D[:, :-1]
             if boundary.any():
                 # boundary into layer l costs sync + act_in[l] * storage_bits(c_l) / 8 over the link
-                n_b = boundary.sum(axis=1)
-                bits_b = tables.storage_bits_small[C[:, 1:]]
+                n_b = np.count_nonzero(boundary, axis=1)
+                bits_b = tables.storage_bits_small[C][:, 1:]     # a contiguous gather, then the view
                 bits_b *= boundary
                 t_part = n_b * tables.partition_sync_s + bits_b @ tables.partition_s_per_bit[1:L]
                 latency += t_part
