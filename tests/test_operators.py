@@ -160,7 +160,7 @@ def test_greedy_seeds_respect_pins(tiny_model):
     assert (enc.choice_value["weight_bits"][enc.choices(X)[:, 0]] == 8).all()
 
 
-@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "ga"])
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "unsga3", "smsemoa", "ga"])
 def test_array_mating_gives_the_same_search_as_pymoos_mating(monkeypatch, algorithm):
     # QuantMating runs pymoo's infill loop on arrays: same draws, same offspring, same front
     import sys
