@@ -52,6 +52,8 @@ out = {{"cpu_s": cpu, "baselines_cpu_s": base_cpu[0], "front": h.hexdigest()[:12
 if prof:
     parts = {{"archive update": ("run.py", "_archive_update"), "history row (hypervolume)": ("run.py", "_record"),
              "mutation": ("mutation.py", "_do"), "crossover": ("crossover.py", "do"),
+             "crossover (arrays)": ("crossover.py", "children"),
+             "mating on arrays (all operators, incl. the rows above)": ("mating.py", "do"),
              "duplicate removal": ("duplicates.py", "_do"), "selection": ("selection.py", "_do"),
              "problem evaluation": ("evaluator.py", "eval"), "survival": ("survival.py", "do"),
              "baselines": ("<string>", "timed"), "setup (tables, reference)": ("run.py", "setup")}}
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
             split = run_once(tree, a.pop_size, a.n_gen, profile=True)["split"]
             print(f"\nCPU split ({k}, share of the profiled search call):")
             for part, share in sorted(split.items(), key=lambda kv: -kv[1]):
-                print(f"  {part:28s} {100 * share:5.1f}%")
+                print(f"  {part:56s} {100 * share:5.1f}%")
     return 0
 
 

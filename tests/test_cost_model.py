@@ -337,3 +337,17 @@ def test_prefill_is_compute_bound_so_latency_and_size_disagree():
         assert out[mode, 4]["size_mb"] < 0.6 * out[mode, 8]["size_mb"]
     assert out["decode", 4]["latency_ms"] < out["decode", 8]["latency_ms"]
     assert out["prefill", 4]["latency_ms"] > 1.5 * out["prefill", 8]["latency_ms"]
+
+
+def test_large_population_in_blocks_equals_one_genome_at_a_time():
+    # evaluate_all works through blocks of rows; each row must come out as if evaluated alone
+    from quantmoo.search import problem as problem_mod
+    model = quantmoo.zoo.load("resnet50")
+    model = ModelSpec(model.name, model.layers[:6], model.workload, model.other_params)
+    prob = QuantizationProblem(model, "hexagon")
+    X = np.random.default_rng(2).integers(prob.xl, prob.xu + 1, size=(2 * problem_mod._BLOCK + 3, prob.n_var))
+    vals = prob.evaluate_all(X)
+    for i in (0, problem_mod._BLOCK - 1, problem_mod._BLOCK, 2 * problem_mod._BLOCK + 2):
+        one = prob.evaluate_all(X[i])
+        for k, v in one.items():
+            assert vals[k][i] == pytest.approx(v[0], rel=1e-12), k

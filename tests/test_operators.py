@@ -158,3 +158,34 @@ def test_greedy_seeds_respect_pins(tiny_model):
     X = greedy_path_seeds(enc, acc, cost, 20, allowed=allowed)
     assert (X >= enc.xl).all() and (X <= enc.xu).all()
     assert (enc.choice_value["weight_bits"][enc.choices(X)[:, 0]] == 8).all()
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "unsga3", "smsemoa", "ga"])
+def test_array_mating_gives_the_same_search_as_pymoos_mating(monkeypatch, algorithm):
+    # QuantMating runs pymoo's infill loop on arrays: same draws, same offspring, same front
+    import sys
+    import quantmoo
+    run_mod = sys.modules["quantmoo.search.run"]
+    kw = dict(pop_size=16, n_gen=10, seed=3, progress=False, baselines=False, algorithm=algorithm,
+              space=SearchSpace(weight_bits=(4, 8), activation_bits=(8, 16)))
+    a = quantmoo.search("resnet18", "hexagon", **kw)
+    monkeypatch.setattr(run_mod.QuantMating, "like", staticmethod(lambda mating: mating))   # pymoo's Mating
+    b = quantmoo.search("resnet18", "hexagon", **kw)
+    assert np.array_equal(a.X, b.X) and np.array_equal(a.F, b.F)
+    assert a.history == b.history
+    assert np.array_equal(a.evaluations["weight_bits"], b.evaluations["weight_bits"])
+
+
+def test_duplicate_elimination_in_one_mask_equals_pymoos_loop(enc):
+    from pymoo.core.duplicate import DuplicateElimination
+    from pymoo.core.population import Population
+    from quantmoo.search.operators import QuantDuplicateElimination
+    rng = np.random.default_rng(5)
+    P = sample_uniform(enc, 6, rng)
+    X = P[rng.integers(0, 6, 20)]          # repeats among themselves
+    other = np.concatenate([P[:2], sample_uniform(enc, 3, rng)])
+    elim = QuantDuplicateElimination()
+    got = elim.do(Population.new("X", X), Population.new("X", other), Population.new("X", X[:0]))
+    ref = DuplicateElimination.do(elim, Population.new("X", X), Population.new("X", other))   # pymoo's loop
+    assert np.array_equal(got.get("X"), ref.get("X"))
+    assert 0 < len(got) < len(np.unique(X, axis=0))

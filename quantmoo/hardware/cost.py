@@ -392,28 +392,32 @@ def evaluate_costs(tables: CostTables, C: np.ndarray, rows: np.ndarray = None) -
     N, L = C.shape
     if rows is None:
         rows = C + tables.row_offsets[:L][None, :]
-    wbytes = tables.flat["weight_bytes"][rows].sum(axis=1)
-    latency = tables.flat["latency_s"][rows].sum(axis=1) + tables.fixed_latency_s
-    energy = tables.flat["energy_pj"][rows].sum(axis=1) + tables.fixed_energy_pj
-    peak_act = np.maximum(tables.flat["live_act_bytes"][rows].max(axis=1), tables.fixed_live_bytes)
+    flat = tables.flat
+    wbytes = flat["weight_bytes"][rows].sum(axis=1)
+    latency = flat["latency_s"][rows].sum(axis=1)
+    latency += tables.fixed_latency_s
+    energy = flat["energy_pj"][rows].sum(axis=1)
+    energy += tables.fixed_energy_pj
+    peak_act = np.maximum(flat["live_act_bytes"][rows].max(axis=1), tables.fixed_live_bytes)
 
     if L > 1:
-        # convert ops where consecutive activation bits differ
+        # convert ops where consecutive activation bits differ (cast once, not inside each product)
         A = tables.abits_small[C]
-        switch = (A[:, 1:] != A[:, :-1]).view(np.uint8)
-        latency = latency + switch @ tables.convert_s[1:]
-        energy = energy + switch @ tables.convert_pj[1:]
+        switch = (A[:, 1:] != A[:, :-1]).astype(np.float64)
+        latency += switch @ tables.convert_s[1:L]
+        energy += switch @ tables.convert_pj[1:L]
         # partition boundaries where consecutive layers run on different devices
         if tables.has_fallback:
             D = tables.device_small[C]
             boundary = D[:, 1:] != D[:, :-1]
             if boundary.any():
                 # boundary into layer l costs sync + act_in[l] * storage_bits(c_l) / 8 over the link
-                n_b = boundary.sum(axis=1)
-                bits_b = boundary * tables.storage_bits_small[C[:, 1:]]
-                t_part = n_b * tables.partition_sync_s + bits_b @ tables.partition_s_per_bit[1:]
-                latency = latency + t_part
-                energy = energy + bits_b @ tables.partition_pj_per_bit[1:] + tables.static_w * t_part * 1e12
+                n_b = np.count_nonzero(boundary, axis=1)
+                bits_b = tables.storage_bits_small[C][:, 1:]     # a contiguous gather, then the view
+                bits_b *= boundary
+                t_part = n_b * tables.partition_sync_s + bits_b @ tables.partition_s_per_bit[1:L]
+                latency += t_part
+                energy += bits_b @ tables.partition_pj_per_bit[1:L] + tables.static_w * t_part * 1e12
 
     resident = wbytes + tables.resident_bytes
     return {

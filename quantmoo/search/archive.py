@@ -99,6 +99,8 @@ class ParetoArchive:
                 dom_old[s:s + self.chunk] = f_dom.any(axis=1)
             add = ~dom_new
             add[add] = ~rows_in(X[add], h[add], self._X, self._h)
+            if not add.any() and not dom_old.any():
+                return          # unchanged: keep the same arrays (callers may cache on them)
             self._X = np.concatenate([self._X[~dom_old], X[add]])
             self._h = np.concatenate([self._h[~dom_old], h[add]])
             self.F = np.concatenate([self.F[~dom_old], F[add]])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from pymoo.core.mating import Mating
 from pymoo.core.problem import Problem
 from pymoo.core.termination import TerminateIfAny
 from pymoo.termination.max_eval import MaximumFunctionCallTermination
@@ -30,6 +31,8 @@ from pymoo.termination.max_gen import MaximumGenerationTermination
 from pymoo.termination.max_time import TimeBasedTermination
 
 from ..errors import QuantmooError, check_choice
+from .operators.duplicates import genomes
+from .operators.mating import QuantMating
 from .operators import (QuantCrossover, QuantDuplicateElimination, QuantMutation, QuantRepair, QuantSampling,
                         uniform_precision_seeds)
 from .operators.selection import CrowdedTournamentSelection, ReferenceTournamentSelection, ScalarSelection
@@ -85,7 +88,20 @@ class WeightedSumProblem(Problem):
         return getattr(self.base, name)
 
 
-def make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, strict: bool = False,
+def make_algorithm(name: str, *args, **kwargs):
+    """Build a pymoo algorithm with quantmoo's operators (see :func:`_make_algorithm`).
+
+    With quantmoo's operators the mating runs on genome arrays (:class:`QuantMating`): the same
+    offspring for the same seed as pymoo's ``Mating``, without its per-individual round trips.
+    """
+    algo = _make_algorithm(name, *args, **kwargs)
+    if isinstance(getattr(algo, "mating", None), Mating) and isinstance(algo.mating.crossover, QuantCrossover) \
+            and isinstance(algo.mating.mutation, QuantMutation):
+        algo.mating = QuantMating.like(algo.mating)
+    return algo
+
+
+def _make_algorithm(name: str, problem: QuantizationProblem, pop_size: int, strict: bool = False,
                    selection: str = "tournament", operators: str = "quantmoo", seed_baselines: bool = False):
     """Build a pymoo algorithm with quantmoo's operators.
 
@@ -561,9 +577,11 @@ class SearchRun:
         t0 = time.perf_counter()
         algo = self.algorithm
         algo.next()
-        self.evaluated.append(_evaluated_genomes(algo))
+        pop = algo.off if algo.off is not None and len(algo.off) else algo.pop
+        X = genomes(pop)
+        self.evaluated.append(_evaluated_genomes(X))
         if self.archive is not None:
-            _archive_update(self.archive, algo, self.problem)
+            _archive_update(self.archive, algo, self.problem, pop, X)
         rec = _record(algo, self.problem, self.hv_ref, self.archive)
         self.history.append(rec)
         self.exec_time += time.perf_counter() - t0
@@ -604,21 +622,20 @@ def _feasible_objectives(pop, problem):
     return X[feas], F[feas]
 
 
-def _evaluated_genomes(algo) -> np.ndarray:
+def _evaluated_genomes(X: np.ndarray) -> np.ndarray:
     """The genomes evaluated in the generation just run, in the smallest integer type that holds them."""
-    pop = algo.off if algo.off is not None and len(algo.off) else algo.pop
-    X = np.asarray(pop.get("X"))
+    X = np.asarray(X)
     hi = int(X.max()) if X.size else 0
     return X.astype(np.int8 if hi < 128 else np.int16 if hi < 32768 else np.int64)
 
 
-def _archive_update(archive, algo, problem):
-    # the initial population on the first step, the evaluated offspring afterwards
-    pop = algo.off if algo.off is not None and len(algo.off) else algo.pop
+def _archive_update(archive, algo, problem, pop, X):
+    # pop: the initial population on the first step, the evaluated offspring afterwards (genomes X)
     if algo.problem is problem and len(pop):
         # pymoo evaluated these with problem._evaluate: reuse its F and G (G is stored, CV is
         # recomputed per individual on access)
-        X, F, G = pop.get("X", "F", "G")
+        inds = pop.tolist()
+        F, G = np.array([ind.F for ind in inds]), np.array([ind.G for ind in inds])
         feas = np.ones(len(X), dtype=bool) if G is None or G.size == 0 else (G <= 0).all(axis=1)
         archive.add(X[feas], F[feas])
     else:       # the GA's pymoo problem is a weighted sum: evaluate the objectives themselves
@@ -634,8 +651,12 @@ def _record(algo, problem, ref, archive=None) -> dict:
     """One history row: evaluations, hypervolume of the feasible non-dominated set, front size."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
     if archive is not None:
+        # the archive's F is a new array whenever it changes: an unchanged archive keeps its numbers
+        F, cached = archive.F, getattr(archive, "_record_cache", None)
+        if cached is None or cached[0] is not F or cached[1] is not ref:
+            cached = archive._record_cache = (F, ref, hypervolume(F, ref), _n_distinct(F))
         return {"n_gen": int(algo.n_gen) - 1, "n_eval": int(algo.evaluator.n_eval),
-                "hypervolume": hypervolume(archive.F, ref), "n_front": _n_distinct(archive.F)}
+                "hypervolume": cached[2], "n_front": cached[3]}
     pop = algo.pop
     X = pop.get("X")
     vals = problem.evaluate_all(X)

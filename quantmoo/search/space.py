@@ -379,9 +379,14 @@ class Encoding:
         L, k = self.n_layers, self.k
         if k == 0:
             return np.zeros((X.shape[0], L), dtype=np.int64)
-        strides = np.array([self.stride[a] for a in self.varying], dtype=X.dtype)
-        # einsum over the (N, L, k) view: one pass, no temporaries
-        return np.einsum("nlk,k->nl", X[:, : L * k].reshape(X.shape[0], L, k), strides)
+        # mixed radix, accumulated over the k genes of each layer in the narrowest integer type that holds
+        # every choice id (int16 moves a quarter of int64's bytes per pass)
+        small = np.int16 if self.n_choices <= np.iinfo(np.int16).max else np.int32
+        G = X[:, : L * k].astype(small).reshape(X.shape[0], L, k)
+        C = G[:, :, 0] * small(self.stride[self.varying[0]])
+        for j, a in enumerate(self.varying[1:], 1):
+            C += G[:, :, j] * small(self.stride[a]) if self.stride[a] != 1 else G[:, :, j]
+        return C.astype(X.dtype)
 
     def calibration_index(self, X: np.ndarray) -> np.ndarray:
         """(N,) index of the calibration method in the space."""

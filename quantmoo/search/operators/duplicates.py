@@ -69,11 +69,34 @@ def duplicate_mask(X: np.ndarray, other: np.ndarray = None) -> np.ndarray:
     return rows_in(X, row_hash(X), other, row_hash(other))
 
 
+def genomes(pop) -> np.ndarray:
+    """``pop.get("X")`` of a pymoo population without its per-individual, per-key lookups."""
+    return np.array([ind.X for ind in pop.ravel().tolist()])
+
+
 class QuantDuplicateElimination(DuplicateElimination):
-    """pymoo adapter of :func:`duplicate_mask`."""
+    """pymoo adapter of :func:`duplicate_mask`.
+
+    ``do`` reads each population's genomes once and drops, in one mask, the rows that repeat an
+    earlier row or a row of any other population given: the same survivors, in the same order, as
+    pymoo's filter-one-population-at-a-time loop.
+    """
+
+    def do(self, pop, *args, return_indices=False, to_itself=True):
+        if return_indices or len(pop) == 0:
+            return super().do(pop, *args, return_indices=return_indices, to_itself=to_itself)
+        X = _int16(genomes(pop))
+        dup = duplicate_mask(X) if to_itself else np.zeros(len(X), dtype=bool)
+        h = None
+        for other in args:
+            if len(other) > 0 and not dup.all():
+                Y = _int16(genomes(other))
+                h = row_hash(X) if h is None else h
+                dup |= rows_in(X, h, Y, row_hash(Y))
+        return pop[~dup]
 
     def _do(self, pop, other, is_duplicate):
-        X = pop.get("X")
+        X = genomes(pop)
         if other is None:
             return is_duplicate | duplicate_mask(X)
-        return is_duplicate | duplicate_mask(X, other.get("X"))
+        return is_duplicate | duplicate_mask(X, genomes(other))

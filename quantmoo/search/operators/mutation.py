@@ -18,9 +18,13 @@ def mutate_genomes(X: np.ndarray, enc, rate: float, random_state: np.random.Gene
     Pinned genes (``xl == xu``) never change. Only the drawn genes are touched, so the cost is
     one (N, n_var) uniform draw plus work on the few mutated genes.
     """
-    X = np.asarray(X, dtype=np.int64).copy()
-    m = (random_state.random(X.shape) < rate) & (enc.xu > enc.xl)[None, :]
-    rows, cols = np.nonzero(m)
+    X = np.asarray(X)
+    X = np.array(X, dtype=X.dtype if np.issubdtype(X.dtype, np.integer) else np.int64)   # a copy, same int type
+    # the few drawn genes by flat index (row-major, as np.nonzero orders them), then the pinned ones dropped
+    flat = np.flatnonzero(random_state.random(X.shape) < rate)
+    rows, cols = np.divmod(flat, X.shape[1])
+    free = (enc.xu > enc.xl)[cols]
+    rows, cols = rows[free], cols[free]
     lo, span = enc.xl[cols], enc.xu[cols] - enc.xl[cols] + 1
     # a shift of 1 .. span-1 modulo the range: any other value, uniformly
     shift = 1 + (random_state.random(len(cols)) * (span - 1)).astype(np.int64)
@@ -43,6 +47,13 @@ class QuantMutation(Mutation):
             from ...errors import QuantmooError
             raise QuantmooError(f"The 'rate' of QuantMutation must be a number in (0, 1]; got {rate!r}")
         self.rate = rate
+
+    def mutate(self, problem, X, random_state):
+        """pymoo's ``Mutation.do`` on a genome matrix: the same draws, no population round trip."""
+        X = np.asarray(X)
+        Xp = self._do(problem, X, random_state=random_state)
+        mut = random_state.random(size=len(X)) <= self.prob.value    # the draw pymoo makes per individual
+        return Xp if mut.all() else np.where(mut[:, None], Xp, X)
 
     def _do(self, problem, X, random_state=None, **kwargs):
         rate = self.rate if self.rate is not None else 1.0 / max(problem.n_var, 1)

@@ -31,7 +31,10 @@ def repair_genomes(X: np.ndarray, enc, strict_allowed: Optional[np.ndarray] = No
     random_state : numpy.random.Generator, optional
         Unused (repair is deterministic); accepted for pymoo's calling convention.
     """
-    X = np.clip(np.asarray(X).round().astype(np.int64), enc.xl, enc.xu)
+    X = np.asarray(X)
+    X = (X if np.issubdtype(X.dtype, np.integer) else X.round()).astype(np.int64)   # a new int64 array
+    np.maximum(X, enc.xl, out=X)     # np.clip, without its slow broadcast of array bounds
+    np.minimum(X, enc.xu, out=X)
     alias = getattr(enc, "alias", None)
     if alias is not None:   # llama.cpp types that a layer stores as another type: name the stored one
         C = enc.choices(X)

@@ -67,9 +67,12 @@ class CrowdedTournamentSelection(Selection):
     """NSGA-II binary tournament, vectorised (needs ``rank`` and ``crowding`` set by survival)."""
 
     def _do(self, problem, pop, n_select, n_parents, random_state=None, **kwargs):
-        cv = _pop_arrays(pop)
-        rank = pop.get("rank")
-        crowding = pop.get("crowding")
+        # one pass over the individuals (pymoo's get is one pass per key, with per-key lookups)
+        inds = pop.tolist()
+        cv = np.array([ind.CV for ind in inds])
+        cv = np.zeros(len(pop)) if cv.size == 0 or cv[0] is None else np.asarray(cv, float).ravel()
+        rank = np.array([ind.data.get("rank") for ind in inds])
+        crowding = np.array([ind.data.get("crowding") for ind in inds])
         if rank is None or rank[0] is None:  # right after initialisation in some algorithms
             rank = np.zeros(len(pop))
             crowding = np.zeros(len(pop))
