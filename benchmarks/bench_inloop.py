@@ -331,10 +331,11 @@ def hv_rows(name, rows, k):
             med[key] = _med([x["out"][key][1][k] for x in rs])
             n = _med([x["out"][key][0] for x in rs])
             cells.append(f"{med[key]:.4f}" + ("" if n == b else f" ({n:.0f} eval.)"))
-        best = max((v, m) for m, v in med.items())[1]
+        top = max(round(v, 4) for v in med.values())
+        best = " = ".join(dict(METHODS)[m] for m in med if round(med[m], 4) == top)   # ties at the printed digits
         rival = max((v, m) for m, v in med.items() if m != "il")[1]
         wins = sum(x["out"]["il"][1][k] >= max(x["out"][m][1][k] for m in med if m != "il") for x in rs)
-        out.append([name, b, len(rs), *cells, dict(METHODS)[best], f"{med['il'] / med[rival]:.4f}",
+        out.append([name, b, len(rs), *cells, best, f"{med['il'] / med[rival]:.4f}",
                     f"{wins}/{len(rs)}"])
     return out
 
