@@ -9,7 +9,8 @@ the non-dominated set of everything it measured, in 2 objectives (measured ``acc
   points (the epsilon-net of the reported front), every point measured;
 * **in-loop** (:func:`quantmoo.search_measured`): the same proxy search, ``N/2`` of its thinned
   front measured, then ``N/10`` per round chosen by expected HV improvement on the corrected
-  surrogate;
+  surrogate, or, in rounds where the surrogate (leave-one-out) ranks the measured points no better than
+  the proxy, the next ``N/10`` points of the proxy front's epsilon-net;
 * **AMQ-style** (:func:`amq_style`): NSGA-II on a quality predictor refitted to every real
   evaluation so far, each round measuring the predicted front's most promising unmeasured genomes;
 * **EvoPress-style** (:func:`evopress_style`): (1 + 4) level-switch evolution on the real loss at 5
@@ -35,8 +36,9 @@ and on the last adaptive round's batch (each predicted before it was measured); 
 measured at the end, the proxy and the final surrogate's leave-one-out predictions.
 
 Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw] [--budgets 50,100]
-[--seeds 0,1,2] [--eval-cache DIR]`` (``--eval-cache``: keep the shared cache in DIR, e.g. to continue an
-interrupted run without measuring again; default a temporary directory).
+[--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd]`` (``--eval-cache``: keep the shared cache
+in DIR, e.g. to continue an interrupted run without measuring again; default a temporary directory; ``--methods``:
+run only these methods, keys as in ``METHODS``; the others' cells say "not run").
 """
 from __future__ import annotations
 
@@ -252,7 +254,7 @@ def optuna_nsga2(problem, measure, budget, seed):
     return np.array(X), np.array(loss)
 
 
-def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eval_cache=None):
+def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eval_cache=None, methods=None):
     import quantmoo
     from quantmoo.accuracy.cache import EvalCache
     from quantmoo.search.inloop import search_measured
@@ -278,6 +280,8 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eva
                 out, cpu = {}, {}
 
                 def timed(key, fn):
+                    if methods is not None and key not in methods:
+                        return
                     t = time.process_time()
                     r = fn()
                     cpu[key] = time.process_time() - t
@@ -318,16 +322,20 @@ def hv_rows(name, rows, k):
         med = {}
         cells = []
         for key, _ in METHODS:
+            if key not in rs[0]["out"]:
+                cells.append("not run")
+                continue
             if any(x["out"][key] is None for x in rs):
                 cells.append("optuna not installed")
                 continue
             med[key] = _med([x["out"][key][1][k] for x in rs])
             n = _med([x["out"][key][0] for x in rs])
             cells.append(f"{med[key]:.4f}" + ("" if n == b else f" ({n:.0f} eval.)"))
-        best = max((v, m) for m, v in med.items())[1]
+        top = max(round(v, 4) for v in med.values())
+        best = " = ".join(dict(METHODS)[m] for m in med if round(med[m], 4) == top)   # ties at the printed digits
         rival = max((v, m) for m, v in med.items() if m != "il")[1]
         wins = sum(x["out"]["il"][1][k] >= max(x["out"][m][1][k] for m in med if m != "il") for x in rs)
-        out.append([name, b, len(rs), *cells, dict(METHODS)[best], f"{med['il'] / med[rival]:.4f}",
+        out.append([name, b, len(rs), *cells, best, f"{med['il'] / med[rival]:.4f}",
                     f"{wins}/{len(rs)}"])
     return out
 
@@ -356,7 +364,7 @@ TAU_HEADER = ["model", "N", "seeds", "start: proxy on the initial design",
 
 
 def cpu_rows(name, rows, t_sens):
-    return [[name, b, len(rs), *[f"{_med([x['cpu'][k] for x in rs]):.1f}" for k, _ in METHODS]]
+    return [[name, b, len(rs), *[f"{_med([x['cpu'].get(k) for x in rs]):.1f}" for k, _ in METHODS]]
             for b, rs in rows.items()] + [[name, "sensitivity (once)", "", f"{t_sens:.1f}", "", "", "", "", ""]]
 
 
@@ -366,7 +374,8 @@ def main(argv=None):
     models = ["digits"]
     if "--models" in argv:
         models = argv[argv.index("--models") + 1].split(",")
-    opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache") if k in argv}
+    opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods") if k in argv}
+    methods = opt["--methods"].split(",") if "--methods" in opt else None
     warnings.simplefilter("ignore", RuntimeWarning)
     t_all = time.process_time()
     hv2, hv3, raw, taus, cpus, refs_txt = [], [], [], [], [], []
@@ -380,7 +389,7 @@ def main(argv=None):
         if "--seeds" in opt:
             seeds = tuple(int(v) for v in opt["--seeds"].split(","))
         rows, t_sens, refs = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)),
-                                       table_dir=table_dir, eval_cache=opt.get("--eval-cache"))
+                                       table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods)
         hv2 += hv_rows(name, rows, 0)
         hv3 += hv_rows(name, rows, 1)
         raw += hv_rows(name, rows, 2)

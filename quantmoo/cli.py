@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     _shape_args(s)
     s.add_argument("--budget", type=int, metavar="N",
                    help="with --measured: measured-in-the-loop search: the proxy search's front, then exactly N real "
-                        "evaluations chosen by a surrogate corrected with every measured point (objectives "
+                        "evaluations chosen by a surrogate corrected with every measured point, or by the proxy "
+                        "front's epsilon-net while the surrogate ranks no better than the proxy (objectives "
                         "accuracy_loss and one cost; default accuracy_loss,size_mb)")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")

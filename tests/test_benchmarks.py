@@ -268,3 +268,15 @@ def test_smollm2_front_comparison_by_hand():
     assert q4["wins"] and q3["best"] is None and not q3["wins"] and c["n_wins"] == 1
     tau, n = b.tau_in_preset_range(r)
     assert n == 2 and tau == pytest.approx(1.0)   # 50 and 90 MB lie in [0.9 * 40, 1.05 * 95]
+
+
+def test_inloop_bench_rows_name_ties_and_methods_not_run():
+    """hv_rows: methods left out by --methods say "not run"; medians equal at the printed digits are a tie."""
+    from benchmarks import bench_inloop as bi
+    run = lambda v: (50, (v, v / 2, v))
+    rows = {50: [{"out": {"pv": run(0.88012), "il": run(0.88014)}},
+                 {"out": {"pv": run(0.70), "il": run(0.71)}},
+                 {"out": {"pv": run(0.90), "il": run(0.89)}}]}
+    (row,) = bi.hv_rows("digits", rows, 0)
+    assert row[3:9] == ["0.8801", "0.8801"] + ["not run"] * 4
+    assert row[9] == "proxy + validation = in-loop" and row[11] == "2/3"

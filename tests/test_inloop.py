@@ -57,11 +57,50 @@ def test_budget_is_spent_exactly_and_every_evaluation_is_recorded(digits, table,
     assert len(set(counting.calls)) == 9
     assert [r["index"] for r in recs] == list(range(9))
     assert all(r["seconds"] > 0 and "loss" in r for r in recs)
-    # the first round is the thinned proxy front (no surrogate yet), later rounds carry a prediction
-    assert recs[0]["round"] == 0 and recs[0]["predicted_loss"] is None
-    assert recs[-1]["round"] >= 1 and recs[-1]["predicted_std"] > 0
+    # the first round is the thinned proxy front (no surrogate yet); a later round is the net's next points
+    # (no prediction) or the surrogate's choice (a prediction)
+    assert recs[0]["round"] == 0 and recs[0]["predicted_loss"] is None and recs[0]["chosen_by"] == "design"
+    assert recs[-1]["round"] >= 1 and recs[-1]["chosen_by"] in ("net", "ehvi")
+    assert all((r["predicted_std"] is not None and r["predicted_std"] > 0) == (r["chosen_by"] == "ehvi") for r in recs)
     assert [h["n_eval"] for h in res.history][-1] == 9 and len(res.evaluations["generation"]) == 9
     assert il["measured_hypervolume"] == res.history[-1]["hypervolume"]
+
+
+def test_without_fallback_every_round_is_chosen_by_the_surrogate(digits, table):
+    recs = _run(digits, table, budget=9, fallback=False).meta["inloop"]["evaluations"]
+    assert {r["chosen_by"] for r in recs if r["round"] >= 1} == {"ehvi"}
+    assert all(r["predicted_std"] > 0 for r in recs if r["round"] >= 1)
+
+
+class ProxyIsTruth(Counting):
+    """'Measures' the proxy itself: the proxy ranks perfectly, so the surrogate can never rank better."""
+
+    def __init__(self, ev, problem):
+        super().__init__(ev)
+        self.problem = problem
+
+    def details(self, config):
+        self.calls.append(config.config_hash())
+        x = self.problem.encoding.encode(config)
+        return {"loss": float(self.problem.evaluate_all(x[None])["accuracy_loss"][0])}
+
+
+def test_fallback_measures_what_proxy_validation_measures(digits, table, monkeypatch):
+    """When the surrogate ranks no better than the proxy, every round takes the proxy front's epsilon-net:
+    the budget buys exactly the points proxy + validation (thin(front, budget)) measures."""
+    from quantmoo.search.archive import thin
+    from quantmoo.search.run import SearchRun, drive
+    run = SearchRun(digits, "arm_dot", space=SPACE, objectives=("accuracy_loss", "size_mb"), accuracy=table,
+                    pop_size=KW["pop_size"], n_gen=KW["n_gen"], seed=1, baselines=False, max_front=None)
+    run.setup()
+    drive(run, progress=False)
+    budget = 7
+    assert len(run.archive.F) > budget            # the net is not exhausted
+    want = {bytes(x) for x in run.archive.X[thin(run.archive.F, budget)]}
+    monkeypatch.setattr(digits, "evaluator", ProxyIsTruth(digits.evaluator, run.problem))
+    recs = _run(digits, table, budget=budget, seed=1).meta["inloop"]["evaluations"]
+    assert {r["chosen_by"] for r in recs[1:]} <= {"design", "net"} and recs[-1]["chosen_by"] == "net"
+    assert {bytes(np.array(r["genome"], dtype=np.int64)) for r in recs} == want
 
 
 class Flaky(Counting):
@@ -122,6 +161,7 @@ def test_result_files_hold_every_evaluation(digits, table, tmp_path):
 @pytest.mark.parametrize("kw, needle", [
     (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
     (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"),
+    (dict(fallback="yes"), "'fallback'"),
     (dict(objectives=("accuracy_loss", "size_mb", "latency_ms")), "'objectives'"),
 ])
 def test_bad_input(digits, table, kw, needle):

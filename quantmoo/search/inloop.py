@@ -27,13 +27,21 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    the measured front's staircase), batch by batch: after a pick, its predicted loss joins the
    front ("kriging believer") so a batch spreads out. ``batch`` points per round; the surrogate
    is refitted after each round.
+5. **Fallback to the proxy.** Before each round the surrogate's leave-one-out predictions and the raw
+   proxy are ranked against every measured point (Kendall tau). Unless the surrogate ranks them better,
+   the round measures the next points of the proxy front's epsilon-net instead (the points proxy +
+   validation, today's pipeline, would measure); once the net is spent, expected improvement chooses.
+   Why: where the correction does not rank better than the proxy, its expected improvement had nothing
+   to add and measured below the plain net (benchmarks/RESULTS.md, issue 19).
 
 The result's front is the non-dominated set of the *measured* points (``accuracy_kind``
 ``"measured"``); every real evaluation is recorded in ``meta["inloop"]["evaluations"]``
 (round, genome, config hash, measured loss or error, seconds, cache hit, the proxy's and the
-surrogate's prediction at the time of choosing it), and the per-round history holds the measured
+surrogate's prediction at the time of choosing it, and how it was chosen: ``"design"``, ``"net"`` or
+``"ehvi"``), and the per-round history holds the measured
 hypervolume. ``meta["inloop"]["kendall_tau"]`` compares the proxy with the corrected surrogate over
-the measured points (the surrogate by leave-one-out, so it is not scored on points it was fitted to).
+the measured points (the surrogate by leave-one-out, so it is not scored on points it was fitted to),
+and on the first and last rounds the surrogate chose (predicted before measuring).
 
 Only two objectives for now: ``accuracy_loss`` and one cost (``size_mb`` by default).
 """
@@ -246,7 +254,7 @@ def _check_int(name, v, lo):
 def search_measured(model, hardware, budget: int, space=None, objectives=("accuracy_loss", "size_mb"),
                     constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
                     init_fraction: float = 0.5, n_pairs: int = 4,
-                    loss_floor: Optional[float] = 0.0, pop_size: int = 100,
+                    loss_floor: Optional[float] = 0.0, fallback: bool = True, pop_size: int = 100,
                     n_gen: int = 100,
                     workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
                     progress: Optional[bool] = None):
@@ -277,6 +285,10 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         In the acquisition, a loss below it counts as ``loss_floor`` (default 0: a quantized model that
         measures better than fp32 does so by the test split's noise, and chasing such points at every
         size wastes the budget); None: no floor. The result reports the measured values as they are.
+    fallback : bool
+        Measure the proxy front's epsilon-net instead of the surrogate's choice in rounds where the surrogate
+        (leave-one-out) ranks the measured points no better than the proxy (module docstring, step 5).
+        False: expected improvement in every round.
     pop_size, n_gen : int
         The proxy search's NSGA-II.
     workers, dask_address, cache, eval_timeout :
@@ -309,6 +321,8 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     batch = max(1, budget // 10) if batch is None else _check_int("batch", batch, 1)
     if isinstance(init_fraction, bool) or not isinstance(init_fraction, (int, float)) or not 0 < init_fraction <= 1:
         raise QuantmooError(f"The 'init_fraction' of search_measured must be a number in (0, 1]; got {init_fraction!r}")
+    if not isinstance(fallback, (bool, np.bool_)):
+        raise QuantmooError(f"The 'fallback' of search_measured must be True or False; got {fallback!r}")
     if loss_floor is None:
         loss_floor = -np.inf
     elif isinstance(loss_floor, bool) or not isinstance(loss_floor, (int, float)) or not math.isfinite(loss_floor):
@@ -359,7 +373,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         F = np.column_stack([measured[ok], cost[ok] * ref[1]])
         return ok, F, _nondominated(F)
 
-    def measure(rows, rnd, predicted):
+    def measure(rows, rnd, predicted, how):
         configs = [problem.encoding.decode(pool[r], hardware=problem.hardware.name) for r in rows]
         per_eval = workers == 1 and dask_address is None
         groups = [[c] for c in configs] if per_eval else [configs]
@@ -376,7 +390,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
             done[r] = True
             rec_of[r] = len(records)
             rec = {"index": len(records), "round": rnd, "config_hash": c.config_hash(),
-                   "genome": [int(v) for v in pool[r]], "seconds": round(s, 6), "cached": hit,
+                   "genome": [int(v) for v in pool[r]], "seconds": round(s, 6), "cached": hit, "chosen_by": how,
                    "proxy_loss": float(proxy[r]), "predicted_loss": None if pred is None else float(pred[0]),
                    "predicted_std": None if pred is None else float(pred[1])}
             if "error" in d:
@@ -395,8 +409,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     keep = thin(nd_F, n0) if len(nd_F) > n0 else np.arange(len(nd_F))
     lookup = {bytes(x): i for i, x in enumerate(pool)}
     rows = [lookup[bytes(x)] for x in nd_X[keep] if bytes(x) in lookup]
-    measure(rows, 0, [None] * len(rows))
+    measure(rows, 0, [None] * len(rows), "design")
     start_rows = np.array(rows, dtype=np.int64)
+    n_net = len(rows)                            # points of the proxy front's epsilon-net measured so far
 
     # 3-4. refit, choose by expected HV improvement, measure
     rnd = 0
@@ -407,11 +422,20 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         if not len(cand):
             break
         sur = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs)
+        q = min(batch, budget - len(records))
+        if fallback and not _tau(sur.loo, measured[ok]) > _tau(proxy[ok], measured[ok]):
+            # the correction ranks no better than the proxy: the net's next points (thin is greedy, so
+            # thin(F, k) is a prefix of thin(F, k + q))
+            net = [lookup[bytes(x)] for x in nd_X[thin(nd_F, n_net + q)] if bytes(x) in lookup]
+            n_net += q
+            net = [r for r in net if not done[r]][:q]
+            if net:
+                measure(net, rnd, [None] * len(net), "net")
+                continue
         mean, std = sur.predict(T[cand])
         front = np.column_stack([measured[ok] / ref[0], cost[ok]])
-        q = min(batch, budget - len(records))
         pick = choose_batch(front, cost[cand], mean / ref[0], std / ref[0], q, floor=loss_floor / ref[0])
-        measure(cand[pick].tolist(), rnd, list(zip(mean[pick], std[pick])))
+        measure(cand[pick].tolist(), rnd, list(zip(mean[pick], std[pick])), "ehvi")
 
     # the result: the non-dominated measured points
     rows_ok, F, nd = measured_front()
@@ -427,19 +451,15 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         s.measured = {"accuracy_loss": float(measured[r]), "proxy_accuracy_loss": float(proxy[r]),
                       "kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
                       "evaluation": rec_of[int(r)]}
-    prequential = [(np.array([records[i]["predicted_loss"] for i in range(len(records))
-                              if records[i]["round"] == k and "loss" in records[i]]),
-                    np.array([records[i]["loss"] for i in range(len(records))
-                              if records[i]["round"] == k and "loss" in records[i]])) for k in range(1, rnd + 1)]
+    scored = [r for r in records if "loss" in r and r["chosen_by"] == "ehvi"]      # predicted before measuring
+    prequential = [p for p in ((np.array([[r["predicted_loss"], r["proxy_loss"], r["loss"]] for r in scored
+                                          if r["round"] == k]).reshape(-1, 3)) for k in range(1, rnd + 1)) if len(p)]
     tau = {"proxy_start": _tau(proxy[start_rows], measured[start_rows]) if len(start_rows) > 1 else None,
            "proxy_all": _tau(proxy[ok], measured[ok]) if ok.sum() > 1 else None,
            "surrogate_loo_all": _tau(final.loo, measured[ok]) if final is not None else None,
-           "surrogate_first_round": _tau(*prequential[0]) if prequential and len(prequential[0][0]) > 1 else None,
-           "proxy_first_round": (_tau(proxy[batches[1]], measured[batches[1]])
-                                 if len(batches) > 1 and len(batches[1]) > 1 else None),
-           "surrogate_last_round": _tau(*prequential[-1]) if prequential and len(prequential[-1][0]) > 1 else None,
-           "proxy_last_round": (_tau(proxy[batches[-1]], measured[batches[-1]])
-                                if len(batches) > 1 and len(batches[-1]) > 1 else None)}
+           **{f"{who}_{when}_round": _tau(prequential[k][:, j], prequential[k][:, 2])
+              if prequential and len(prequential[k]) > 1 else None
+              for who, j in (("surrogate", 0), ("proxy", 1)) for when, k in (("first", 0), ("last", -1))}}
     res = proxy_res
     res.front = front
     res.accuracy_kind = "measured"
@@ -455,12 +475,14 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     res.meta["algorithm"] = {"name": "inloop", "budget": budget, "batch": batch, "init_fraction": init_fraction,
                              "n_pairs": n_pairs,
                              "loss_floor": float(loss_floor) if np.isfinite(loss_floor) else None,
+                             "fallback": bool(fallback),
                              "proxy_search": proxy_alg}
     res.meta["accuracy_meta"] = {"kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
                                  "proxy": accuracy.meta, "proxy_kind": accuracy.kind}
     res.meta["inloop"] = {
         "budget": budget, "n_evaluations": len(records), "n_failed": sum("error" in r for r in records),
         "n_candidates": int(len(pool)), "n_initial": int(len(start_rows)), "rounds": rnd,
+        "chosen_by": {k: sum(r["chosen_by"] == k for r in records) for k in ("design", "net", "ehvi")},
         "seconds_evaluating": round(sum(r["seconds"] for r in records), 6),
         "measured_hypervolume": history[-1]["hypervolume"] if history else 0.0,
         "kendall_tau": tau, "surrogate": final.to_dict() if final is not None else None,
