@@ -209,3 +209,26 @@ def test_rules_on_gguf_named_layers():
         assert [a[l.name] for l in hf.layers] == [b[l.name] for l in gg.layers], preset
         assert list(preset_bpw(gg, preset, per_layer=True).values()) == \
             list(preset_bpw(hf, preset, per_layer=True).values())
+
+
+def test_uniform_seeds_and_hv_reference_span_every_type(llama2):
+    """The uniform configs of a llama.cpp space are one per type (all-Q2_K .. all-F16), so the hypervolume
+    reference spans the lowest-bit type's loss and F16's size; it used to be all-Q8_0 only, which left
+    every config worse than Q8_0 outside the box."""
+    from quantmoo.accuracy.tables import prior_table
+    from quantmoo.search.operators import uniform_precision_seeds
+    from quantmoo.search.run import hv_reference
+    sp = SearchSpace.llama_cpp()
+    enc = sp.bind(llama2)
+    S = uniform_precision_seeds(enc)
+    C = enc.choices(S)
+    assert (C == C[:, :1]).all()
+    assert sorted(enc.choice_value["weight_format"][C[:, 0]].tolist()) == sorted(sp.weight_formats)
+    p = QuantizationProblem(llama2, "arm_dot", sp, objectives=("accuracy_loss", "size_mb"),
+                            accuracy=prior_table(llama2, enc))
+    v = p.evaluate_all(S)
+    assert np.allclose(hv_reference(p), 1.1 * np.array([v["accuracy_loss"].max(), v["size_mb"].max()]))
+    q2k = enc.uniform_genome(8, 16, weight_format="Q2_K")
+    f16 = enc.uniform_genome(8, 16, weight_format="F16")
+    w = p.evaluate_all(np.stack([q2k, f16]))
+    assert hv_reference(p)[0] >= 1.1 * w["accuracy_loss"][0] and hv_reference(p)[1] >= 1.1 * w["size_mb"][1]

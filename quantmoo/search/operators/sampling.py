@@ -63,14 +63,16 @@ def sample_biased(enc, n: int, random_state: np.random.Generator, native_mask=No
 
 
 def uniform_precision_seeds(enc) -> np.ndarray:
-    """One genome per (weight bits, activation bits) pair, same choice on every layer.
+    """One genome per (weight bits, activation bits) pair, same choice on every layer; in a llama.cpp
+    space (one weight bit-width, many types) one per (type, activation bits), all-Q2_K to all-F16.
 
     Schemes default to the space's first values, granularity to per-channel when allowed.
     """
     sp = enc.space
     gran = "per_channel" if "per_channel" in sp.granularities else sp.granularities[0]
-    rows = [enc.uniform_genome(w, a, granularity=gran)
-            for w in sp.weight_bits for a in sp.activation_bits]
+    fmts = sp.weight_formats if sp.llama_cpp_types else (None,)
+    rows = [enc.uniform_genome(w, a, granularity=gran, **({"weight_format": f} if f else {}))
+            for f in fmts for w in sp.weight_bits for a in sp.activation_bits]
     return np.unique(np.array(rows, dtype=np.int64), axis=0)
 
 
