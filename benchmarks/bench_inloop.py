@@ -63,11 +63,48 @@ METHODS = (("pv", "proxy + validation"), ("il", "in-loop"), ("amq", "AMQ-style")
 
 
 def _space(name):
-    """The space of a model: open-nsfw's is the small one of bench_open_nsfw (each evaluation runs a QDQ model)."""
+    """The space of a model: open-nsfw's is the small one of bench_open_nsfw (each evaluation runs a QDQ model);
+    smollm2-135m's is llama.cpp's types (``SearchSpace.llama_cpp()``, as in bench_smollm2_front)."""
     if name == "open-nsfw":
         from benchmarks.bench_open_nsfw import space
         return space()
+    if name == "smollm2-135m":
+        from quantmoo import SearchSpace
+        return SearchSpace.llama_cpp()
     return None
+
+
+def _load(name, eval_tokens=None):
+    """The zoo model; for smollm2-135m with ``eval_tokens``, its evaluator scores that many tokens instead of
+    4,096 (same text, same 512-token windows and calibration; its own evaluator name, so its own caches)."""
+    import quantmoo
+    model = quantmoo.zoo.load(name)
+    if eval_tokens and name == "smollm2-135m":
+        from quantmoo.runtime.llama import LlamaEvaluator
+        model.evaluator = LlamaEvaluator(model, model.evaluator.model, eval_tokens=int(eval_tokens))
+    return model
+
+
+def baselines_measured(problem, measure):
+    """``{kind: (sizes, measured losses)}`` of the standard baselines the goal names: llama.cpp's rule presets
+    for decoder LLMs, else the greedy curve's and the ILP sweep's points (:func:`quantmoo.baselines.baseline_genomes`);
+    measured through the shared cache, charged to no method."""
+    from quantmoo.baselines import baseline_genomes
+    groups = {k: X for k, _, X in baseline_genomes(problem) if len(X)}
+    kinds = ("rules",) if "rules" in groups else ("greedy", "ilp")
+    return {k: (problem.evaluate_all(groups[k])["size_mb"], measure(groups[k])) for k in kinds if k in groups}
+
+
+def beaten(X, loss, size_of, base):
+    """``(lower, no worse)``: how many baseline points some measured point beats (measured loss lower at equal
+    or smaller size) and matches or beats (loss equal or lower: digits' losses move in steps of one image)."""
+    X, loss = np.asarray(X, dtype=np.int64), np.asarray(loss, dtype=float)
+    sz = size_of(X)
+    ok = np.isfinite(loss)
+    bs, bl = base
+    at = [ok & (sz <= s * (1 + 1e-12)) for s in bs]
+    return (int(sum(bool(np.any(a & (loss < l))) for a, l in zip(at, bl))),
+            int(sum(bool(np.any(a & (loss <= l))) for a, l in zip(at, bl))))
 
 
 class Measurer:
@@ -254,13 +291,14 @@ def optuna_nsga2(problem, measure, budget, seed):
     return np.array(X), np.array(loss)
 
 
-def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eval_cache=None, methods=None):
+def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eval_cache=None, methods=None,
+              eval_tokens=None, against_baselines=False):
     import quantmoo
     from quantmoo.accuracy.cache import EvalCache
     from quantmoo.search.inloop import search_measured
     from quantmoo.search.problem import QuantizationProblem
     from quantmoo.search.run import hv_reference
-    model = quantmoo.zoo.load(name)
+    model = _load(name, eval_tokens)
     space = _space(name)
     t0 = time.process_time()
     table = quantmoo.sensitivity(model, space, model.evaluator, cache_dir=table_dir)
@@ -277,7 +315,7 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eva
                 problem = run.problem
                 assert np.allclose(run.hv_ref, refs[2])
                 measure = Measurer(problem, model, cache)
-                out, cpu = {}, {}
+                out, cpu, sets = {}, {}, {}
 
                 def timed(key, fn):
                     if methods is not None and key not in methods:
@@ -286,6 +324,7 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eva
                     r = fn()
                     cpu[key] = time.process_time() - t
                     out[key] = None if r is None else (len(r[0]), scores(problem, refs, *r))
+                    sets[key] = r
 
                 timed("pv", lambda: proxy_validation(run, measure, b))
                 il = {}
@@ -302,8 +341,15 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eva
                 timed("evo", lambda: evopress_style(run, measure, b, s))
                 timed("opt", lambda: optuna_nsga2(problem, measure, b, s))
                 timed("rnd", lambda: random_search(problem, measure, b, s))
+                dom = {}
+                if against_baselines:
+                    def size_of(X):
+                        return problem.evaluate_all(X)["size_mb"]
+                    for kind, base in baselines_measured(problem, measure).items():
+                        dom[kind] = {k: beaten(*sets[k], size_of, base) for k in ("il", "pv") if sets.get(k)}
+                        dom[kind]["n"] = len(base[0])
                 rows.setdefault(b, []).append({"out": out, "cpu": cpu, "tau": il["kendall_tau"],
-                                               "n_il": il["n_evaluations"]})
+                                               "n_il": il["n_evaluations"], "dom": dom, "seed": s})
                 print(f"{name} N={b} seed={s}: " + "; ".join(
                     f"{k} {v[1][0]:.4f}/{v[1][1]:.4f} ({v[0]})" if v else f"{k} -" for k, v in out.items())
                     + f"; tau {il['kendall_tau']}", file=sys.stderr, flush=True)
@@ -363,6 +409,23 @@ TAU_HEADER = ["model", "N", "seeds", "start: proxy on the initial design",
               "end: proxy / surrogate (LOO) over all measured"]
 
 
+def dominance_rows(name, rows):
+    """Per budget, seed and baseline kind: how many baselines in-loop's (and proxy + validation's) measured
+    points beat (lower measured loss at equal or smaller size)."""
+    out = []
+    for b, rs in rows.items():
+        for x in rs:
+            for kind, d in x["dom"].items():
+                out.append([name, b, x["seed"], {"rules": "llama.cpp presets", "greedy": "greedy curve",
+                                                 "ilp": "ILP sweep"}.get(kind, kind), d["n"],
+                            *(f"{d[k][0]} ({d[k][1]})" if k in d else "not run" for k in ("il", "pv"))])
+    return out
+
+
+DOM_HEADER = ["model", "N", "seed", "baselines", "n", "beaten by in-loop (matched or beaten)",
+              "beaten by proxy + validation (matched or beaten)"]
+
+
 def cpu_rows(name, rows, t_sens):
     return [[name, b, len(rs), *[f"{_med([x['cpu'].get(k) for x in rs]):.1f}" for k, _ in METHODS]]
             for b, rs in rows.items()] + [[name, "sensitivity (once)", "", f"{t_sens:.1f}", "", "", "", "", ""]]
@@ -374,11 +437,12 @@ def main(argv=None):
     models = ["digits"]
     if "--models" in argv:
         models = argv[argv.index("--models") + 1].split(",")
-    opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods") if k in argv}
+    opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods", "--eval-tokens")
+           if k in argv}
     methods = opt["--methods"].split(",") if "--methods" in opt else None
     warnings.simplefilter("ignore", RuntimeWarning)
     t_all = time.process_time()
-    hv2, hv3, raw, taus, cpus, refs_txt = [], [], [], [], [], []
+    hv2, hv3, raw, taus, cpus, doms, refs_txt = [], [], [], [], [], [], []
     from benchmarks._real import cache_dir
     table_dir = cache_dir()           # proxy tables persist ($QUANTMOO_BENCH_CACHE): the sensitivity pass runs once
     for name in models:
@@ -389,12 +453,14 @@ def main(argv=None):
         if "--seeds" in opt:
             seeds = tuple(int(v) for v in opt["--seeds"].split(","))
         rows, t_sens, refs = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)),
-                                       table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods)
+                                       table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods,
+                                       eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv)
         hv2 += hv_rows(name, rows, 0)
         hv3 += hv_rows(name, rows, 1)
         raw += hv_rows(name, rows, 2)
         taus += tau_rows(name, rows)
         cpus += cpu_rows(name, rows, t_sens)
+        doms += dominance_rows(name, rows)
         refs_txt.append(f"{name}: ({refs[3][0]:.4g}, {refs[3][1]:.4g} MB, {refs[3][2]:.4g} ms)")
     text = (f"Median over seeds 0 .. n-1 (n: the 'seeds' column); hardware {HARDWARE}; {stamp()}; {machine()}; "
             f"CPU time of this run {time.process_time() - t_all:.0f} s\n\n"
@@ -409,7 +475,9 @@ def main(argv=None):
             + "\n\nCPU seconds per method and run (median over seeds; shared cache: a genome another method "
               "measured first costs nothing here):\n\n"
             + md_table(["model", "N", "seeds", *[m for _, m in METHODS]], cpus)
-            + "\n\nRaw measured hypervolume of (measured accuracy_loss, size_mb):\n\n" + md_table(HV_HEADER, raw))
+            + "\n\nRaw measured hypervolume of (measured accuracy_loss, size_mb):\n\n" + md_table(HV_HEADER, raw)
+            + ("\n\nBaselines beaten (measured loss lower at equal or smaller size; baselines measured through the "
+               "shared cache, charged to no method):\n\n" + md_table(DOM_HEADER, doms) if doms else ""))
     print(text)
     return text
 

@@ -280,3 +280,19 @@ def test_inloop_bench_rows_name_ties_and_methods_not_run():
     (row,) = bi.hv_rows("digits", rows, 0)
     assert row[3:9] == ["0.8801", "0.8801"] + ["not run"] * 4
     assert row[9] == "proxy + validation = in-loop" and row[11] == "2/3"
+
+
+def test_inloop_bench_counts_baselines_beaten_by_hand():
+    """beaten: a baseline counts as beaten only by a measured point of equal or smaller size with a lower loss;
+    an equal loss there counts as matched; NaN (a failed evaluation) never counts."""
+    import numpy as np
+    from benchmarks import bench_inloop as bi
+    X = np.array([[0], [1], [2], [3]])
+    loss = np.array([5.0, 3.0, np.nan, 1.0])
+    size = {0: 1.0, 1: 2.0, 2: 0.5, 3: 4.0}
+    size_of = lambda G: np.array([size[int(g[0])] for g in G])
+    base = (np.array([1.0, 2.0, 3.0, 0.9, 4.0]), np.array([6.0, 3.0, 2.0, 9.0, 0.5]))
+    # 1.0: 5 < 6 beaten; 2.0: 3 == 3 matched only; 3.0: best at <= 3.0 is 3 > 2; 0.9: only the NaN point; 4.0: 1 > 0.5
+    assert bi.beaten(X, loss, size_of, base) == (1, 2)
+    rows = {50: [{"seed": 0, "dom": {"rules": {"il": (1, 2), "n": 5}}}]}
+    assert bi.dominance_rows("m", rows) == [["m", 50, 0, "llama.cpp presets", 5, "1 (2)", "not run"]]
