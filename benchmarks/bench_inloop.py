@@ -161,7 +161,8 @@ def evopress_style(run, measure, budget, seed, n_targets=5, n_offspring=4):
     for each of ``n_targets`` size targets (sizes of the thinned proxy front), a (1 + lambda) evolution from
     the largest proxy-front config within the target; a mutation is a level switch (one layer's weight bits
     one step up, another's one step down), kept only if within the target size; the offspring with the
-    lowest measured loss replaces the parent if it is no worse. Budget split evenly over the targets; every
+    lowest measured loss replaces the parent if it is no worse (in a llama.cpp space a level is a type, in order of
+    bits per weight). Budget split evenly over the targets; every
     measured offspring counts towards the hypervolume."""
     from quantmoo.search.archive import thin
     problem, enc = run.problem, run.problem.encoding
@@ -169,7 +170,8 @@ def evopress_style(run, measure, budget, seed, n_targets=5, n_offspring=4):
     X, F = run.archive.X, run.archive.F
     size_col = problem.objectives.index("size_mb")
     targets = np.sort(F[thin(F, n_targets), size_col])
-    wb = np.arange(enc.n_layers) * enc.k + enc.varying.index("weight_bits")   # the bits gene of each layer
+    level = "weight_format" if "weight_format" in enc.varying else "weight_bits"   # llama.cpp types: by bpw
+    wb = np.arange(enc.n_layers) * enc.k + enc.varying.index(level)   # the bits gene of each layer
     seen_X, seen_loss = [], []
     per_target = [budget // n_targets + (t < budget % n_targets) for t in range(n_targets)]
     for target, n in zip(targets, per_target):

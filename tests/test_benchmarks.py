@@ -296,3 +296,25 @@ def test_inloop_bench_counts_baselines_beaten_by_hand():
     assert bi.beaten(X, loss, size_of, base) == (1, 2)
     rows = {50: [{"seed": 0, "dom": {"rules": {"il": (1, 2), "n": 5}}}]}
     assert bi.dominance_rows("m", rows) == [["m", 50, 0, "llama.cpp presets", 5, "1 (2)", "not run"]]
+
+
+def test_inloop_bench_evopress_switches_llama_cpp_types():
+    """EvoPress-style level switches work in a llama.cpp space (its level gene is the type, not the bits):
+    every offspring stays within its size target and differs from the parent in two layers' types at most."""
+    import numpy as np
+    import quantmoo
+    from benchmarks import bench_inloop as bi
+    from quantmoo.accuracy.tables import prior_table
+    model = quantmoo.zoo.load("llama2-7b")
+    space = bi._space("smollm2-135m")
+    run = bi.proxy_run(model, space, prior_table(model, space.bind(model)), 0, 20, 5)
+    problem = run.problem
+
+    def measure(X):    # a stand-in loss: the proxy
+        return problem.evaluate_all(np.asarray(X))["accuracy_loss"]
+
+    X, loss = bi.evopress_style(run, measure, 12, 0, n_targets=2)
+    assert 2 <= len(X) <= 12 and np.isfinite(loss).all()
+    C = problem.encoding.choices(X)
+    near = [min((C[i] != C[j]).sum() for j in range(i)) <= 2 for i in range(1, len(C))]
+    assert sum(near) >= len(C) - 2          # all but the two targets' parents are one level switch away
