@@ -35,10 +35,17 @@ the initial design (the thinned proxy front); the proxy and the corrected surrog
 and on the last adaptive round's batch (each predicted before it was measured); over every point
 measured at the end, the proxy and the final surrogate's leave-one-out predictions.
 
-Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw] [--budgets 50,100]
-[--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd]`` (``--eval-cache``: keep the shared cache
-in DIR, e.g. to continue an interrupted run without measuring again; default a temporary directory; ``--methods``:
-run only these methods, keys as in ``METHODS``; the others' cells say "not run").
+Baselines (``--baselines``): per run, the standard baselines the issue names (llama.cpp's rule presets for a decoder
+LLM, else the greedy curve's and the ILP sweep's points) are measured through the shared cache (charged to no method),
+and the last table counts how many of them in-loop's and proxy + validation's measured points beat (lower measured
+loss at equal or smaller size) or match.
+
+Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw,minilm-l6,smollm2-135m]
+[--budgets 50,100] [--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd] [--baselines]
+[--eval-tokens 1024]`` (``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
+measuring again; default a temporary directory; ``--methods``: run only these methods, keys as in ``METHODS``; the
+others' cells say "not run"; ``--eval-tokens``: smollm2-135m's evaluator scores this many tokens instead of 4,096,
+about 4 s instead of 13 s per evaluation; RESULTS.md uses 1,024).
 """
 from __future__ import annotations
 
@@ -52,9 +59,11 @@ import numpy as np
 
 from benchmarks._common import machine, md_table, stamp
 
-#: open-nsfw: the six methods at N = 100 cost ~170 CPU s per seed (onnxruntime, ~0.4-0.6 s per evaluation);
-#: RESULTS.md has N = 50 and 100 (N = 200 x 3 seeds did not fit the session's CPU).
-BUDGETS = {"digits": (50, 100, 200, 400), "open-nsfw": (50, 100, 200), "minilm-l6": (50, 100, 200)}
+#: CPU per seed of all six methods at N = 100 (one core): open-nsfw ~6 min (~1.5 s per evaluation), minilm-l6 ~5 min
+#: (1.2-2.2 s); smollm2-135m ~4 s per evaluation with --eval-tokens 1024. RESULTS.md has N = 50 and 100 with
+#: 3 seeds, N = 200 with 1 seed and two methods (50 with 3 seeds on smollm2).
+BUDGETS = {"digits": (50, 100, 200, 400), "open-nsfw": (50, 100, 200), "minilm-l6": (50, 100, 200),
+           "smollm2-135m": (50, 200)}
 SEEDS = (0, 1, 2)
 HARDWARE = "arm_dot"
 OBJ3 = ("accuracy_loss", "size_mb", "latency_ms")
