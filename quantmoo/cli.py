@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --measured: measured-in-the-loop search: the proxy search's front, then exactly N real "
                         "evaluations chosen by a surrogate corrected with every measured point, or by the proxy "
                         "front's epsilon-net while the surrogate ranks no better than the proxy (objectives "
-                        "accuracy_loss and one cost; default accuracy_loss,size_mb)")
+                        "accuracy_loss and one or two costs; default accuracy_loss,size_mb)")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True, help="zoo name or model file the config was made for (required)")

@@ -278,8 +278,14 @@ def test_inloop_bench_rows_name_ties_and_methods_not_run():
                  {"out": {"pv": run(0.70), "il": run(0.71)}},
                  {"out": {"pv": run(0.90), "il": run(0.89)}}]}
     (row,) = bi.hv_rows("digits", rows, 0)
-    assert row[3:9] == ["0.8801", "0.8801"] + ["not run"] * 4
-    assert row[9] == "proxy + validation = in-loop" and row[11] == "2/3"
+    assert row[3:10] == ["0.8801", "0.8801"] + ["not run"] * 5
+    assert row[10] == "proxy + validation = in-loop" and row[11] == "in-loop: 1.0000" and row[12] == "2/3"
+    # the 3-objective table compares the 3-objective in-loop run with the best method that is not ours
+    for x, v in zip(rows[50], (0.95, 0.30, 0.80)):
+        x["out"]["il3"] = (50, (v, v, v))
+    (row,) = bi.hv_rows("digits", rows, 1, own="il3")      # pv's 3-objective scores: 0.44006, 0.35, 0.45
+    assert row[5] == "0.8000" and row[10] == "in-loop, 3 objectives"
+    assert row[11] == f"in-loop, 3 objectives: {0.80 / 0.44006:.4f}" and row[12] == "2/3"
 
 
 def test_inloop_bench_counts_baselines_beaten_by_hand():

@@ -141,6 +141,22 @@ def test_front_is_measured_and_nondominated(digits, table):
         assert not any((p <= f).all() and (p < f).any() for p in pts)
 
 
+def test_three_objectives_front_is_nondominated_in_all_three(digits, table):
+    """(loss, size, latency): the acquisition works on the 3-D front; the costs come from the tables."""
+    obj = ("accuracy_loss", "size_mb", "latency_ms")
+    res = _run(digits, table, budget=8, objectives=obj)
+    assert list(res.objectives) == list(obj) and res.meta["inloop"]["n_evaluations"] == 8
+    assert res.meta["inloop"]["chosen_by"]["ehvi"] + res.meta["inloop"]["chosen_by"]["net"] > 0
+    ev = res.evaluations
+    pts = np.column_stack([ev["accuracy_loss"], ev["size_mb"], ev["latency_ms"]])
+    F = res.F
+    assert F.shape[1] == 3 and len(F) == sum(
+        not any((q <= p).all() and (q < p).any() for q in pts) for p in np.unique(pts, axis=0))
+    for f in F:
+        assert not any((p <= f).all() and (p < f).any() for p in pts)
+    assert list(F[:, 1]) == sorted(F[:, 1])
+
+
 def test_same_seed_same_run(digits, table):
     a, b = _run(digits, table, seed=3), _run(digits, table, seed=3)
     strip = lambda res: [{k: v for k, v in r.items() if k not in ("seconds", "cached")}
@@ -162,7 +178,8 @@ def test_result_files_hold_every_evaluation(digits, table, tmp_path):
     (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
     (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"),
     (dict(fallback="yes"), "'fallback'"),
-    (dict(objectives=("accuracy_loss", "size_mb", "latency_ms")), "'objectives'"),
+    (dict(objectives=("accuracy_loss", "size_mb", "latency_ms", "energy_mj")), "'objectives'"),
+    (dict(objectives=("size_mb", "latency_ms")), "'objectives'"),
 ])
 def test_bad_input(digits, table, kw, needle):
     with pytest.raises(QuantmooError, match=needle):
@@ -230,11 +247,12 @@ def _ehvi_reference(front, cost, mean, std, floor=-np.inf):
     from quantmoo.search.run import hypervolume
     z, w = np.polynomial.hermite_e.hermegauss(80)
     w = w / w.sum()
-    front = np.column_stack([np.maximum(front[:, 0], floor), front[:, 1]])
-    base = hypervolume(front, np.ones(2))
+    front = np.column_stack([np.maximum(front[:, 0], floor), front[:, 1:]])
+    ones = np.ones(front.shape[1])
+    base = hypervolume(front, ones)
     out = []
-    for c, mu, sd in zip(cost, mean, std):
-        gains = [hypervolume(np.vstack([front, [max(mu + sd * zi, floor), c]]), np.ones(2)) - base for zi in z]
+    for c, mu, sd in zip(np.reshape(cost, (len(mean), -1)), mean, std):
+        gains = [hypervolume(np.vstack([front, [max(mu + sd * zi, floor), *c]]), ones) - base for zi in z]
         out.append(float(np.dot(w, gains)))
     return np.array(out)
 
@@ -254,6 +272,25 @@ def test_expected_hvi_matches_quadrature():
     assert got[cost >= 1.0].max(initial=0) == 0.0
     # an empty front: the whole box right of and above the point is new
     assert expected_hvi(np.zeros((0, 2)), [0.5], [0.25], [1e-9])[0] == pytest.approx(0.5 * 0.75)
+
+
+def test_expected_hvi_in_three_objectives_matches_quadrature():
+    """Two known costs (size, latency): the grid of cells gives the exact expected gain."""
+    rng = np.random.default_rng(4)
+    front = np.column_stack([rng.uniform(0, 1, 9), rng.uniform(0, 1, 9), rng.uniform(0, 1, 9)])
+    front = np.vstack([front, [[0.3, 1.2, 0.1]]])                     # outside the box: ignored
+    cost = np.vstack([rng.uniform(0, 1.05, (25, 2)), [[0.2, 0.3]], front[0, 1:]])
+    mean = rng.uniform(-0.1, 1.0, len(cost))
+    std = rng.uniform(0.02, 0.2, len(cost))
+    got = expected_hvi(front, cost, mean, std)
+    assert np.allclose(got, _ehvi_reference(front, cost, mean, std), atol=2e-4)
+    assert np.allclose(expected_hvi(front, cost, mean, std, floor=0.2, chunk=7),        # small blocks: same
+                       _ehvi_reference(front, cost, mean, std, floor=0.2), atol=5e-4)
+    assert got[(cost >= 1.0).any(axis=1)].max(initial=0) == 0.0
+    assert expected_hvi(np.zeros((0, 3)), [[0.5, 0.2]], [0.25], [1e-9])[0] == pytest.approx(0.5 * 0.8 * 0.75)
+    # the believer: a pick changes the front the next pick is scored against
+    picks = choose_batch(front, cost, mean, std, 3)
+    assert len(set(picks.tolist())) == 3 and picks[0] == int(np.argmax(got))
 
 
 def test_batch_spreads_out():

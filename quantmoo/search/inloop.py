@@ -23,8 +23,8 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    posterior gives a mean and a standard deviation for every candidate (matrix products over the
    whole pool).
 4. **Acquisition.** The expected improvement of the measured hypervolume of (measured loss,
-   second objective) (:func:`expected_hvi`: exact for a Gaussian loss and a known cost, a sum over
-   the measured front's staircase), batch by batch: after a pick, its predicted loss joins the
+   the costs) (:func:`expected_hvi`: exact for a Gaussian loss and known costs, a sum over the
+   cells of the measured front's staircase), batch by batch: after a pick, its predicted loss joins the
    front ("kriging believer") so a batch spreads out. ``batch`` points per round; the surrogate
    is refitted after each round.
 5. **Fallback to the proxy.** Before each round the surrogate's leave-one-out predictions and the raw
@@ -43,7 +43,10 @@ hypervolume. ``meta["inloop"]["kendall_tau"]`` compares the proxy with the corre
 the measured points (the surrogate by leave-one-out, so it is not scored on points it was fitted to),
 and on the first and last rounds the surrogate chose (predicted before measuring).
 
-Only two objectives for now: ``accuracy_loss`` and one cost (``size_mb`` by default).
+Two or three objectives: ``accuracy_loss`` and one or two costs (``size_mb`` by default; e.g. ``size_mb`` and
+``latency_ms`` where activation bits change latency but not size). The costs are known exactly from the
+tables, so the expected improvement stays exact in three objectives (:func:`expected_hvi` cuts the cost
+plane into a grid at the measured front's values).
 """
 from __future__ import annotations
 
@@ -166,55 +169,80 @@ def fit_surrogate(T: np.ndarray, y: np.ndarray, n_pairs: int = 4, n_knots: int =
 
 
 # -- acquisition -------------------------------------------------------------------------------------
-def _staircase(front: np.ndarray):
-    """Breakpoints and heights of a 2-D front (normalised, minimised) inside the unit box."""
-    f = front[(front < 1.0).all(axis=1)] if len(front) else front.reshape(0, 2)
-    if len(f):
-        f = f[np.lexsort((f[:, 0], f[:, 1]))]
-        f = f[np.minimum.accumulate(f[:, 0]) == f[:, 0]]     # keep the non-dominated steps
-        f = f[np.concatenate([[True], f[1:, 0] < f[:-1, 0]])]
-    lo = np.concatenate([[-np.inf], f[:, 1]])              # interval j: [lo_j, hi_j) in the cost axis
-    hi = np.concatenate([f[:, 1], [1.0]])
-    h = np.concatenate([[1.0], f[:, 0]])                    # loss level the front already reaches there
+def _cells(front: np.ndarray):
+    """The cost space of a normalised front ``(loss, cost_1..cost_d)`` cut into a grid at the front's cost values.
+
+    Returns, per cost axis, the cells' lower and upper edges, and for every grid cell (C-order) the loss
+    level the front already reaches there: the least loss of a front point whose costs are all at or below
+    the cell's lower corner (1, the reference, where none is).
+    """
+    f = front[(front < 1.0).all(axis=1)]
+    d = front.shape[1] - 1
+    edges = [np.unique(f[:, 1 + i]) for i in range(d)]
+    lo = [np.concatenate([[-np.inf], e]) for e in edges]
+    hi = [np.concatenate([e, [1.0]]) for e in edges]
+    corner = np.stack(np.meshgrid(*lo, indexing="ij"), axis=-1).reshape(-1, d)      # (cells, d)
+    covers = (f[None, :, 1:] <= corner[:, None, :]).all(axis=2)                     # (cells, k)
+    h = np.where(covers, f[None, :, 0], 1.0).min(axis=1, initial=1.0)
     return lo, hi, h
 
 
 def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                 floor: float = -np.inf) -> np.ndarray:
-    """Expected hypervolume improvement of adding a point (loss ~ N(mean, std^2), known cost).
+                 floor: float = -np.inf, chunk: int = 2 ** 22) -> np.ndarray:
+    """Expected hypervolume improvement of adding a point (loss ~ N(mean, std^2), known costs).
 
-    Everything is normalised by the reference point (the box is [0, 1]^2, reference (1, 1)).
+    Everything is normalised by the reference point (the box is [0, 1]^(1+d), reference (1, ..., 1)).
 
     Parameters
     ----------
-    front : ndarray (k, 2)
-        Measured points ``(loss, cost)``.
-    cost, mean, std : ndarray (N,)
-        The candidates' cost and predicted loss.
+    front : ndarray (k, 1 + d)
+        Measured points ``(loss, cost_1, ..., cost_d)``.
+    cost : ndarray (N,) or (N, d)
+        The candidates' costs.
+    mean, std : ndarray (N,)
+        The candidates' predicted loss.
     floor : float
         Losses below it count as ``floor`` (both the front's and the candidate's): the improvement
         is ``E[max(0, h - max(loss, floor))] = EI(h) - EI(floor)`` for ``h >= floor``.
+    chunk : int
+        Candidates are scored in blocks of about this many (candidate, cell) pairs (memory).
 
     Returns
     -------
     ndarray (N,)
-        ``E[HV(front + candidate) - HV(front)]``: over the cost intervals right of the candidate,
-        width times the expected improvement ``E[max(0, h - loss)]`` below the front's level ``h``.
+        ``E[HV(front + candidate) - HV(front)]``, exact: the cost space is cut into a grid at the front's
+        cost values; in each cell the front reaches one loss level ``h``, so the gain is the sum over the
+        cells at or above the candidate's costs of the cell's volume there times ``E[max(0, h - loss)]``.
+        The cells' volumes are summed per level first, so the normal integrals are taken once per level.
     """
-    from scipy.stats import norm
-    lo, hi, h = _staircase(np.asarray(front, dtype=np.float64).reshape(-1, 2))
-    cost = np.asarray(cost, dtype=np.float64)[:, None]
-    width = np.clip(hi[None, :] - np.maximum(cost, lo[None, :]), 0.0, None)          # (N, k+1)
-    s = np.maximum(np.asarray(std, dtype=np.float64), 1e-12)[:, None]
-    mean = np.asarray(mean, dtype=np.float64)[:, None]
-
-    def ei(level):
-        d = level - mean
-        return d * norm.cdf(d / s) + s * norm.pdf(d / s)
-
-    gain = (width * ei(np.maximum(h, floor)[None, :])).sum(axis=1)
-    if np.isfinite(floor):
-        gain = gain - width.sum(axis=1) * ei(floor)[:, 0]
+    from scipy.special import ndtr
+    front = np.asarray(front, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    d = front.shape[1] - 1
+    cost = np.asarray(cost, dtype=np.float64).reshape(len(mean), d)
+    s = np.maximum(np.asarray(std, dtype=np.float64), 1e-12)
+    lo, hi, h = _cells(front)
+    level, at = np.unique(np.maximum(h, floor), return_inverse=True)      # cells grouped by the loss level
+    order = np.argsort(at, kind="stable")
+    starts = np.searchsorted(at[order], np.arange(len(level)))
+    gain = np.empty(len(mean))
+    step = max(1, chunk // len(h))
+    for a in range(0, len(mean), step):         # blocks of candidates (memory), not a loop per candidate
+        c = cost[a:a + step]
+        vol = np.ones((len(c), 1))
+        for i in range(d):                      # the cells' widths right of the candidate, axis by axis
+            w = np.clip(hi[i][None, :] - np.maximum(c[:, i:i + 1], lo[i][None, :]), 0.0, None)
+            vol = (vol[:, :, None] * w[:, None, :]).reshape(len(c), -1)
+        vol = np.add.reduceat(vol[:, order], starts, axis=1)                 # (block, levels)
+        m, sd = mean[a:a + step, None], s[a:a + step, None]
+        z = (level[None, :] - m) / sd
+        ei = (level[None, :] - m) * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        g = (vol * ei).sum(axis=1)
+        if np.isfinite(floor):
+            zf = (floor - m[:, 0]) / sd[:, 0]
+            g = g - vol.sum(axis=1) * ((floor - m[:, 0]) * ndtr(zf) + sd[:, 0] * np.exp(-0.5 * zf * zf)
+                                       / math.sqrt(2 * math.pi))
+        gain[a:a + step] = g
     return gain
 
 
@@ -224,8 +252,11 @@ def _nondominated(F: np.ndarray) -> np.ndarray:
 
 
 def choose_batch(front, cost, mean, std, q: int, floor: float = -np.inf) -> np.ndarray:
-    """``q`` candidate indices by sequential expected-HV improvement with the kriging believer."""
-    front = np.asarray(front, dtype=np.float64).reshape(-1, 2)
+    """``q`` candidate indices by sequential expected-HV improvement with the kriging believer.
+
+    ``front`` is ``(k, 1 + d)`` (loss, costs), ``cost`` ``(N,)`` or ``(N, d)``; see :func:`expected_hvi`."""
+    cost = np.asarray(cost, dtype=np.float64).reshape(len(mean), -1)
+    front = np.asarray(front, dtype=np.float64).reshape(-1, 1 + cost.shape[1])
     picked = []
     avail = np.ones(len(cost), dtype=bool)
     for _ in range(min(q, len(cost))):      # a handful of picks per round; each scores the whole pool
@@ -235,7 +266,7 @@ def choose_batch(front, cost, mean, std, q: int, floor: float = -np.inf) -> np.n
             break
         picked.append(i)
         avail[i] = False
-        front = np.vstack([front, [mean[i], cost[i]]])
+        front = np.vstack([front, [mean[i], *cost[i]]])
     return np.array(picked, dtype=np.int64)
 
 
@@ -268,8 +299,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     budget : int
         Real evaluations to spend (exactly, unless the candidate pool runs out first).
     space, constraints : see :func:`quantmoo.search`.
-    objectives : pair of str
-        ``("accuracy_loss", cost)`` with cost one of ``size_mb, latency_ms, energy_mj, memory_mb``.
+    objectives : tuple of str
+        ``("accuracy_loss", cost)`` or ``("accuracy_loss", cost, cost)`` with costs from ``size_mb, latency_ms,
+        energy_mj, memory_mb``.
     accuracy : AccuracyTable, optional
         The proxy table (default: :func:`quantmoo.sensitivity` of the model).
     seed : int
@@ -328,9 +360,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     elif isinstance(loss_floor, bool) or not isinstance(loss_floor, (int, float)) or not math.isfinite(loss_floor):
         raise QuantmooError(f"The 'loss_floor' of search_measured must be a finite number or None; got {loss_floor!r}")
     objectives = resolve_objectives(objectives)
-    if len(objectives) != 2 or objectives[0] != "accuracy_loss":
-        raise QuantmooError(f"The 'objectives' of search_measured must be ('accuracy_loss', <cost>) with one cost; "
-                            f"got {list(objectives)}")
+    if not 2 <= len(objectives) <= 3 or objectives[0] != "accuracy_loss":
+        raise QuantmooError(f"The 'objectives' of search_measured must be ('accuracy_loss', <cost>[, <cost>]) with "
+                            f"one or two costs; got {list(objectives)}")
     spec = resolve_model(model)
     ev = getattr(spec, "evaluator", None)
     if ev is None:
@@ -359,7 +391,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     feasible = problem.feasible_mask(v)
     pool = pool[feasible]
     T = proxy_terms(problem, pool)
-    cost = v[objectives[1]][feasible] / ref[1]
+    cost = np.column_stack([v[o][feasible] for o in objectives[1:]]) / ref[1:]     # (pool, costs), normalised
     proxy = v["accuracy_loss"][feasible]
     measured = np.full(len(pool), np.nan)        # the loss, once measured
     done = np.zeros(len(pool), dtype=bool)
@@ -370,7 +402,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
 
     def measured_front():
         ok = np.flatnonzero(done & np.isfinite(measured))
-        F = np.column_stack([measured[ok], cost[ok] * ref[1]])
+        F = np.column_stack([measured[ok], cost[ok] * ref[1:]])
         return ok, F, _nondominated(F)
 
     def measure(rows, rnd, predicted, how):
@@ -443,7 +475,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     ok[rows_ok] = True
     final = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs) if ok.sum() >= 2 else None
     front_rows = rows_ok[nd]
-    front_rows = front_rows[np.argsort(cost[front_rows], kind="stable")]
+    front_rows = front_rows[np.argsort(cost[front_rows, 0], kind="stable")]
     from .front import evaluation_table, solutions_from_genomes
     front = solutions_from_genomes(problem, pool[front_rows])
     for s, r in zip(front, front_rows):
