@@ -10,7 +10,10 @@ the non-dominated set of everything it measured, in 2 objectives (measured ``acc
 * **in-loop** (:func:`quantmoo.search_measured`): the same proxy search, ``N/2`` of its thinned
   front measured, then ``N/10`` per round chosen by expected HV improvement on the corrected
   surrogate, or, in rounds where the surrogate (leave-one-out) ranks the measured points no better than
-  the proxy, the next ``N/10`` points of the proxy front's epsilon-net;
+  the proxy, the next ``N/10`` points of the proxy front's epsilon-net (with ``--refine K``, the last round
+  measures the K best-predicted candidates below each baseline);
+* **in-loop, 3 objectives**: the same with ``objectives=("accuracy_loss", "size_mb", "latency_ms")`` (its
+  own proxy search in 3 objectives; expected improvement of the 3-objective hypervolume);
 * **AMQ-style** (:func:`amq_style`): NSGA-II on a quality predictor refitted to every real
   evaluation so far, each round measuring the predicted front's most promising unmeasured genomes;
 * **EvoPress-style** (:func:`evopress_style`): (1 + 4) level-switch evolution on the real loss at 5
@@ -42,10 +45,11 @@ loss at equal or smaller size) or match.
 
 Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw,minilm-l6,smollm2-135m]
 [--budgets 50,100] [--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd] [--baselines]
-[--eval-tokens 1024]`` (``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
+[--eval-tokens 1024] [--refine K]`` (``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
 measuring again; default a temporary directory; ``--methods``: run only these methods, keys as in ``METHODS``; the
 others' cells say "not run"; ``--eval-tokens``: smollm2-135m's evaluator scores this many tokens instead of 4,096,
-about 4 s instead of 13 s per evaluation; RESULTS.md uses 1,024).
+about 4 s instead of 13 s per evaluation; RESULTS.md uses 1,024; ``--refine K``: the in-loop runs' ``refine``, see
+:func:`quantmoo.search_measured`, default 0).
 """
 from __future__ import annotations
 
@@ -304,7 +308,7 @@ def optuna_nsga2(problem, measure, budget, seed):
 
 
 def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eval_cache=None, methods=None,
-              eval_tokens=None, against_baselines=False):
+              eval_tokens=None, against_baselines=False, refine=0):
     import quantmoo
     from quantmoo.accuracy.cache import EvalCache
     from quantmoo.search.inloop import search_measured
@@ -344,7 +348,7 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eva
                 def inloop(objectives=OBJ3[:2], into=il):
                     res = search_measured(model, HARDWARE, budget=b, space=space, objectives=objectives,
                                           accuracy=table, seed=s, pop_size=pop_size, n_gen=n_gen, cache=cache,
-                                          progress=False)
+                                          refine=refine, progress=False)
                     into.update(res.meta["inloop"])
                     recs = [r for r in into["evaluations"] if "loss" in r]
                     return np.array([r["genome"] for r in recs]), np.array([r["loss"] for r in recs])
@@ -456,8 +460,8 @@ def main(argv=None):
     models = ["digits"]
     if "--models" in argv:
         models = argv[argv.index("--models") + 1].split(",")
-    opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods", "--eval-tokens")
-           if k in argv}
+    opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods", "--eval-tokens",
+                                                 "--refine") if k in argv}
     methods = opt["--methods"].split(",") if "--methods" in opt else None
     warnings.simplefilter("ignore", RuntimeWarning)
     t_all = time.process_time()
@@ -473,7 +477,8 @@ def main(argv=None):
             seeds = tuple(int(v) for v in opt["--seeds"].split(","))
         rows, t_sens, refs = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)),
                                        table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods,
-                                       eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv)
+                                       eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv,
+                                       refine=int(opt.get("--refine", 0)))
         hv2 += hv_rows(name, rows, 0)
         hv3 += hv_rows(name, rows, 1, own="il3")
         raw += hv_rows(name, rows, 2)
@@ -481,7 +486,8 @@ def main(argv=None):
         cpus += cpu_rows(name, rows, t_sens)
         doms += dominance_rows(name, rows)
         refs_txt.append(f"{name}: ({refs[3][0]:.4g}, {refs[3][1]:.4g} MB, {refs[3][2]:.4g} ms)")
-    text = (f"Median over seeds 0 .. n-1 (n: the 'seeds' column); hardware {HARDWARE}; {stamp()}; {machine()}; "
+    text = (f"Median over seeds 0 .. n-1 (n: the 'seeds' column); hardware {HARDWARE}; in-loop refine="
+            f"{int(opt.get('--refine', 0))}; {stamp()}; {machine()}; "
             f"CPU time of this run {time.process_time() - t_all:.0f} s\n\n"
             f"Reference points (loss, size, latency; the 2-objective HV uses the first two): {'; '.join(refs_txt)}\n\n"
             "Measured hypervolume of (measured accuracy_loss, size_mb), losses below 0 counted as 0:\n\n"

@@ -8,7 +8,8 @@ import pytest
 import quantmoo
 from quantmoo.accuracy.tables import prior_table
 from quantmoo.errors import QuantmooError
-from quantmoo.search.inloop import choose_batch, expected_hvi, fit_surrogate, proxy_terms, search_measured
+from quantmoo.search.inloop import (choose_batch, expected_hvi, fit_surrogate, proxy_terms, refine_picks,
+                                   search_measured)
 from quantmoo.search.problem import QuantizationProblem
 from quantmoo.search.space import SearchSpace
 
@@ -157,6 +158,43 @@ def test_three_objectives_front_is_nondominated_in_all_three(digits, table):
     assert list(F[:, 1]) == sorted(F[:, 1])
 
 
+def test_refine_picks_by_hand():
+    """Per target the lowest predicted losses no larger on every cost; first choices of all targets first."""
+    cost = np.array([[1.0, 5.0], [2.0, 1.0], [3.0, 1.0], [0.5, 0.5], [2.0, 2.0]])
+    loss = np.array([0.1, 0.2, 0.05, 0.9, 0.2])
+    targets = np.array([[2.0, 2.0], [3.0, 1.0], [0.4, 9.0]])      # the last one: nothing fits
+    # target 0 fits rows 1, 3, 4 (losses 0.2, 0.9, 0.2: row 1 first, smaller first cost... equal: then row);
+    # target 1 fits rows 1, 2, 3 (row 2 first)
+    assert refine_picks(cost, loss, targets, 1, 10).tolist() == [1, 2]
+    assert refine_picks(cost, loss, targets, 2, 10).tolist() == [1, 2, 4, 3]
+    assert refine_picks(cost, loss, targets, 2, 3).tolist() == [1, 2, 4]
+    assert refine_picks(cost[:, :1], loss, targets[:, :1], 1, 10).tolist() == [0, 2]   # one cost: row 0 fits 2.0
+
+
+def test_refine_round_measures_below_every_baseline(digits, table):
+    """refine=1: the last round measures, for each greedy/ILP point, the best-predicted candidate no larger;
+    the budget stays exact and the baselines joined the pool."""
+    from quantmoo.baselines import baseline_genomes
+    res = _run(digits, table, budget=16, refine=1)
+    il = res.meta["inloop"]
+    assert il["n_evaluations"] == 16 and res.meta["algorithm"]["refine"] == 1
+    recs = il["evaluations"]
+    ref_recs = [r for r in recs if r["chosen_by"] == "refine"]
+    assert ref_recs and len({r["round"] for r in ref_recs}) == 1          # one round
+    problem = QuantizationProblem(digits, "arm_dot", SPACE, objectives=("accuracy_loss", "size_mb"), accuracy=table)
+    groups = {k: X for k, _, X in baseline_genomes(problem) if len(X)}
+    B = np.concatenate([groups["greedy"], groups["ilp"]])
+    size_b = problem.evaluate_all(B)["size_mb"]
+    size_r = problem.evaluate_all(np.array([r["genome"] for r in ref_recs]))["size_mb"]
+    every = problem.evaluate_all(np.array([r["genome"] for r in recs]))["size_mb"]
+    # every refine pick is no larger than some baseline, and every baseline has a measured point no larger
+    assert all((size_r[i] <= size_b * (1 + 1e-9)).any() for i in range(len(size_r)))
+    assert len(ref_recs) == min(len(np.unique(B, axis=0)), 16 - sum(r["chosen_by"] != "refine" for r in recs))
+    assert all((every <= sb * (1 + 1e-9)).any() for sb in size_b if sb >= every.min())
+    # the baselines joined the candidate pool
+    assert il["n_candidates"] > _run(digits, table, budget=16).meta["inloop"]["n_candidates"]
+
+
 def test_same_seed_same_run(digits, table):
     a, b = _run(digits, table, seed=3), _run(digits, table, seed=3)
     strip = lambda res: [{k: v for k, v in r.items() if k not in ("seconds", "cached")}
@@ -177,7 +215,7 @@ def test_result_files_hold_every_evaluation(digits, table, tmp_path):
 @pytest.mark.parametrize("kw, needle", [
     (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
     (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"),
-    (dict(fallback="yes"), "'fallback'"),
+    (dict(fallback="yes"), "'fallback'"), (dict(refine=-1), "'refine'"), (dict(refine=True), "'refine'"),
     (dict(objectives=("accuracy_loss", "size_mb", "latency_ms", "energy_mj")), "'objectives'"),
     (dict(objectives=("size_mb", "latency_ms")), "'objectives'"),
 ])

@@ -33,12 +33,19 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    validation, today's pipeline, would measure); once the net is spent, expected improvement chooses.
    Why: where the correction does not rank better than the proxy, its expected improvement had nothing
    to add and measured below the plain net (benchmarks/RESULTS.md, issue 19).
+6. **Baseline refinement** (``refine=k``, off by default). The last round measures, for every standard
+   baseline (llama.cpp's presets for a decoder LLM, else the greedy curve's and the ILP sweep's
+   points), the ``k`` unmeasured candidates with the lowest predicted loss (the surrogate's, or the
+   proxy's where it ranks no worse) among those no larger than the baseline on every cost
+   (:func:`refine_picks`); the baselines themselves join the candidate pool. Why: the hypervolume
+   barely rewards the flat high-precision tail, so the rounds above leave gaps of 1-2 MB there, right
+   where the baselines sit (``validate --refine`` is the same step for proxy + validation).
 
 The result's front is the non-dominated set of the *measured* points (``accuracy_kind``
 ``"measured"``); every real evaluation is recorded in ``meta["inloop"]["evaluations"]``
 (round, genome, config hash, measured loss or error, seconds, cache hit, the proxy's and the
-surrogate's prediction at the time of choosing it, and how it was chosen: ``"design"``, ``"net"`` or
-``"ehvi"``), and the per-round history holds the measured
+surrogate's prediction at the time of choosing it, and how it was chosen: ``"design"``, ``"net"``,
+``"ehvi"`` or ``"refine"``), and the per-round history holds the measured
 hypervolume. ``meta["inloop"]["kendall_tau"]`` compares the proxy with the corrected surrogate over
 the measured points (the surrogate by leave-one-out, so it is not scored on points it was fitted to),
 and on the first and last rounds the surrogate chose (predicted before measuring).
@@ -275,6 +282,48 @@ def _tau(a, b):
     return tau(a, b)[0]
 
 
+# -- baseline refinement ------------------------------------------------------------------------------
+def _refine_targets(problem) -> np.ndarray:
+    """Genomes of the baselines a measured front should beat: llama.cpp's presets for a decoder LLM, else
+    the greedy curve's and the ILP sweep's points (:func:`quantmoo.baselines.baseline_genomes`)."""
+    from ..baselines import baseline_genomes
+    groups = {k: np.asarray(X, dtype=np.int64) for k, _, X in baseline_genomes(problem) if len(X)}
+    kinds = ("rules",) if "rules" in groups else ("greedy", "ilp")
+    return np.concatenate([groups[k] for k in kinds if k in groups] or [np.zeros((0, problem.n_var), np.int64)])
+
+
+def refine_picks(cost: np.ndarray, loss: np.ndarray, targets: np.ndarray, k: int, limit: int) -> np.ndarray:
+    """Candidates to measure against baselines: per target, the ``k`` lowest predicted losses among the
+    candidates no larger on every cost; first choices of every target first, at most ``limit`` in all.
+
+    Parameters
+    ----------
+    cost : ndarray (N, d)
+        The candidates' costs.
+    loss : ndarray (N,)
+        Their predicted loss (ties: the smaller first cost, then the row).
+    targets : ndarray (B, d)
+        The baselines' costs.
+    k, limit : int
+
+    Returns
+    -------
+    ndarray of int
+        Distinct candidate rows, in the order chosen.
+    """
+    cost = np.asarray(cost, dtype=np.float64).reshape(len(loss), -1)
+    order = np.lexsort((np.arange(len(loss)), cost[:, 0], loss))
+    fits = (cost[order][None, :, :] <= np.asarray(targets)[:, None, :] * (1 + 1e-9)).all(axis=2)   # (B, N)
+    ranked = [order[f] for f in fits]
+    picked = []
+    for r in range(k):                     # a few targets and ranks: the first choices of all targets go first
+        for cand in ranked:
+            c = next((int(i) for i in cand if int(i) not in picked), None)
+            if c is not None and len(picked) < limit:
+                picked.append(c)
+    return np.array(picked, dtype=np.int64)
+
+
 # -- the search --------------------------------------------------------------------------------------
 def _check_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -285,7 +334,8 @@ def _check_int(name, v, lo):
 def search_measured(model, hardware, budget: int, space=None, objectives=("accuracy_loss", "size_mb"),
                     constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
                     init_fraction: float = 0.5, n_pairs: int = 4,
-                    loss_floor: Optional[float] = 0.0, fallback: bool = True, pop_size: int = 100,
+                    loss_floor: Optional[float] = 0.0, fallback: bool = True, refine: int = 0,
+                    pop_size: int = 100,
                     n_gen: int = 100,
                     workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
                     progress: Optional[bool] = None):
@@ -321,6 +371,11 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         Measure the proxy front's epsilon-net instead of the surrogate's choice in rounds where the surrogate
         (leave-one-out) ranks the measured points no better than the proxy (module docstring, step 5).
         False: expected improvement in every round.
+    refine : int
+        Baseline refinement (module docstring, step 6): for every standard baseline (llama.cpp's presets for a
+        decoder LLM, else the greedy curve's and the ILP sweep's points), measure the ``refine`` unmeasured
+        genomes with the lowest predicted loss among those no larger than it on every cost; the baselines
+        join the candidate pool. Spent within ``budget``, as the last round. 0 (default): no refinement.
     pop_size, n_gen : int
         The proxy search's NSGA-II.
     workers, dask_address, cache, eval_timeout :
@@ -351,6 +406,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     seed = _check_int("seed", seed, 0)
     n_pairs = _check_int("n_pairs", n_pairs, 0)
     batch = max(1, budget // 10) if batch is None else _check_int("batch", batch, 1)
+    refine = _check_int("refine", refine, 0)
     if isinstance(init_fraction, bool) or not isinstance(init_fraction, (int, float)) or not 0 < init_fraction <= 1:
         raise QuantmooError(f"The 'init_fraction' of search_measured must be a number in (0, 1]; got {init_fraction!r}")
     if not isinstance(fallback, (bool, np.bool_)):
@@ -385,8 +441,10 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     problem = run.problem
     ref = run.hv_ref
     nd_X, nd_F = run.archive.X, run.archive.F
-    # the candidate pool: one row per distinct feasible genome the proxy search evaluated
-    pool = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [nd_X]), axis=0)
+    targets = _refine_targets(problem) if refine else np.zeros((0, problem.n_var), dtype=np.int64)
+    # the candidate pool: one row per distinct feasible genome the proxy search evaluated (and the baselines)
+    pool = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [nd_X, targets]),
+                     axis=0)
     v = problem.evaluate_all(pool)
     feasible = problem.feasible_mask(v)
     pool = pool[feasible]
@@ -445,29 +503,52 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     start_rows = np.array(rows, dtype=np.int64)
     n_net = len(rows)                            # points of the proxy front's epsilon-net measured so far
 
-    # 3-4. refit, choose by expected HV improvement, measure
+    # 3-5. refit, choose by expected HV improvement (or the net), measure; 6. the refinement round last
     rnd = 0
-    while len(records) < budget:
+
+    def rounds(limit):
+        """Adaptive rounds until ``limit`` evaluations are on record (or the pool is spent)."""
+        nonlocal rnd, n_net
+        while len(records) < limit:
+            rnd += 1
+            ok = measured_front()[0]
+            cand = np.flatnonzero(~done)
+            if not len(cand):
+                return
+            sur = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs)
+            q = min(batch, limit - len(records))
+            if fallback and not _tau(sur.loo, measured[ok]) > _tau(proxy[ok], measured[ok]):
+                # the correction ranks no better than the proxy: the net's next points (thin is greedy, so
+                # thin(F, k) is a prefix of thin(F, k + q))
+                net = [lookup[bytes(x)] for x in nd_X[thin(nd_F, n_net + q)] if bytes(x) in lookup]
+                n_net += q
+                net = [r for r in net if not done[r]][:q]
+                if net:
+                    measure(net, rnd, [None] * len(net), "net")
+                    continue
+            mean, std = sur.predict(T[cand])
+            front = np.column_stack([measured[ok] / ref[0], cost[ok]])
+            pick = choose_batch(front, cost[cand], mean / ref[0], std / ref[0], q, floor=loss_floor / ref[0])
+            measure(cand[pick].tolist(), rnd, list(zip(mean[pick], std[pick])), "ehvi")
+
+    tv = problem.evaluate_all(targets) if len(targets) else None
+    tcost = (np.column_stack([tv[o] for o in objectives[1:]])[problem.feasible_mask(tv)] / ref[1:]
+             if tv is not None else np.zeros((0, len(objectives) - 1)))
+    reserve = min(refine * len(tcost), budget - len(records))
+    rounds(budget - reserve)
+    cand = np.flatnonzero(~done)
+    if reserve and len(cand):
         rnd += 1
         ok = measured_front()[0]
-        cand = np.flatnonzero(~done)
-        if not len(cand):
-            break
         sur = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs)
-        q = min(batch, budget - len(records))
         if fallback and not _tau(sur.loo, measured[ok]) > _tau(proxy[ok], measured[ok]):
-            # the correction ranks no better than the proxy: the net's next points (thin is greedy, so
-            # thin(F, k) is a prefix of thin(F, k + q))
-            net = [lookup[bytes(x)] for x in nd_X[thin(nd_F, n_net + q)] if bytes(x) in lookup]
-            n_net += q
-            net = [r for r in net if not done[r]][:q]
-            if net:
-                measure(net, rnd, [None] * len(net), "net")
-                continue
-        mean, std = sur.predict(T[cand])
-        front = np.column_stack([measured[ok] / ref[0], cost[ok]])
-        pick = choose_batch(front, cost[cand], mean / ref[0], std / ref[0], q, floor=loss_floor / ref[0])
-        measure(cand[pick].tolist(), rnd, list(zip(mean[pick], std[pick])), "ehvi")
+            mean, std = proxy[cand], None          # the proxy ranks at least as well: pick by the proxy
+        else:
+            mean, std = sur.predict(T[cand])
+        pick = refine_picks(cost[cand], mean, tcost, refine, reserve)
+        measure(cand[pick].tolist(), rnd, [None] * len(pick) if std is None else list(zip(mean[pick], std[pick])),
+                "refine")
+    rounds(budget)
 
     # the result: the non-dominated measured points
     rows_ok, F, nd = measured_front()
@@ -507,14 +588,14 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     res.meta["algorithm"] = {"name": "inloop", "budget": budget, "batch": batch, "init_fraction": init_fraction,
                              "n_pairs": n_pairs,
                              "loss_floor": float(loss_floor) if np.isfinite(loss_floor) else None,
-                             "fallback": bool(fallback),
+                             "fallback": bool(fallback), "refine": refine,
                              "proxy_search": proxy_alg}
     res.meta["accuracy_meta"] = {"kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
                                  "proxy": accuracy.meta, "proxy_kind": accuracy.kind}
     res.meta["inloop"] = {
         "budget": budget, "n_evaluations": len(records), "n_failed": sum("error" in r for r in records),
         "n_candidates": int(len(pool)), "n_initial": int(len(start_rows)), "rounds": rnd,
-        "chosen_by": {k: sum(r["chosen_by"] == k for r in records) for k in ("design", "net", "ehvi")},
+        "chosen_by": {k: sum(r["chosen_by"] == k for r in records) for k in ("design", "net", "ehvi", "refine")},
         "seconds_evaluating": round(sum(r["seconds"] for r in records), 6),
         "measured_hypervolume": history[-1]["hypervolume"] if history else 0.0,
         "kendall_tau": tau, "surrogate": final.to_dict() if final is not None else None,
