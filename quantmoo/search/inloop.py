@@ -184,6 +184,7 @@ def _cells(front: np.ndarray):
     the cell's lower corner (1, the reference, where none is).
     """
     f = front[(front < 1.0).all(axis=1)]
+    f = f[_nondominated(f)]           # a dominated point covers nothing its dominator does not: fewer cells
     d = front.shape[1] - 1
     edges = [np.unique(f[:, 1 + i]) for i in range(d)]
     lo = [np.concatenate([[-np.inf], e]) for e in edges]
@@ -232,16 +233,23 @@ def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.
     level, at = np.unique(np.maximum(h, floor), return_inverse=True)      # cells grouped by the loss level
     order = np.argsort(at, kind="stable")
     starts = np.searchsorted(at[order], np.arange(len(level)))
-    gain = np.empty(len(mean))
+    gain = np.zeros(len(mean))
+    # a candidate whose costs the front reaches at a level 6 std below its mean gains less than 1e-9 of the
+    # box: not scored (the grid's cost grows with the front, and most of a late pool is like that)
+    cell = np.zeros(len(mean), dtype=np.int64)              # the grid cell holding the candidate's costs
+    for i in range(d):
+        cell = cell * len(lo[i]) + np.searchsorted(lo[i], cost[:, i], side="right") - 1
+    live = np.flatnonzero(np.maximum(mean - 6 * s, floor) < h[cell])
     step = max(1, chunk // len(h))
-    for a in range(0, len(mean), step):         # blocks of candidates (memory), not a loop per candidate
-        c = cost[a:a + step]
+    for a in range(0, len(live), step):         # blocks of candidates (memory), not a loop per candidate
+        idx = live[a:a + step]
+        c = cost[idx]
         vol = np.ones((len(c), 1))
         for i in range(d):                      # the cells' widths right of the candidate, axis by axis
             w = np.clip(hi[i][None, :] - np.maximum(c[:, i:i + 1], lo[i][None, :]), 0.0, None)
             vol = (vol[:, :, None] * w[:, None, :]).reshape(len(c), -1)
         vol = np.add.reduceat(vol[:, order], starts, axis=1)                 # (block, levels)
-        m, sd = mean[a:a + step, None], s[a:a + step, None]
+        m, sd = mean[idx, None], s[idx, None]
         z = (level[None, :] - m) / sd
         ei = (level[None, :] - m) * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
         g = (vol * ei).sum(axis=1)
@@ -249,7 +257,7 @@ def expected_hvi(front: np.ndarray, cost: np.ndarray, mean: np.ndarray, std: np.
             zf = (floor - m[:, 0]) / sd[:, 0]
             g = g - vol.sum(axis=1) * ((floor - m[:, 0]) * ndtr(zf) + sd[:, 0] * np.exp(-0.5 * zf * zf)
                                        / math.sqrt(2 * math.pi))
-        gain[a:a + step] = g
+        gain[idx] = g
     return gain
 
 
