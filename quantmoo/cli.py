@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
                         "evaluations chosen by a surrogate corrected with every measured point, or by the proxy "
                         "front's epsilon-net while the surrogate ranks no better than the proxy (objectives "
                         "accuracy_loss and one or two costs; default accuracy_loss,size_mb)")
+    s.add_argument("--refine", type=int, default=0, metavar="K",
+                   help="with --measured --budget: the last round measures, for every greedy/ILP point (llama.cpp "
+                        "preset for an LLM), the K best-predicted configs no larger than it (within the budget)")
 
     e = cmd("evaluate", "Print the objectives of one saved config.")
     e.add_argument("--model", required=True, help="zoo name or model file the config was made for (required)")
@@ -421,6 +424,9 @@ def cmd_search(a):
             check_writable(a.checkpoint)
         if a.no_baselines and a.seed_baselines:
             raise QuantmooError("'--seed-baselines' computes the baselines that '--no-baselines' skips; give one")
+    if a.refine and a.budget is None:
+        raise QuantmooError("'--refine K' applies to a measured search with a budget ('--measured --budget N'); "
+                            "for a proxy run, use 'quantmoo validate RUN --refine K'")
     auto_checkpoint = not (a.resume or a.checkpoint)
     try:
         with warnings.catch_warnings():
@@ -493,7 +499,7 @@ def _search_measured(a):
                            objectives=[o.strip() for o in objectives.split(",") if o.strip()],
                            constraints=_parse_constraints(a.constraint, a.scenario), accuracy=table, seed=a.seed,
                            pop_size=a.pop_size, n_gen=a.n_gen, workers=a.workers, eval_timeout=a.eval_timeout,
-                           progress=a.progress, cache=_cache(a))
+                           progress=a.progress, cache=_cache(a), refine=a.refine)
 
 
 def _remove_checkpoint(directory):

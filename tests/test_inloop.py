@@ -352,3 +352,9 @@ def test_cli_measured_budget(tmp_path, table, capsys):
     r = json.loads((tmp_path / "run" / "results.json").read_text())
     assert r["accuracy_kind"] == "measured" and r["objectives"] == ["accuracy_loss", "size_mb"]
     assert r["inloop"]["n_evaluations"] == 5 == len(r["inloop"]["evaluations"])
+    assert cli.main(args + ["--refine", "1"]) == 2                      # not silently ignored by a proxy run
+    assert "'--refine K' applies to a measured search" in capsys.readouterr().err
+    assert cli.main(args + ["--measured", "--budget", "5", "--refine", "1", "--out", str(tmp_path / "r"),
+                            "--no-plot"]) == 0
+    r = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert r["inloop"]["chosen_by"]["refine"] > 0
