@@ -36,16 +36,20 @@ hypervolume is the last table).
 Kendall tau of the in-loop runs, at the start and at the end: the proxy vs the measured loss over
 the initial design (the thinned proxy front); the proxy and the corrected surrogate on the first
 and on the last adaptive round's batch (each predicted before it was measured); over every point
-measured at the end, the proxy and the final surrogate's leave-one-out predictions.
+measured at the end, the proxy and the final surrogate's leave-one-out predictions; and on held-out points (every
+genome the other methods measured that the in-loop run did not), the proxy and the surrogate fitted to the initial
+design (start) and to all ``N`` in-loop measurements (end) (:func:`heldout_tau`).
 
 Baselines (``--baselines``): per run, the standard baselines the issue names (llama.cpp's rule presets for a decoder
 LLM, else the greedy curve's and the ILP sweep's points) are measured through the shared cache (charged to no method),
 and the last table counts how many of them in-loop's and proxy + validation's measured points beat (lower measured
-loss at equal or smaller size) or match.
+loss at equal or smaller size) or match. With ``--probe K`` it also measures, per baseline, the ``K`` candidates of
+the proxy search with the lowest proxy loss no larger than it (:func:`probe_baselines`): whether a baseline left
+unbeaten could have been beaten from the search's candidates at all.
 
 Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw,minilm-l6,smollm2-135m]
 [--budgets 50,100] [--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd] [--baselines]
-[--eval-tokens 1024] [--refine K]`` (``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
+[--eval-tokens 1024] [--refine K] [--probe K]`` (``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
 measuring again; default a temporary directory; ``--methods``: run only these methods, keys as in ``METHODS``; the
 others' cells say "not run"; ``--eval-tokens``: smollm2-135m's evaluator scores this many tokens instead of 4,096,
 about 4 s instead of 13 s per evaluation; RESULTS.md uses 1,024; ``--refine K``: the in-loop runs' ``refine``, see
@@ -100,13 +104,14 @@ def _load(name, eval_tokens=None):
 
 
 def baselines_measured(problem, measure):
-    """``{kind: (sizes, measured losses)}`` of the standard baselines the goal names: llama.cpp's rule presets
+    """``{kind: (genomes, (sizes, measured losses))}`` of the standard baselines the goal names: llama.cpp's rule presets
     for decoder LLMs, else the greedy curve's and the ILP sweep's points (:func:`quantmoo.baselines.baseline_genomes`);
     measured through the shared cache, charged to no method."""
     from quantmoo.baselines import baseline_genomes
     groups = {k: X for k, _, X in baseline_genomes(problem) if len(X)}
     kinds = ("rules",) if "rules" in groups else ("greedy", "ilp")
-    return {k: (problem.evaluate_all(groups[k])["size_mb"], measure(groups[k])) for k in kinds if k in groups}
+    return {k: (groups[k], (problem.evaluate_all(groups[k])["size_mb"], measure(groups[k]))) for k in kinds
+            if k in groups}
 
 
 def beaten(X, loss, size_of, base):
@@ -133,6 +138,52 @@ class Measurer:
         cfgs = [self.problem.encoding.decode(x, hardware=self.problem.hardware.name) for x in X]
         d = evaluate_many(self.model, cfgs, workers=1, cache=self.cache)
         return np.array([float(r["loss"]) if "error" not in r else np.nan for r in d])
+
+
+def heldout_tau(problem, records, X_out, loss_out, n_pairs=4):
+    """Kendall tau vs the measured loss on held-out points (genomes the other methods measured and this in-loop
+    run did not): ``(n, proxy, surrogate fitted to the initial design, surrogate fitted to all N in-loop
+    measurements)``. The proxy's tau is fixed; a correction that learns from the search ranks them better at the
+    end than at the start. None with fewer than 3 held-out or measured points."""
+    from quantmoo.accuracy.validate import _tau
+    from quantmoo.search.inloop import fit_surrogate, proxy_terms
+    recs = [r for r in records if "loss" in r]
+    own = {tuple(r["genome"]) for r in records}
+    held = {}
+    for x, v in zip(np.asarray(X_out, dtype=np.int64), np.asarray(loss_out, dtype=float)):
+        if np.isfinite(v) and tuple(x) not in own:
+            held[tuple(x)] = v
+    if len(held) < 3 or len(recs) < 3:
+        return None
+    Xh, yh = np.array(list(held), dtype=np.int64), np.array(list(held.values()))
+    Th, Tm = proxy_terms(problem, Xh), proxy_terms(problem, [r["genome"] for r in recs])
+    ym = np.array([r["loss"] for r in recs])
+    start = np.array([r["chosen_by"] == "design" for r in recs])
+
+    def tau_after(mask):
+        sur = fit_surrogate(Tm[mask], ym[mask], n_pairs=n_pairs)
+        return _tau(sur.predict(Th)[0], yh)[0]
+
+    return len(yh), _tau(Th.sum(axis=1), yh)[0], tau_after(start), tau_after(np.ones(len(recs), dtype=bool))
+
+
+def probe_baselines(run, base_X, base_loss, measure, k):
+    """How many baselines the ``k`` best proxy candidates no larger (of the proxy search's evaluated genomes,
+    excluding the baseline itself) beat when measured: ``(n at the loss floor (<= 0), n beaten)``. It tells whether
+    a baseline left unbeaten could have been beaten from the search's candidates at all."""
+    problem = run.problem
+    pool = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [run.archive.X]), axis=0)
+    v = problem.evaluate_all(pool)
+    pool, ps, pl = pool[problem.feasible_mask(v)], *(v[o][problem.feasible_mask(v)] for o in ("size_mb",
+                                                                                                "accuracy_loss"))
+    bs = problem.evaluate_all(base_X)["size_mb"]
+    floor = beat = 0
+    for x, s, l in zip(base_X, bs, base_loss):
+        ok = np.flatnonzero((ps <= s * (1 + 1e-12)) & ~(pool == x).all(axis=1))
+        top = ok[np.argsort(pl[ok], kind="stable")[:k]]
+        floor += bool(l <= 0)
+        beat += bool(len(top) and np.any(measure(pool[top]) < l))
+    return floor, beat
 
 
 def scores(problem, refs, X, loss):
@@ -308,7 +359,7 @@ def optuna_nsga2(problem, measure, budget, seed):
 
 
 def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eval_cache=None, methods=None,
-              eval_tokens=None, against_baselines=False, refine=0):
+              eval_tokens=None, against_baselines=False, refine=0, probe=0):
     import quantmoo
     from quantmoo.accuracy.cache import EvalCache
     from quantmoo.search.inloop import search_measured
@@ -363,14 +414,22 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eva
                 if against_baselines:
                     def size_of(X):
                         return problem.evaluate_all(X)["size_mb"]
-                    for kind, base in baselines_measured(problem, measure).items():
+                    for kind, (base_X, base) in baselines_measured(problem, measure).items():
                         dom[kind] = {k: beaten(*sets[k], size_of, base) for k in ("il", "pv") if sets.get(k)}
                         dom[kind]["n"] = len(base[0])
+                        if probe:
+                            dom[kind]["probe"] = probe_baselines(run, base_X, base[1], measure, probe)
+                held = [sets[k] for k in ("amq", "evo", "opt", "rnd") if sets.get(k)]
+                if il and held:
+                    il["heldout_tau"] = heldout_tau(problem, il["evaluations"], np.concatenate([h[0] for h in held]),
+                                                    np.concatenate([h[1] for h in held]))
                 rows.setdefault(b, []).append({"out": out, "cpu": cpu, "tau": il.get("kendall_tau"),
+                                               "heldout": il.get("heldout_tau"),
                                                "n_il": il.get("n_evaluations"), "dom": dom, "seed": s})
                 print(f"{name} N={b} seed={s}: " + "; ".join(
                     f"{k} {v[1][0]:.4f}/{v[1][1]:.4f} ({v[0]})" if v else f"{k} -" for k, v in out.items())
-                    + f"; tau {il.get('kendall_tau')}", file=sys.stderr, flush=True)
+                    + f"; tau {il.get('kendall_tau')}; held-out tau {il.get('heldout_tau')}; dom {dom}",
+                    file=sys.stderr, flush=True)
     return rows, t_sens, refs
 
 
@@ -421,18 +480,23 @@ def tau_rows(name, rows):
         def f(key):
             return f"{_med([x[key] for x in t]):.3f}"
 
+        h = [x["heldout"] for x in rs if x.get("heldout")]
+        up = sum(v[2] is not None and v[3] is not None and v[3] > v[2] for v in h)
+        held = (f"{_med([v[0] for v in h]):.0f}: {_med([v[1] for v in h]):.3f} / {_med([v[2] for v in h]):.3f} / "
+                f"{_med([v[3] for v in h]):.3f} ({up}/{len(h)})" if h else "not run")
         out.append([name, b, len(rs), f("proxy_start"), f"{f('proxy_first_round')} / {f('surrogate_first_round')}",
                     f"{f('proxy_last_round')} / {f('surrogate_last_round')}",
-                    f"{f('proxy_all')} / {f('surrogate_loo_all')}"])
+                    f"{f('proxy_all')} / {f('surrogate_loo_all')}", held])
     return out
 
 
 TAU_HEADER = ["model", "N", "seeds", "start: proxy on the initial design",
               "start: proxy / surrogate on the first round's batch", "end: proxy / surrogate on the last round's batch",
-              "end: proxy / surrogate (LOO) over all measured"]
+              "end: proxy / surrogate (LOO) over all measured",
+              "held-out (the other methods' points): n: proxy / surrogate at start / at end (seeds end > start)"]
 
 
-def dominance_rows(name, rows):
+def dominance_rows(name, rows, probe=0):
     """Per budget, seed and baseline kind: how many baselines in-loop's (and proxy + validation's) measured
     points beat (lower measured loss at equal or smaller size)."""
     out = []
@@ -441,12 +505,14 @@ def dominance_rows(name, rows):
             for kind, d in x["dom"].items():
                 out.append([name, b, x["seed"], {"rules": "llama.cpp presets", "greedy": "greedy curve",
                                                  "ilp": "ILP sweep"}.get(kind, kind), d["n"],
-                            *(f"{d[k][0]} ({d[k][1]})" if k in d else "not run" for k in ("il", "pv"))])
+                            *(f"{d[k][0]} ({d[k][1]})" if k in d else "not run" for k in ("il", "pv")),
+                            *([f"{d['probe'][1]} ({d['probe'][0]} at loss <= 0)"] if probe else [])])
     return out
 
 
 DOM_HEADER = ["model", "N", "seed", "baselines", "n", "beaten by in-loop (matched or beaten)",
               "beaten by proxy + validation (matched or beaten)"]
+PROBE_HEADER = "beaten by any of the {k} best-proxy candidates no larger, measured (at the loss floor)"
 
 
 def cpu_rows(name, rows, t_sens):
@@ -461,7 +527,7 @@ def main(argv=None):
     if "--models" in argv:
         models = argv[argv.index("--models") + 1].split(",")
     opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods", "--eval-tokens",
-                                                 "--refine") if k in argv}
+                                                 "--refine", "--probe") if k in argv}
     methods = opt["--methods"].split(",") if "--methods" in opt else None
     warnings.simplefilter("ignore", RuntimeWarning)
     t_all = time.process_time()
@@ -478,13 +544,13 @@ def main(argv=None):
         rows, t_sens, refs = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)),
                                        table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods,
                                        eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv,
-                                       refine=int(opt.get("--refine", 0)))
+                                       refine=int(opt.get("--refine", 0)), probe=int(opt.get("--probe", 0)))
         hv2 += hv_rows(name, rows, 0)
         hv3 += hv_rows(name, rows, 1, own="il3")
         raw += hv_rows(name, rows, 2)
         taus += tau_rows(name, rows)
         cpus += cpu_rows(name, rows, t_sens)
-        doms += dominance_rows(name, rows)
+        doms += dominance_rows(name, rows, int(opt.get("--probe", 0)))
         refs_txt.append(f"{name}: ({refs[3][0]:.4g}, {refs[3][1]:.4g} MB, {refs[3][2]:.4g} ms)")
     text = (f"Median over seeds 0 .. n-1 (n: the 'seeds' column); hardware {HARDWARE}; in-loop refine="
             f"{int(opt.get('--refine', 0))}; {stamp()}; {machine()}; "
@@ -502,7 +568,9 @@ def main(argv=None):
             + md_table(["model", "N", "seeds", *[m for _, m in METHODS]], cpus)
             + "\n\nRaw measured hypervolume of (measured accuracy_loss, size_mb):\n\n" + md_table(HV_HEADER, raw)
             + ("\n\nBaselines beaten (measured loss lower at equal or smaller size; baselines measured through the "
-               "shared cache, charged to no method):\n\n" + md_table(DOM_HEADER, doms) if doms else ""))
+               "shared cache, charged to no method):\n\n"
+               + md_table(DOM_HEADER + ([PROBE_HEADER.format(k=opt["--probe"])] if "--probe" in opt else []), doms)
+               if doms else ""))
     print(text)
     return text
 

@@ -324,3 +324,50 @@ def test_inloop_bench_evopress_switches_llama_cpp_types():
     C = problem.encoding.choices(X)
     near = [min((C[i] != C[j]).sum() for j in range(i)) <= 2 for i in range(1, len(C))]
     assert sum(near) >= len(C) - 2          # all but the two targets' parents are one level switch away
+
+
+def test_inloop_bench_heldout_tau_leaves_out_the_runs_own_points():
+    """heldout_tau scores only genomes the in-loop run did not measure (and no failed ones); with the measured loss
+    equal to the proxy, the proxy and both surrogates rank the held-out points perfectly."""
+    import numpy as np
+    import quantmoo
+    from benchmarks import bench_inloop as bi
+    from quantmoo.accuracy.tables import prior_table
+    from quantmoo.search.problem import QuantizationProblem
+    model = quantmoo.zoo.load("resnet18")
+    problem = QuantizationProblem(model, "arm_dot", None, objectives=("accuracy_loss", "size_mb"),
+                                  accuracy=prior_table(model, quantmoo.SearchSpace().bind(model)))
+    X = np.random.default_rng(0).integers(problem.xl, problem.xu + 1, size=(30, problem.n_var))
+    y = problem.evaluate_all(X)["accuracy_loss"]
+    records = [{"genome": x.tolist(), "loss": float(v), "chosen_by": "design" if i < 8 else "ehvi"}
+               for i, (x, v) in enumerate(zip(X[:20], y[:20]))]
+    held_y = y.copy()
+    held_y[25] = np.nan                                   # a failed evaluation is not scored
+    n, proxy, start, end = bi.heldout_tau(problem, records, X[15:], held_y[15:])
+    assert n == 9                                         # rows 20-29 minus the failed one; 15-19 are the run's own
+    assert proxy == pytest.approx(1.0) and start > 0.9 and end > 0.9
+    assert bi.heldout_tau(problem, records, X[:20], y[:20]) is None
+
+
+def test_inloop_bench_probe_counts_baselines_beaten_by_the_best_proxy_candidates():
+    """probe_baselines measures, per baseline, the k best-proxy candidates no larger (not the baseline itself):
+    a baseline whose measured loss is above the best such candidate's counts as beaten; loss 0 is the floor."""
+    import types
+    import numpy as np
+    import quantmoo
+    from benchmarks import bench_inloop as bi
+    from quantmoo.accuracy.tables import prior_table
+    from quantmoo.search.problem import QuantizationProblem
+    model = quantmoo.zoo.load("resnet18")
+    problem = QuantizationProblem(model, "arm_dot", None, objectives=("accuracy_loss", "size_mb"),
+                                  accuracy=prior_table(model, quantmoo.SearchSpace().bind(model)))
+    X = np.random.default_rng(1).integers(problem.xl, problem.xu + 1, size=(40, problem.n_var))
+    run = types.SimpleNamespace(problem=problem, evaluated=[X[:30]], archive=types.SimpleNamespace(X=X[30:]))
+    measure = lambda G: problem.evaluate_all(np.asarray(G))["accuracy_loss"]
+    v = problem.evaluate_all(X)
+    big = int(np.argmax(v["size_mb"]))
+    base = X[[big, big]]
+    # the largest genome with a loss above everything (beaten) and with loss 0 (the floor: never beaten)
+    assert bi.probe_baselines(run, base, np.array([1e9, 0.0]), measure, 3) == (1, 1)
+    small = int(np.argmin(v["size_mb"]))                  # nothing else is no larger: not beaten
+    assert bi.probe_baselines(run, X[[small]], np.array([1e9]), measure, 3) == (0, 0)
