@@ -67,8 +67,9 @@ import numpy as np
 
 from benchmarks._common import machine, md_table, stamp
 
-#: CPU per evaluation on one core: open-nsfw ~0.5 s, minilm-l6 ~0.6 s, smollm2-135m ~4 s with --eval-tokens 1024; all
-#: seven methods at N = 400 take ~15 min per seed on open-nsfw or minilm-l6. RESULTS.md has N = 50-400 with 3 seeds
+#: CPU per evaluation on one core: open-nsfw ~0.5 s, minilm-l6 ~0.6 s, smollm2-135m ~4 s with --eval-tokens 1024; five
+#: methods (no Optuna, random) at N = 400 took ~18 CPU min per seed on open-nsfw or minilm-l6 with N = 200 already in
+#: the cache (3,176 and 3,070 s for 3 seeds). RESULTS.md has N = 50-400 with 3 seeds
 #: (smollm2: N = 50 with 3 seeds; N = 200 proxy + validation and in-loop only, seed 0).
 BUDGETS = {"digits": (50, 100, 200, 400), "open-nsfw": (50, 100, 200, 400), "minilm-l6": (50, 100, 200, 400),
            "smollm2-135m": (50, 200)}
@@ -174,8 +175,8 @@ def probe_baselines(run, base_X, base_loss, measure, k):
     problem = run.problem
     pool = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [run.archive.X]), axis=0)
     v = problem.evaluate_all(pool)
-    pool, ps, pl = pool[problem.feasible_mask(v)], *(v[o][problem.feasible_mask(v)] for o in ("size_mb",
-                                                                                                "accuracy_loss"))
+    ok = problem.feasible_mask(v)
+    pool, ps, pl = pool[ok], v["size_mb"][ok], v["accuracy_loss"][ok]
     bs = problem.evaluate_all(base_X)["size_mb"]
     floor = beat = 0
     for x, s, l in zip(base_X, bs, base_loss):
