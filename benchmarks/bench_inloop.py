@@ -49,7 +49,9 @@ unbeaten could have been beaten from the search's candidates at all.
 
 Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw,minilm-l6,smollm2-135m]
 [--budgets 50,100] [--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd] [--baselines]
-[--eval-tokens 1024] [--refine K] [--probe K]`` (``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
+[--eval-tokens 1024] [--refine K] [--probe K] [--save FILE]`` or ``python -m benchmarks.bench_inloop --merge
+FILE,FILE [--probe K]`` (``--save``: also write the per-seed results to FILE as JSON; ``--merge``: print the tables of
+the saved runs as one, e.g. for seeds run in parallel processes, one per core; ``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
 measuring again; default a temporary directory; ``--methods``: run only these methods, keys as in ``METHODS``; the
 others' cells say "not run"; ``--eval-tokens``: smollm2-135m's evaluator scores this many tokens instead of 4,096,
 about 4 s instead of 13 s per evaluation; RESULTS.md uses 1,024; ``--refine K``: the in-loop runs' ``refine``, see
@@ -521,6 +523,34 @@ def cpu_rows(name, rows, t_sens):
             for b, rs in rows.items()] + [[name, "sensitivity (once)", "", f"{t_sens:.1f}", *[""] * (len(METHODS) - 1)]]
 
 
+def save_runs(path, results):
+    """Write ``run_model``'s results per model to JSON (plain data: no pickle), for :func:`merge_saved`."""
+    import json
+    with open(path, "w") as f:
+        json.dump({name: {"rows": rows, "t_sens": t_sens, "refs": {k: np.asarray(v).tolist() for k, v in refs.items()}}
+                   for name, (rows, t_sens, refs) in results.items()}, f,
+                  default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic)) else o)
+
+
+def merge_saved(paths):
+    """The runs saved by ``--save`` in ``paths`` as one result per model: the seeds of every file, per budget, in
+    seed order (a seed run twice keeps its first file's run); the sensitivity time is the first file's."""
+    import json
+    merged = {}
+    for path in paths:
+        with open(path) as f:
+            for name, r in json.load(f).items():
+                rows, t_sens, refs = merged.setdefault(name, ({}, r["t_sens"], {int(k): np.array(v) for k, v in
+                                                                                 r["refs"].items()}))
+                for b, rs in r["rows"].items():
+                    have = rows.setdefault(int(b), [])
+                    have += [x for x in rs if x["seed"] not in {y["seed"] for y in have}]
+    for rows, _, _ in merged.values():
+        for rs in rows.values():
+            rs.sort(key=lambda x: x["seed"])
+    return merged
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     tiny = "--tiny" in argv
@@ -528,24 +558,31 @@ def main(argv=None):
     if "--models" in argv:
         models = argv[argv.index("--models") + 1].split(",")
     opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods", "--eval-tokens",
-                                                 "--refine", "--probe") if k in argv}
+                                                 "--refine", "--probe", "--save") if k in argv}
     methods = opt["--methods"].split(",") if "--methods" in opt else None
     warnings.simplefilter("ignore", RuntimeWarning)
     t_all = time.process_time()
+    if "--merge" in argv:        # tables from the runs saved with --save (e.g. seeds run in parallel processes)
+        results = merge_saved(argv[argv.index("--merge") + 1].split(","))
+    else:
+        results = {}
+        from benchmarks._real import cache_dir
+        table_dir = cache_dir()       # proxy tables persist ($QUANTMOO_BENCH_CACHE): the sensitivity pass runs once
+        for name in models:
+            budgets = (10,) if tiny else BUDGETS.get(name, (50, 100))
+            seeds = (0,) if tiny else SEEDS
+            if "--budgets" in opt:
+                budgets = tuple(int(v) for v in opt["--budgets"].split(","))
+            if "--seeds" in opt:
+                seeds = tuple(int(v) for v in opt["--seeds"].split(","))
+            results[name] = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)),
+                                      table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods,
+                                      eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv,
+                                      refine=int(opt.get("--refine", 0)), probe=int(opt.get("--probe", 0)))
+        if "--save" in opt:
+            save_runs(opt["--save"], results)
     hv2, hv3, raw, taus, cpus, doms, refs_txt = [], [], [], [], [], [], []
-    from benchmarks._real import cache_dir
-    table_dir = cache_dir()           # proxy tables persist ($QUANTMOO_BENCH_CACHE): the sensitivity pass runs once
-    for name in models:
-        budgets = (10,) if tiny else BUDGETS.get(name, (50, 100))
-        seeds = (0,) if tiny else SEEDS
-        if "--budgets" in opt:
-            budgets = tuple(int(v) for v in opt["--budgets"].split(","))
-        if "--seeds" in opt:
-            seeds = tuple(int(v) for v in opt["--seeds"].split(","))
-        rows, t_sens, refs = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)),
-                                       table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods,
-                                       eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv,
-                                       refine=int(opt.get("--refine", 0)), probe=int(opt.get("--probe", 0)))
+    for name, (rows, t_sens, refs) in results.items():
         hv2 += hv_rows(name, rows, 0)
         hv3 += hv_rows(name, rows, 1, own="il3")
         raw += hv_rows(name, rows, 2)

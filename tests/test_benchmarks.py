@@ -371,3 +371,22 @@ def test_inloop_bench_probe_counts_baselines_beaten_by_the_best_proxy_candidates
     assert bi.probe_baselines(run, base, np.array([1e9, 0.0]), measure, 3) == (1, 1)
     small = int(np.argmin(v["size_mb"]))                  # nothing else is no larger: not beaten
     assert bi.probe_baselines(run, X[[small]], np.array([1e9]), measure, 3) == (0, 0)
+
+
+def test_inloop_bench_merges_seeds_saved_by_separate_runs(tmp_path, capsys):
+    """Seeds run in separate processes (``--save``) and merged (``--merge``) give the tables of one run over all
+    of them; the saved file is JSON, not a pickle."""
+    import json
+    from benchmarks import bench_inloop as bi
+    base = ["--tiny", "--methods", "pv,il"]
+    bi.main(base + ["--seeds", "1", "--save", str(tmp_path / "b.json")])
+    bi.main(base + ["--seeds", "0", "--save", str(tmp_path / "a.json")])
+    both = bi.main(base + ["--seeds", "0,1"])
+    merged = bi.main(["--merge", f"{tmp_path / 'b.json'},{tmp_path / 'a.json'}"])
+    capsys.readouterr()
+    assert set(json.loads((tmp_path / "a.json").read_text())) == {"digits"}
+
+    def tables(text):       # drop the header line (time stamp, CPU of the run) and the CPU table
+        text = text.split("\n", 1)[1]
+        return text[:text.index("CPU seconds")] + text[text.index("Raw measured"):]
+    assert tables(merged) == tables(both) and "| digits | 10 | 2 |" in merged
