@@ -71,8 +71,8 @@ from benchmarks._common import machine, md_table, stamp
 
 #: CPU per evaluation on one core: open-nsfw ~0.5 s, minilm-l6 ~0.6 s, smollm2-135m ~4 s with --eval-tokens 1024; five
 #: methods (no Optuna, random) at N = 400 took ~18 CPU min per seed on open-nsfw or minilm-l6 with N = 200 already in
-#: the cache (3,176 and 3,070 s for 3 seeds). RESULTS.md has N = 50-400 with 3 seeds
-#: (smollm2: N = 50 with 3 seeds; N = 200 proxy + validation and in-loop only, seed 0).
+#: the cache (3,176 and 3,070 s for 3 seeds). RESULTS.md has N = 50-400 with 3 seeds (smollm2: N = 50 and 200; at
+#: N = 200 five methods, one process per seed, ``--save`` / ``--merge``).
 BUDGETS = {"digits": (50, 100, 200, 400), "open-nsfw": (50, 100, 200, 400), "minilm-l6": (50, 100, 200, 400),
            "smollm2-135m": (50, 200)}
 SEEDS = (0, 1, 2)
