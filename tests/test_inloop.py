@@ -195,6 +195,21 @@ def test_refine_round_measures_below_every_baseline(digits, table):
     assert il["n_candidates"] > _run(digits, table, budget=16).meta["inloop"]["n_candidates"]
 
 
+def test_seed_baselines_starts_the_proxy_search_from_the_baselines(digits, table):
+    """seed_baselines=True reaches the proxy search: after one generation its front holds the greedy and ILP
+    genomes (optimal on the proxy), so the initial design measures some of them; unseeded it measures none."""
+    from quantmoo.baselines import baseline_genomes
+    problem = QuantizationProblem(digits, "arm_dot", SPACE, objectives=("accuracy_loss", "size_mb"), accuracy=table)
+    B = {tuple(x) for k, _, X in baseline_genomes(problem) if k in ("greedy", "ilp") for x in X}
+
+    def design(res):
+        return {tuple(r["genome"]) for r in res.meta["inloop"]["evaluations"] if r["chosen_by"] == "design"}
+    seeded, plain = (_run(digits, table, budget=12, n_gen=1, seed=0, seed_baselines=b) for b in (True, False))
+    assert seeded.meta["algorithm"]["proxy_search"]["seed_baselines"] is True
+    assert plain.meta["algorithm"]["proxy_search"]["seed_baselines"] is False
+    assert design(seeded) & B and not design(plain) & B
+
+
 def test_same_seed_same_run(digits, table):
     a, b = _run(digits, table, seed=3), _run(digits, table, seed=3)
     strip = lambda res: [{k: v for k, v in r.items() if k not in ("seconds", "cached")}
@@ -216,6 +231,7 @@ def test_result_files_hold_every_evaluation(digits, table, tmp_path):
     (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
     (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"),
     (dict(fallback="yes"), "'fallback'"), (dict(refine=-1), "'refine'"), (dict(refine=True), "'refine'"),
+    (dict(seed_baselines="yes"), "'seed_baselines'"),
     (dict(objectives=("accuracy_loss", "size_mb", "latency_ms", "energy_mj")), "'objectives'"),
     (dict(objectives=("size_mb", "latency_ms")), "'objectives'"),
 ])

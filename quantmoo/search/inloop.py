@@ -343,7 +343,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
                     constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
                     init_fraction: float = 0.5, n_pairs: int = 4,
                     loss_floor: Optional[float] = 0.0, fallback: bool = True, refine: int = 0,
-                    pop_size: int = 100,
+                    seed_baselines: bool = False, pop_size: int = 100,
                     n_gen: int = 100,
                     workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
                     progress: Optional[bool] = None):
@@ -384,6 +384,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         decoder LLM, else the greedy curve's and the ILP sweep's points), measure the ``refine`` unmeasured
         genomes with the lowest predicted loss among those no larger than it on every cost; the baselines
         join the candidate pool. Spent within ``budget``, as the last round. 0 (default): no refinement.
+    seed_baselines : bool
+        Seed the proxy search's initial population with the baselines' genomes (the greedy curve, the ILP sweep,
+        llama.cpp's presets; see :func:`quantmoo.search`): the thinned proxy front then starts from them.
     pop_size, n_gen : int
         The proxy search's NSGA-II.
     workers, dask_address, cache, eval_timeout :
@@ -419,6 +422,8 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         raise QuantmooError(f"The 'init_fraction' of search_measured must be a number in (0, 1]; got {init_fraction!r}")
     if not isinstance(fallback, (bool, np.bool_)):
         raise QuantmooError(f"The 'fallback' of search_measured must be True or False; got {fallback!r}")
+    if not isinstance(seed_baselines, (bool, np.bool_)):
+        raise QuantmooError(f"The 'seed_baselines' of search_measured must be True or False; got {seed_baselines!r}")
     if loss_floor is None:
         loss_floor = -np.inf
     elif isinstance(loss_floor, bool) or not isinstance(loss_floor, (int, float)) or not math.isfinite(loss_floor):
@@ -443,7 +448,8 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
 
     # 1. the proxy search; its evaluated genomes are the candidate pool
     run = SearchRun(spec, hardware, space=space, objectives=objectives, constraints=constraints, accuracy=accuracy,
-                    pop_size=pop_size, n_gen=n_gen, seed=seed, baselines=False, max_front=None)
+                    pop_size=pop_size, n_gen=n_gen, seed=seed, baselines=False, max_front=None,
+                    seed_baselines=bool(seed_baselines))
     run.setup()
     proxy_res = drive(run, progress=progress)
     problem = run.problem
