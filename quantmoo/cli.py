@@ -499,7 +499,7 @@ def _search_measured(a):
                            objectives=[o.strip() for o in objectives.split(",") if o.strip()],
                            constraints=_parse_constraints(a.constraint, a.scenario), accuracy=table, seed=a.seed,
                            pop_size=a.pop_size, n_gen=a.n_gen, workers=a.workers, eval_timeout=a.eval_timeout,
-                           progress=a.progress, cache=_cache(a), refine=a.refine)
+                           progress=a.progress, cache=_cache(a), refine=a.refine, seed_baselines=a.seed_baselines)
 
 
 def _remove_checkpoint(directory):

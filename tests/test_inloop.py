@@ -374,3 +374,7 @@ def test_cli_measured_budget(tmp_path, table, capsys):
                             "--no-plot"]) == 0
     r = json.loads((tmp_path / "r" / "results.json").read_text())
     assert r["inloop"]["chosen_by"]["refine"] > 0
+    assert cli.main(args + ["--measured", "--budget", "5", "--seed-baselines", "--out", str(tmp_path / "s"),
+                            "--no-plot"]) == 0                          # reaches the proxy search, not ignored
+    r = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert r["algorithm"]["proxy_search"]["seed_baselines"] is True
