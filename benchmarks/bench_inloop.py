@@ -49,11 +49,13 @@ unbeaten could have been beaten from the search's candidates at all.
 
 Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw,minilm-l6,smollm2-135m]
 [--budgets 50,100] [--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd] [--baselines]
-[--eval-tokens 1024] [--refine K] [--probe K] [--seed-baselines] [--save FILE]`` or ``python -m benchmarks.bench_inloop --merge
-FILE,FILE [--probe K]`` (``--save``: also write the per-seed results to FILE as JSON; ``--merge``: print the tables of
-the saved runs as one, e.g. for seeds run in parallel processes, one per core; ``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without
-measuring again; default a temporary directory; ``--methods``: run only these methods, keys as in ``METHODS``; the
-others' cells say "not run"; ``--eval-tokens``: smollm2-135m's evaluator scores this many tokens instead of 4,096,
+[--eval-tokens 1024] [--refine K] [--probe K] [--seed-baselines] [--save FILE]`` or ``python -m
+benchmarks.bench_inloop --merge FILE,FILE [--refine K] [--probe K] [--seed-baselines]`` (``--save``: also write the
+per-seed results to FILE as JSON; ``--merge``: print the tables of the saved runs as one, e.g. for seeds run in
+parallel processes, one per core, with the flags of the saved runs for the header and the probe column;
+``--eval-cache``: keep the shared cache in DIR, e.g. to continue an interrupted run without measuring again; default
+a temporary directory; ``--methods``: run only these methods, keys as in ``METHODS``; the others' cells say "not
+run"; ``--eval-tokens``: smollm2-135m's evaluator scores this many tokens instead of 4,096,
 about 4 s instead of 13 s per evaluation; RESULTS.md uses 1,024; ``--refine K``: the in-loop runs' ``refine``, see
 :func:`quantmoo.search_measured`, default 0; ``--seed-baselines``: the in-loop runs' ``seed_baselines``, their proxy
 search starts from the baselines' genomes; proxy + validation stays unseeded).
@@ -593,7 +595,8 @@ def main(argv=None):
         doms += dominance_rows(name, rows, int(opt.get("--probe", 0)))
         refs_txt.append(f"{name}: ({refs[3][0]:.4g}, {refs[3][1]:.4g} MB, {refs[3][2]:.4g} ms)")
     text = (f"Median over seeds 0 .. n-1 (n: the 'seeds' column); hardware {HARDWARE}; in-loop refine="
-            f"{int(opt.get('--refine', 0))}{', seeded with the baselines' if '--seed-baselines' in argv else ''}; {stamp()}; {machine()}; "
+            f"{int(opt.get('--refine', 0))}{', seeded with the baselines' if '--seed-baselines' in argv else ''}; "
+            f"{stamp()}; {machine()}; "
             f"CPU time of this run {time.process_time() - t_all:.0f} s\n\n"
             f"Reference points (loss, size, latency; the 2-objective HV uses the first two): {'; '.join(refs_txt)}\n\n"
             "Measured hypervolume of (measured accuracy_loss, size_mb), losses below 0 counted as 0:\n\n"
