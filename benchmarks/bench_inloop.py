@@ -463,8 +463,11 @@ def hv_rows(name, rows, k, own="il"):
             cells.append(f"{med[key]:.4f}" + ("" if n == b else f" ({n:.0f} eval.)"))
         top = max(round(v, 4) for v in med.values())
         best = " = ".join(dict(METHODS)[m] for m in med if round(med[m], 4) == top)   # ties at the printed digits
-        me = own if own in med else next(m for m in OURS if m in med)
+        me = own if own in med else next((m for m in OURS if m in med), None)
         others = [m for m in med if m not in OURS]
+        if me is None or not others:            # e.g. a run of the peers alone, to --merge with ours later
+            out.append([name, b, len(rs), *cells, best, "not compared", "not compared"])
+            continue
         rival = max((med[m], m) for m in others)[1]
         wins = sum(x["out"][me][1][k] >= max(x["out"][m][1][k] for m in others) for x in rs)
         out.append([name, b, len(rs), *cells, best, f"{dict(METHODS)[me]}: {med[me] / med[rival]:.4f}",
@@ -537,7 +540,8 @@ def save_runs(path, results):
 
 def merge_saved(paths):
     """The runs saved by ``--save`` in ``paths`` as one result per model: the seeds of every file, per budget, in
-    seed order (a seed run twice keeps its first file's run); the sensitivity time is the first file's."""
+    seed order; a seed in several files (e.g. one per group of methods) joins their methods, a method run twice keeps
+    its first file's run; the sensitivity time is the first file's."""
     import json
     merged = {}
     for path in paths:
@@ -546,8 +550,14 @@ def merge_saved(paths):
                 rows, t_sens, refs = merged.setdefault(name, ({}, r["t_sens"], {int(k): np.array(v) for k, v in
                                                                                  r["refs"].items()}))
                 for b, rs in r["rows"].items():
-                    have = rows.setdefault(int(b), [])
-                    have += [x for x in rs if x["seed"] not in {y["seed"] for y in have}]
+                    have = {y["seed"]: y for y in rows.setdefault(int(b), [])}
+                    for x in rs:
+                        if x["seed"] not in have:
+                            rows[int(b)].append(x)
+                            continue
+                        y = have[x["seed"]]
+                        for k, v in x.items():        # the first file's methods and statistics win
+                            y[k] = {**v, **y[k]} if k in ("out", "cpu") else y.get(k, v)
     for rows, _, _ in merged.values():
         for rs in rows.values():
             rs.sort(key=lambda x: x["seed"])

@@ -390,3 +390,18 @@ def test_inloop_bench_merges_seeds_saved_by_separate_runs(tmp_path, capsys):
         text = text.split("\n", 1)[1]
         return text[:text.index("CPU seconds")] + text[text.index("Raw measured"):]
     assert tables(merged) == tables(both) and "| digits | 10 | 2 |" in merged
+
+
+def test_inloop_bench_merge_joins_the_methods_of_one_seed_run_in_separate_processes(tmp_path, capsys):
+    """One seed's methods run in two processes (e.g. the slow peers later) merge to the tables of one run."""
+    from benchmarks import bench_inloop as bi
+    base = ["--tiny", "--seeds", "0"]
+    bi.main(base + ["--methods", "pv", "--save", str(tmp_path / "a.json")])
+    bi.main(base + ["--methods", "rnd,pv", "--save", str(tmp_path / "b.json")])
+    one = bi.main(base + ["--methods", "pv,rnd"])
+    merged = bi.main(["--merge", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}"])
+    capsys.readouterr()
+    cut = merged.split("\n", 1)[1]
+    assert cut[:cut.index("CPU seconds")] == one.split("\n", 1)[1][:one.split("\n", 1)[1].index("CPU seconds")]
+    row = next(line for line in cut.splitlines() if line.startswith("| digits | 10 |"))
+    assert "not run" not in row.split("|")[10] and "not run" in row      # random joined; il etc. still not run
