@@ -99,7 +99,7 @@ def test_fallback_measures_what_proxy_validation_measures(digits, table, monkeyp
     assert len(run.archive.F) > budget            # the net is not exhausted
     want = {bytes(x) for x in run.archive.X[thin(run.archive.F, budget)]}
     monkeypatch.setattr(digits, "evaluator", ProxyIsTruth(digits.evaluator, run.problem))
-    recs = _run(digits, table, budget=budget, seed=1).meta["inloop"]["evaluations"]
+    recs = _run(digits, table, budget=budget, seed=1, exact_start=False).meta["inloop"]["evaluations"]
     assert {r["chosen_by"] for r in recs[1:]} <= {"design", "net"} and recs[-1]["chosen_by"] == "net"
     assert {bytes(np.array(r["genome"], dtype=np.int64)) for r in recs} == want
 
@@ -191,8 +191,9 @@ def test_refine_round_measures_below_every_baseline(digits, table):
     assert all((size_r[i] <= size_b * (1 + 1e-9)).any() for i in range(len(size_r)))
     assert len(ref_recs) == min(len(np.unique(B, axis=0)), 16 - sum(r["chosen_by"] != "refine" for r in recs))
     assert all((every <= sb * (1 + 1e-9)).any() for sb in size_b if sb >= every.min())
-    # the baselines joined the candidate pool
-    assert il["n_candidates"] > _run(digits, table, budget=16).meta["inloop"]["n_candidates"]
+    # the baselines joined the candidate pool (without the exact front, which holds the ILP's points already)
+    plain = _run(digits, table, budget=16, exact_start=False).meta["inloop"]["n_candidates"]
+    assert _run(digits, table, budget=16, refine=1, exact_start=False).meta["inloop"]["n_candidates"] > plain
 
 
 def test_seed_baselines_starts_the_proxy_search_from_the_baselines(digits, table):
@@ -204,10 +205,36 @@ def test_seed_baselines_starts_the_proxy_search_from_the_baselines(digits, table
 
     def design(res):
         return {tuple(r["genome"]) for r in res.meta["inloop"]["evaluations"] if r["chosen_by"] == "design"}
-    seeded, plain = (_run(digits, table, budget=12, n_gen=1, seed=0, seed_baselines=b) for b in (True, False))
+    seeded, plain = (_run(digits, table, budget=12, n_gen=1, seed=0, seed_baselines=b, exact_start=False)
+                     for b in (True, False))
     assert seeded.meta["algorithm"]["proxy_search"]["seed_baselines"] is True
     assert plain.meta["algorithm"]["proxy_search"]["seed_baselines"] is False
     assert design(seeded) & B and not design(plain) & B
+
+
+def test_exact_start_designs_from_the_exact_proxy_front(digits, table):
+    """exact_start=True: no initial-design point is dominated in (proxy loss, size) by the exact separable front
+    (NSGA-II's 3 generations alone leave points far above it); False: the design is the search's front alone."""
+    from quantmoo.baselines import exact_front
+    problem = QuantizationProblem(digits, "arm_dot", SPACE, objectives=("accuracy_loss", "size_mb"), accuracy=table)
+    E = np.concatenate([exact_front(problem, calib=c)[0] for c in (0, 1)])
+
+    def worst_gap(res):         # the largest amount by which an exact point beats a design point at <= its size
+        d = np.array([[r["proxy_loss"], problem.evaluate_all(np.array([r["genome"]]))["size_mb"][0]]
+                      for r in res.meta["inloop"]["evaluations"] if r["chosen_by"] == "design"])
+        below = E[None, :, 1] <= d[:, 1:2] * (1 + 1e-12)
+        return float(np.max(d[:, 0] - np.where(below, E[None, :, 0], np.inf).min(axis=1)))
+    ex, plain = (_run(digits, table, budget=12, n_gen=3, seed=0, exact_start=b) for b in (True, False))
+    assert ex.meta["inloop"]["n_exact"] > 0 and plain.meta["inloop"]["n_exact"] == 0
+    assert ex.meta["algorithm"]["exact_start"] is True and plain.meta["algorithm"]["exact_start"] is False
+    assert worst_gap(ex) <= 1e-9 < worst_gap(plain)
+
+
+@pytest.mark.parametrize("objectives", [("accuracy_loss", "latency_ms"), ("accuracy_loss", "size_mb", "latency_ms")])
+def test_exact_start_is_for_loss_and_size_only(digits, table, objectives):
+    """The dynamic program solves (proxy loss, size); with another cost it is not the proxy's front: not used."""
+    res = _run(digits, table, budget=4, objectives=objectives, exact_start=True)
+    assert res.meta["inloop"]["n_exact"] == 0
 
 
 def test_same_seed_same_run(digits, table):
@@ -231,7 +258,7 @@ def test_result_files_hold_every_evaluation(digits, table, tmp_path):
     (dict(budget=0), "'budget'"), (dict(budget=2.5), "'budget'"), (dict(batch=0), "'batch'"),
     (dict(init_fraction=0), "'init_fraction'"), (dict(loss_floor="0"), "'loss_floor'"),
     (dict(fallback="yes"), "'fallback'"), (dict(refine=-1), "'refine'"), (dict(refine=True), "'refine'"),
-    (dict(seed_baselines="yes"), "'seed_baselines'"),
+    (dict(seed_baselines="yes"), "'seed_baselines'"), (dict(exact_start=1), "'exact_start'"),
     (dict(objectives=("accuracy_loss", "size_mb", "latency_ms", "energy_mj")), "'objectives'"),
     (dict(objectives=("size_mb", "latency_ms")), "'objectives'"),
 ])

@@ -9,7 +9,9 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    spread of the whole run.
 2. **Initial design.** ``ceil(init_fraction * budget)`` points of the proxy's non-dominated set,
    thinned by the same epsilon-net as the reported front (:func:`~quantmoo.search.archive.thin`),
-   are measured.
+   are measured. In (loss, size) that set is joined with the exact front of the separable proxy
+   problem (``exact_start``; dynamic programming, :func:`quantmoo.baselines.exact_front`): NSGA-II's
+   front has 99.9% of its hypervolume, yet on smollm2-135m a 5-20% higher proxy loss at equal size.
 3. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
    measured point (:func:`fit_surrogate`)::
 
@@ -332,6 +334,29 @@ def refine_picks(cost: np.ndarray, loss: np.ndarray, targets: np.ndarray, k: int
     return np.array(picked, dtype=np.int64)
 
 
+# -- the exact start -----------------------------------------------------------------------------------
+def _with_exact_front(problem, objectives, X, F):
+    """The proxy search's non-dominated set ``(X, F)`` joined with the exact front of the separable (proxy loss,
+    size) problem (:func:`quantmoo.baselines.exact_front`, every calibration method), feasible points only, and
+    filtered to the non-dominated set in ``objectives``; also the number of exact points kept."""
+    from ..baselines.exact import exact_front
+    n_cal = min(problem.accuracy.table.shape[0], len(problem.encoding.space.calibrations))
+    E = np.unique(np.concatenate([exact_front(problem, calib=c)[1].genomes() for c in range(n_cal)]).astype(np.int64),
+                  axis=0)
+    v = problem.evaluate_all(E)
+    ok = problem.feasible_mask(v)
+    E = E[ok]
+    FE = np.column_stack([v[o][ok] for o in objectives])
+    n_found = len(X)
+    X = np.concatenate([np.asarray(X, dtype=np.int64).reshape(-1, E.shape[1]), E])
+    F = np.concatenate([np.asarray(F, dtype=np.float64).reshape(-1, FE.shape[1]), FE])
+    X, first = np.unique(X, axis=0, return_index=True)         # an exact point the search also found: once
+    F = F[first]
+    import moocore              # O(n log n): the exact fronts hold up to ~10^5 points (one per calibration)
+    keep = moocore.is_nondominated(F, keep_weakly=True)
+    return X[keep], F[keep], int((first[keep] >= n_found).sum())
+
+
 # -- the search --------------------------------------------------------------------------------------
 def _check_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -343,7 +368,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
                     constraints=None, accuracy=None, seed: int = 0, batch: Optional[int] = None,
                     init_fraction: float = 0.5, n_pairs: int = 4,
                     loss_floor: Optional[float] = 0.0, fallback: bool = True, refine: int = 0,
-                    seed_baselines: bool = False, pop_size: int = 100,
+                    seed_baselines: bool = False, exact_start: bool = True, pop_size: int = 100,
                     n_gen: int = 100,
                     workers: Optional[int] = 1, dask_address=None, cache=None, eval_timeout: Optional[float] = None,
                     progress: Optional[bool] = None):
@@ -387,6 +412,13 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     seed_baselines : bool
         Seed the proxy search's initial population with the baselines' genomes (the greedy curve, the ILP sweep,
         llama.cpp's presets; see :func:`quantmoo.search`): the thinned proxy front then starts from them.
+    exact_start : bool
+        Join the exact front of the separable (proxy loss, size) problem (dynamic programming,
+        :func:`quantmoo.baselines.exact_front`) to the proxy search's non-dominated set, so the initial design and
+        the net start from the proxy's exact front, not from NSGA-II's approximation of it (on smollm2-135m the
+        latter's proxy loss is 5-20% above the exact front's at equal size, although its hypervolume is 99.9% of
+        it). For the objectives ``("accuracy_loss", "size_mb")`` only, the problem the dynamic program solves
+        (with a third objective ignored: ``meta["inloop"]["n_exact"]`` is 0).
     pop_size, n_gen : int
         The proxy search's NSGA-II.
     workers, dask_address, cache, eval_timeout :
@@ -424,6 +456,8 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         raise QuantmooError(f"The 'fallback' of search_measured must be True or False; got {fallback!r}")
     if not isinstance(seed_baselines, (bool, np.bool_)):
         raise QuantmooError(f"The 'seed_baselines' of search_measured must be True or False; got {seed_baselines!r}")
+    if not isinstance(exact_start, (bool, np.bool_)):
+        raise QuantmooError(f"The 'exact_start' of search_measured must be True or False; got {exact_start!r}")
     if loss_floor is None:
         loss_floor = -np.inf
     elif isinstance(loss_floor, bool) or not isinstance(loss_floor, (int, float)) or not math.isfinite(loss_floor):
@@ -455,6 +489,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     problem = run.problem
     ref = run.hv_ref
     nd_X, nd_F = run.archive.X, run.archive.F
+    n_exact = 0
+    if exact_start and tuple(objectives) == ("accuracy_loss", "size_mb"):      # the front the DP solves exactly
+        nd_X, nd_F, n_exact = _with_exact_front(problem, objectives, nd_X, nd_F)
     targets = _refine_targets(problem) if refine else np.zeros((0, problem.n_var), dtype=np.int64)
     # the candidate pool: one row per distinct feasible genome the proxy search evaluated (and the baselines)
     pool = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in run.evaluated] + [nd_X, targets]),
@@ -602,13 +639,13 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     res.meta["algorithm"] = {"name": "inloop", "budget": budget, "batch": batch, "init_fraction": init_fraction,
                              "n_pairs": n_pairs,
                              "loss_floor": float(loss_floor) if np.isfinite(loss_floor) else None,
-                             "fallback": bool(fallback), "refine": refine,
+                             "fallback": bool(fallback), "refine": refine, "exact_start": bool(exact_start),
                              "proxy_search": proxy_alg}
     res.meta["accuracy_meta"] = {"kind": "measured", "evaluator": str(getattr(ev, "name", type(ev).__name__)),
                                  "proxy": accuracy.meta, "proxy_kind": accuracy.kind}
     res.meta["inloop"] = {
         "budget": budget, "n_evaluations": len(records), "n_failed": sum("error" in r for r in records),
-        "n_candidates": int(len(pool)), "n_initial": int(len(start_rows)), "rounds": rnd,
+        "n_candidates": int(len(pool)), "n_initial": int(len(start_rows)), "n_exact": n_exact, "rounds": rnd,
         "chosen_by": {k: sum(r["chosen_by"] == k for r in records) for k in ("design", "net", "ehvi", "refine")},
         "seconds_evaluating": round(sum(r["seconds"] for r in records), 6),
         "measured_hypervolume": history[-1]["hypervolume"] if history else 0.0,
