@@ -49,7 +49,7 @@ unbeaten could have been beaten from the search's candidates at all.
 
 Run: ``nice python -m benchmarks.bench_inloop [--tiny] [--models digits,open-nsfw,minilm-l6,smollm2-135m]
 [--budgets 50,100] [--seeds 0,1,2] [--eval-cache DIR] [--methods pv,il,amq,evo,opt,rnd] [--baselines]
-[--eval-tokens 1024] [--refine K] [--probe K] [--seed-baselines] [--save FILE]`` or ``python -m
+[--eval-tokens 1024] [--refine K] [--probe K] [--seed-baselines] [--no-exact-start] [--save FILE]`` or ``python -m
 benchmarks.bench_inloop --merge FILE,FILE [--refine K] [--probe K] [--seed-baselines]`` (``--save``: also write the
 per-seed results to FILE as JSON; ``--merge``: print the tables of the saved runs as one, e.g. for seeds run in
 parallel processes, one per core, with the flags of the saved runs for the header and the probe column;
@@ -58,7 +58,9 @@ a temporary directory; ``--methods``: run only these methods, keys as in ``METHO
 run"; ``--eval-tokens``: smollm2-135m's evaluator scores this many tokens instead of 4,096,
 about 4 s instead of 13 s per evaluation; RESULTS.md uses 1,024; ``--refine K``: the in-loop runs' ``refine``, see
 :func:`quantmoo.search_measured`, default 0; ``--seed-baselines``: the in-loop runs' ``seed_baselines``, their proxy
-search starts from the baselines' genomes; proxy + validation stays unseeded).
+search starts from the baselines' genomes; proxy + validation stays unseeded; ``--no-exact-start``: the in-loop runs'
+``exact_start=False``, their design starts from NSGA-II's front alone: run it and the default with one
+``--eval-cache`` for the side-by-side comparison in RESULTS.md).
 """
 from __future__ import annotations
 
@@ -365,7 +367,7 @@ def optuna_nsga2(problem, measure, budget, seed):
 
 
 def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eval_cache=None, methods=None,
-              eval_tokens=None, against_baselines=False, refine=0, probe=0, seed_baselines=False):
+              eval_tokens=None, against_baselines=False, refine=0, probe=0, seed_baselines=False, exact_start=True):
     import quantmoo
     from quantmoo.accuracy.cache import EvalCache
     from quantmoo.search.inloop import search_measured
@@ -405,7 +407,8 @@ def run_model(name, budgets, seeds, pop_size=100, n_gen=100, table_dir=None, eva
                 def inloop(objectives=OBJ3[:2], into=il):
                     res = search_measured(model, HARDWARE, budget=b, space=space, objectives=objectives,
                                           accuracy=table, seed=s, pop_size=pop_size, n_gen=n_gen, cache=cache,
-                                          refine=refine, seed_baselines=seed_baselines, progress=False)
+                                          refine=refine, seed_baselines=seed_baselines, exact_start=exact_start,
+                                          progress=False)
                     into.update(res.meta["inloop"])
                     recs = [r for r in into["evaluations"] if "loss" in r]
                     return np.array([r["genome"] for r in recs]), np.array([r["loss"] for r in recs])
@@ -452,15 +455,18 @@ def hv_rows(name, rows, k, own="il"):
         med = {}
         cells = []
         for key, _ in METHODS:
-            if key not in rs[0]["out"]:
+            ran = [x["out"][key] for x in rs if key in x["out"]]      # merged runs: a method may miss some seeds
+            if not ran:
                 cells.append("not run")
                 continue
-            if any(x["out"][key] is None for x in rs):
+            if any(r is None for r in ran):
                 cells.append("optuna not installed")
                 continue
-            med[key] = _med([x["out"][key][1][k] for x in rs])
-            n = _med([x["out"][key][0] for x in rs])
-            cells.append(f"{med[key]:.4f}" + ("" if n == b else f" ({n:.0f} eval.)"))
+            med[key] = _med([r[1][k] for r in ran])
+            n = _med([r[0] for r in ran])
+            note = [f"{n:.0f} eval."] if n != b else []
+            note += [f"{len(ran)} of {len(rs)} seeds"] if len(ran) < len(rs) else []
+            cells.append(f"{med[key]:.4f}" + (f" ({'; '.join(note)})" if note else ""))
         top = max(round(v, 4) for v in med.values())
         best = " = ".join(dict(METHODS)[m] for m in med if round(med[m], 4) == top)   # ties at the printed digits
         me = own if own in med else next((m for m in OURS if m in med), None)
@@ -469,7 +475,7 @@ def hv_rows(name, rows, k, own="il"):
             out.append([name, b, len(rs), *cells, best, "not compared", "not compared"])
             continue
         rival = max((med[m], m) for m in others)[1]
-        wins = sum(x["out"][me][1][k] >= max(x["out"][m][1][k] for m in others) for x in rs)
+        wins = sum(x["out"][me][1][k] >= max(x["out"][m][1][k] for m in others if m in x["out"]) for x in rs)
         out.append([name, b, len(rs), *cells, best, f"{dict(METHODS)[me]}: {med[me] / med[rival]:.4f}",
                     f"{wins}/{len(rs)}"])
     return out
@@ -592,7 +598,8 @@ def main(argv=None):
                                       table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods,
                                       eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv,
                                       refine=int(opt.get("--refine", 0)), probe=int(opt.get("--probe", 0)),
-                                      seed_baselines="--seed-baselines" in argv)
+                                      seed_baselines="--seed-baselines" in argv,
+                                      exact_start="--no-exact-start" not in argv)
         if "--save" in opt:
             save_runs(opt["--save"], results)
     hv2, hv3, raw, taus, cpus, doms, refs_txt = [], [], [], [], [], [], []
@@ -605,7 +612,8 @@ def main(argv=None):
         doms += dominance_rows(name, rows, int(opt.get("--probe", 0)))
         refs_txt.append(f"{name}: ({refs[3][0]:.4g}, {refs[3][1]:.4g} MB, {refs[3][2]:.4g} ms)")
     text = (f"Median over seeds 0 .. n-1 (n: the 'seeds' column); hardware {HARDWARE}; in-loop refine="
-            f"{int(opt.get('--refine', 0))}{', seeded with the baselines' if '--seed-baselines' in argv else ''}; "
+            f"{int(opt.get('--refine', 0))}{', seeded with the baselines' if '--seed-baselines' in argv else ''}"
+            f"{', without the exact start' if '--no-exact-start' in argv else ''}; "
             f"{stamp()}; {machine()}; "
             f"CPU time of this run {time.process_time() - t_all:.0f} s\n\n"
             f"Reference points (loss, size, latency; the 2-objective HV uses the first two): {'; '.join(refs_txt)}\n\n"

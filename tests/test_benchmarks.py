@@ -405,3 +405,13 @@ def test_inloop_bench_merge_joins_the_methods_of_one_seed_run_in_separate_proces
     assert cut[:cut.index("CPU seconds")] == one.split("\n", 1)[1][:one.split("\n", 1)[1].index("CPU seconds")]
     row = next(line for line in cut.splitlines() if line.startswith("| digits | 10 |"))
     assert "not run" not in row.split("|")[10] and "not run" in row      # random joined; il etc. still not run
+
+
+def test_exact_gap_bench_never_finds_nsga2_below_the_exact_front():
+    """The dynamic program's front is exact: NSGA-II's hypervolume is at most its, and at every size its best proxy
+    loss is at least the exact front's (every band's median ratio >= 1)."""
+    from benchmarks import bench_exact_gap as g
+    (row,) = g.gap_rows("digits", [0], pop_size=20, n_gen=5)
+    ratios = [float(c.split(" / ")[0]) for c in row[5:] if c != "none"]
+    assert ratios and min(ratios) >= 1 - 1e-9 and float(row[4]) <= 1 + 1e-9
+    assert max(ratios) > 1            # 5 generations of 20 do not reach it: the check can fail

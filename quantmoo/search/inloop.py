@@ -11,7 +11,8 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    thinned by the same epsilon-net as the reported front (:func:`~quantmoo.search.archive.thin`),
    are measured. In (loss, size) that set is joined with the exact front of the separable proxy
    problem (``exact_start``; dynamic programming, :func:`quantmoo.baselines.exact_front`): NSGA-II's
-   front has 99.9% of its hypervolume, yet on smollm2-135m a 5-20% higher proxy loss at equal size.
+   front has 99.9% of its hypervolume, yet a 3-19% higher proxy loss at equal size (median per loss band on
+   open-nsfw, minilm-l6, smollm2-135m; ``benchmarks/bench_exact_gap.py``).
 3. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
    measured point (:func:`fit_surrogate`)::
 
@@ -415,9 +416,9 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     exact_start : bool
         Join the exact front of the separable (proxy loss, size) problem (dynamic programming,
         :func:`quantmoo.baselines.exact_front`) to the proxy search's non-dominated set, so the initial design and
-        the net start from the proxy's exact front, not from NSGA-II's approximation of it (on smollm2-135m the
-        latter's proxy loss is 5-20% above the exact front's at equal size, although its hypervolume is 99.9% of
-        it). For the objectives ``("accuracy_loss", "size_mb")`` only, the problem the dynamic program solves
+        the net start from the proxy's exact front, not from NSGA-II's approximation of it (whose proxy loss at equal
+        size is 3-19% above the exact front's on open-nsfw, minilm-l6 and smollm2-135m, median per loss band,
+        although its hypervolume is 99.9% of it). For the objectives ``("accuracy_loss", "size_mb")`` only, the problem the dynamic program solves
         (with a third objective ignored: ``meta["inloop"]["n_exact"]`` is 0).
     pop_size, n_gen : int
         The proxy search's NSGA-II.
