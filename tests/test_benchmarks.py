@@ -373,6 +373,12 @@ def test_inloop_bench_probe_counts_baselines_beaten_by_the_best_proxy_candidates
     assert bi.probe_baselines(run, X[[small]], np.array([1e9]), measure, 3) == (0, 0)
 
 
+def _tables(text):
+    """A bench_inloop report without its header line (time stamp, CPU of the run) and its CPU table."""
+    text = text.split("\n", 1)[1]
+    return text[:text.index("CPU seconds")] + text[text.index("Raw measured"):]
+
+
 def test_inloop_bench_merges_seeds_saved_by_separate_runs(tmp_path, capsys):
     """Seeds run in separate processes (``--save``) and merged (``--merge``) give the tables of one run over all
     of them; the saved file is JSON, not a pickle."""
@@ -385,11 +391,7 @@ def test_inloop_bench_merges_seeds_saved_by_separate_runs(tmp_path, capsys):
     merged = bi.main(["--merge", f"{tmp_path / 'b.json'},{tmp_path / 'a.json'}"])
     capsys.readouterr()
     assert set(json.loads((tmp_path / "a.json").read_text())) == {"digits"}
-
-    def tables(text):       # drop the header line (time stamp, CPU of the run) and the CPU table
-        text = text.split("\n", 1)[1]
-        return text[:text.index("CPU seconds")] + text[text.index("Raw measured"):]
-    assert tables(merged) == tables(both) and "| digits | 10 | 2 |" in merged
+    assert _tables(merged) == _tables(both) and "| digits | 10 | 2 |" in merged
 
 
 def test_inloop_bench_merge_joins_the_methods_of_one_seed_run_in_separate_processes(tmp_path, capsys):
@@ -401,9 +403,8 @@ def test_inloop_bench_merge_joins_the_methods_of_one_seed_run_in_separate_proces
     one = bi.main(base + ["--methods", "pv,rnd"])
     merged = bi.main(["--merge", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}"])
     capsys.readouterr()
-    cut = merged.split("\n", 1)[1]
-    assert cut[:cut.index("CPU seconds")] == one.split("\n", 1)[1][:one.split("\n", 1)[1].index("CPU seconds")]
-    row = next(line for line in cut.splitlines() if line.startswith("| digits | 10 |"))
+    assert _tables(merged) == _tables(one)
+    row = next(line for line in merged.splitlines() if line.startswith("| digits | 10 |"))
     assert "not run" not in row.split("|")[10] and "not run" in row      # random joined; il etc. still not run
 
 
