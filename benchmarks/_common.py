@@ -85,6 +85,22 @@ def parse_mode(argv, doc: str):
     return a.mode or "quick", figure_dir()
 
 
+def csv_arg(kind, allowed=None):
+    """An argparse type: a comma-separated list of ``kind``, each in ``allowed`` when given."""
+    import argparse
+
+    def parse(text):
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}")
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(map(str, bad))} not in {', '.join(allowed)}")
+        return values
+    return parse
+
+
 def figure_dir():
     """Where figures are written: ``$QUANTMOO_BENCH_FIGURES`` or ``benchmarks/figures``."""
     from pathlib import Path

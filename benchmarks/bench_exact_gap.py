@@ -12,15 +12,16 @@ about 5 CPU minutes the first time).
 """
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 
 import numpy as np
 
-from benchmarks._common import machine, md_table, stamp
+from benchmarks._common import csv_arg, machine, md_table, stamp
 from benchmarks._real import cache_dir
-from benchmarks.bench_inloop import HARDWARE, _load, _space
+from benchmarks.bench_inloop import BUDGETS, HARDWARE, _load, _space
+
+MODELS = tuple(BUDGETS)        # the real models: digits, open-nsfw, minilm-l6, smollm2-135m
 
 
 def gap_rows(name, seeds, pop_size=100, n_gen=100):
@@ -53,10 +54,12 @@ def gap_rows(name, seeds, pop_size=100, n_gen=100):
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    models = argv[argv.index("--models") + 1].split(",") if "--models" in argv else ["digits", "open-nsfw",
-                                                                                      "minilm-l6", "smollm2-135m"]
-    seeds = [int(s) for s in argv[argv.index("--seeds") + 1].split(",")] if "--seeds" in argv else [0, 1]
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_exact_gap", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=csv_arg(str, MODELS), default=list(MODELS))
+    ap.add_argument("--seeds", type=csv_arg(int), default=[0, 1])
+    a = ap.parse_args(argv)
+    models, seeds = a.models, a.seeds
     warnings.simplefilter("ignore", RuntimeWarning)
     t = time.process_time()
     rows = [r for name in models for r in gap_rows(name, seeds)]

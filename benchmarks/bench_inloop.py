@@ -72,7 +72,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks._common import machine, md_table, stamp
+from benchmarks._common import csv_arg, machine, md_table, stamp
 
 #: CPU per evaluation on one core: open-nsfw ~0.5 s, minilm-l6 ~0.6 s, smollm2-135m ~4 s with --eval-tokens 1024; five
 #: methods (no Optuna, random) at N = 400 took ~18 CPU min per seed on open-nsfw or minilm-l6 with N = 200 already in
@@ -570,38 +570,48 @@ def merge_saved(paths):
     return merged
 
 
+def parse_args(argv=None):
+    """The command line (see the module docstring); an unknown or malformed flag is an error, not a default run."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_inloop", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true", help="one seed, N = 10, a small proxy search (the tests)")
+    ap.add_argument("--models", type=csv_arg(str, tuple(BUDGETS)), default=["digits"])
+    ap.add_argument("--budgets", type=csv_arg(int), help="default per model: BUDGETS")
+    ap.add_argument("--seeds", type=csv_arg(int))
+    ap.add_argument("--methods", type=csv_arg(str, tuple(k for k, _ in METHODS)), help="default: all")
+    ap.add_argument("--eval-cache", help="directory of the shared evaluation cache (default: a temporary one)")
+    ap.add_argument("--eval-tokens", type=int, help="smollm2-135m's evaluation tokens (RESULTS.md: 1024)")
+    ap.add_argument("--baselines", action="store_true", help="measure the baselines and count those beaten")
+    ap.add_argument("--refine", type=int, default=0, help="the in-loop runs' refine")
+    ap.add_argument("--probe", type=int, default=0, help="candidates measured per baseline")
+    ap.add_argument("--seed-baselines", action="store_true", help="the in-loop proxy search starts from the baselines")
+    ap.add_argument("--no-exact-start", action="store_true", help="the in-loop runs' exact_start=False")
+    ap.add_argument("--save", help="also write the per-seed results to this JSON file")
+    ap.add_argument("--merge", type=csv_arg(str), help="print the tables of runs saved with --save as one")
+    return ap.parse_args(argv)
+
+
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    tiny = "--tiny" in argv
-    models = ["digits"]
-    if "--models" in argv:
-        models = argv[argv.index("--models") + 1].split(",")
-    opt = {k: argv[argv.index(k) + 1] for k in ("--budgets", "--seeds", "--eval-cache", "--methods", "--eval-tokens",
-                                                 "--refine", "--probe", "--save") if k in argv}
-    methods = opt["--methods"].split(",") if "--methods" in opt else None
+    a = parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
     t_all = time.process_time()
-    if "--merge" in argv:        # tables from the runs saved with --save (e.g. seeds run in parallel processes)
-        results = merge_saved(argv[argv.index("--merge") + 1].split(","))
+    if a.merge:        # tables from the runs saved with --save (e.g. seeds run in parallel processes)
+        results = merge_saved(a.merge)
     else:
         results = {}
         from benchmarks._real import cache_dir
         table_dir = cache_dir()       # proxy tables persist ($QUANTMOO_BENCH_CACHE): the sensitivity pass runs once
-        for name in models:
-            budgets = (10,) if tiny else BUDGETS.get(name, (50, 100))
-            seeds = (0,) if tiny else SEEDS
-            if "--budgets" in opt:
-                budgets = tuple(int(v) for v in opt["--budgets"].split(","))
-            if "--seeds" in opt:
-                seeds = tuple(int(v) for v in opt["--seeds"].split(","))
-            results[name] = run_model(name, budgets, seeds, *((20, 5) if tiny else (100, 100)),
-                                      table_dir=table_dir, eval_cache=opt.get("--eval-cache"), methods=methods,
-                                      eval_tokens=opt.get("--eval-tokens"), against_baselines="--baselines" in argv,
-                                      refine=int(opt.get("--refine", 0)), probe=int(opt.get("--probe", 0)),
-                                      seed_baselines="--seed-baselines" in argv,
-                                      exact_start="--no-exact-start" not in argv)
-        if "--save" in opt:
-            save_runs(opt["--save"], results)
+        for name in a.models:
+            budgets = tuple(a.budgets or ((10,) if a.tiny else BUDGETS[name]))
+            seeds = tuple(a.seeds or ((0,) if a.tiny else SEEDS))
+            results[name] = run_model(name, budgets, seeds, *((20, 5) if a.tiny else (100, 100)),
+                                      table_dir=table_dir, eval_cache=a.eval_cache, methods=a.methods,
+                                      eval_tokens=a.eval_tokens, against_baselines=a.baselines, refine=a.refine,
+                                      probe=a.probe, seed_baselines=a.seed_baselines,
+                                      exact_start=not a.no_exact_start)
+        if a.save:
+            save_runs(a.save, results)
     hv2, hv3, raw, taus, cpus, doms, refs_txt = [], [], [], [], [], [], []
     for name, (rows, t_sens, refs) in results.items():
         hv2 += hv_rows(name, rows, 0)
@@ -609,11 +619,11 @@ def main(argv=None):
         raw += hv_rows(name, rows, 2)
         taus += tau_rows(name, rows)
         cpus += cpu_rows(name, rows, t_sens)
-        doms += dominance_rows(name, rows, int(opt.get("--probe", 0)))
+        doms += dominance_rows(name, rows, a.probe)
         refs_txt.append(f"{name}: ({refs[3][0]:.4g}, {refs[3][1]:.4g} MB, {refs[3][2]:.4g} ms)")
     text = (f"Median over seeds 0 .. n-1 (n: the 'seeds' column); hardware {HARDWARE}; in-loop refine="
-            f"{int(opt.get('--refine', 0))}{', seeded with the baselines' if '--seed-baselines' in argv else ''}"
-            f"{', without the exact start' if '--no-exact-start' in argv else ''}; "
+            f"{a.refine}{', seeded with the baselines' if a.seed_baselines else ''}"
+            f"{', without the exact start' if a.no_exact_start else ''}; "
             f"{stamp()}; {machine()}; "
             f"CPU time of this run {time.process_time() - t_all:.0f} s\n\n"
             f"Reference points (loss, size, latency; the 2-objective HV uses the first two): {'; '.join(refs_txt)}\n\n"
@@ -630,7 +640,7 @@ def main(argv=None):
             + "\n\nRaw measured hypervolume of (measured accuracy_loss, size_mb):\n\n" + md_table(HV_HEADER, raw)
             + ("\n\nBaselines beaten (measured loss lower at equal or smaller size; baselines measured through the "
                "shared cache, charged to no method):\n\n"
-               + md_table(DOM_HEADER + ([PROBE_HEADER.format(k=opt["--probe"])] if "--probe" in opt else []), doms)
+               + md_table(DOM_HEADER + ([PROBE_HEADER.format(k=a.probe)] if a.probe else []), doms)
                if doms else ""))
     print(text)
     return text

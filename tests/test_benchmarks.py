@@ -416,3 +416,19 @@ def test_exact_gap_bench_never_finds_nsga2_below_the_exact_front():
     ratios = [float(c.split(" / ")[0]) for c in row[5:] if c != "none"]
     assert ratios and min(ratios) >= 1 - 1e-9 and float(row[4]) <= 1 + 1e-9
     assert max(ratios) > 1            # 5 generations of 20 do not reach it: the check can fail
+
+
+@pytest.mark.parametrize("module, argv, named", [
+    ("bench_inloop", ["--budgte", "200"], "--budgte"),                 # a typo used to run the default digits bench
+    ("bench_inloop", ["--methods", "pv,xx"], "pv, il, il3, amq, evo, opt, rnd"),
+    ("bench_inloop", ["--seeds", "0,one"], "--seeds"),
+    ("bench_exact_gap", ["--models", "resnet50"], "digits, open-nsfw, minilm-l6, smollm2-135m"),
+])
+def test_bench_command_lines_reject_bad_flags_by_name(module, argv, named, capsys):
+    """A misspelt flag or a bad value stops the benchmark with one line naming it (and the allowed values) before
+    anything is measured; it used to be ignored and the default run started."""
+    import importlib
+    bench = importlib.import_module(f"benchmarks.{module}")
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    assert e.value.code == 2 and named in capsys.readouterr().err
