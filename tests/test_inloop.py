@@ -230,11 +230,29 @@ def test_exact_start_designs_from_the_exact_proxy_front(digits, table):
     assert worst_gap(ex) <= 1e-9 < worst_gap(plain)
 
 
-@pytest.mark.parametrize("objectives", [("accuracy_loss", "latency_ms"), ("accuracy_loss", "size_mb", "latency_ms")])
-def test_exact_start_is_for_loss_and_size_only(digits, table, objectives):
-    """The dynamic program solves (proxy loss, size); with another cost it is not the proxy's front: not used."""
-    res = _run(digits, table, budget=4, objectives=objectives, exact_start=True)
+def test_exact_start_is_for_loss_and_size(digits, table):
+    """The dynamic program solves (proxy loss, size); with latency instead of size it is not the proxy's front."""
+    res = _run(digits, table, budget=4, objectives=("accuracy_loss", "latency_ms"), exact_start=True)
     assert res.meta["inloop"]["n_exact"] == 0
+
+
+def test_exact_start_in_three_objectives_joins_a_thinned_exact_front(digits, table):
+    """With latency as a third objective the exact (loss, size) front is thinned to as many points as the search's
+    own non-dominated set before the join (~10^5 points on minilm-l6 otherwise); the join is non-dominated in all
+    three objectives and keeps exact points."""
+    import importlib
+    inloop = importlib.import_module("quantmoo.search.inloop")
+    obj = ("accuracy_loss", "size_mb", "latency_ms")
+    problem = QuantizationProblem(digits, "arm_dot", SPACE, objectives=obj, accuracy=table)
+    X = np.random.default_rng(0).integers(0, problem.xu + 1, size=(40, problem.n_var))
+    v = problem.evaluate_all(X)
+    F = np.column_stack([v[o] for o in obj])
+    nd = inloop._nondominated(F)
+    X, F = X[nd], F[nd]
+    X2, F2, n_exact = inloop._with_exact_front(problem, obj, X, F)
+    assert 0 < n_exact <= len(X)
+    assert inloop._nondominated(F2).all()
+    assert _run(digits, table, budget=4, objectives=obj, exact_start=True).meta["inloop"]["n_exact"] > 0
 
 
 def test_same_seed_same_run(digits, table):

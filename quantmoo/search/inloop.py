@@ -9,10 +9,11 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    spread of the whole run.
 2. **Initial design.** ``ceil(init_fraction * budget)`` points of the proxy's non-dominated set,
    thinned by the same epsilon-net as the reported front (:func:`~quantmoo.search.archive.thin`),
-   are measured. In (loss, size) that set is joined with the exact front of the separable proxy
-   problem (``exact_start``; dynamic programming, :func:`quantmoo.baselines.exact_front`): NSGA-II's
-   front has 99.9% of its hypervolume, yet a 3-19% higher proxy loss at equal size (median per loss band on
-   open-nsfw, minilm-l6, smollm2-135m; ``benchmarks/bench_exact_gap.py``).
+   are measured. That set is joined with the exact front of the separable (proxy loss, size)
+   problem (``exact_start``; dynamic programming, :func:`quantmoo.baselines.exact_front`; thinned
+   first when latency is a third objective): NSGA-II's front has 99.9% of its hypervolume, yet a
+   3-19% higher proxy loss at equal size (median per loss band on open-nsfw, minilm-l6,
+   smollm2-135m; ``benchmarks/bench_exact_gap.py``).
 3. **Surrogate.** The proxy stays the model; a Bayesian linear correction is refitted to every
    measured point (:func:`fit_surrogate`)::
 
@@ -339,8 +340,13 @@ def refine_picks(cost: np.ndarray, loss: np.ndarray, targets: np.ndarray, k: int
 def _with_exact_front(problem, objectives, X, F):
     """The proxy search's non-dominated set ``(X, F)`` joined with the exact front of the separable (proxy loss,
     size) problem (:func:`quantmoo.baselines.exact_front`, every calibration method), feasible points only, and
-    filtered to the non-dominated set in ``objectives``; also the number of exact points kept."""
+    filtered to the non-dominated set in ``objectives``; also the number of exact points kept.
+
+    With a third objective the exact front is first thinned in (loss, size) to as many points as ``X`` has: in
+    three objectives nearly every exact point stays non-dominated (it ties on size with faster configs), ~10^5 on
+    minilm-l6, more candidates than the acquisition can afford."""
     from ..baselines.exact import exact_front
+    from .archive import thin
     n_cal = min(problem.accuracy.table.shape[0], len(problem.encoding.space.calibrations))
     E = np.unique(np.concatenate([exact_front(problem, calib=c)[1].genomes() for c in range(n_cal)]).astype(np.int64),
                   axis=0)
@@ -348,6 +354,9 @@ def _with_exact_front(problem, objectives, X, F):
     ok = problem.feasible_mask(v)
     E = E[ok]
     FE = np.column_stack([v[o][ok] for o in objectives])
+    if len(objectives) > 2 and len(E) > len(X):
+        keep = thin(FE[:, :2], max(len(X), 2))
+        E, FE = E[keep], FE[keep]
     n_found = len(X)
     X = np.concatenate([np.asarray(X, dtype=np.int64).reshape(-1, E.shape[1]), E])
     F = np.concatenate([np.asarray(F, dtype=np.float64).reshape(-1, FE.shape[1]), FE])
@@ -418,8 +427,10 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         :func:`quantmoo.baselines.exact_front`) to the proxy search's non-dominated set, so the initial design and
         the net start from the proxy's exact front, not from NSGA-II's approximation of it (whose proxy loss at equal
         size is 3-19% above the exact front's on open-nsfw, minilm-l6 and smollm2-135m, median per loss band,
-        although its hypervolume is 99.9% of it). For the objectives ``("accuracy_loss", "size_mb")`` only, the problem the dynamic program solves
-        (with a third objective ignored: ``meta["inloop"]["n_exact"]`` is 0).
+        although its hypervolume is 99.9% of it). Used when the objectives start with ``("accuracy_loss",
+        "size_mb")``, the problem the dynamic program solves; with a third objective the exact front is thinned in
+        (loss, size) to as many points as the proxy search's non-dominated set before the join (otherwise
+        ``meta["inloop"]["n_exact"]`` is 0).
     pop_size, n_gen : int
         The proxy search's NSGA-II.
     workers, dask_address, cache, eval_timeout :
@@ -491,7 +502,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     ref = run.hv_ref
     nd_X, nd_F = run.archive.X, run.archive.F
     n_exact = 0
-    if exact_start and tuple(objectives) == ("accuracy_loss", "size_mb"):      # the front the DP solves exactly
+    if exact_start and tuple(objectives[:2]) == ("accuracy_loss", "size_mb"):      # the front the DP solves exactly
         nd_X, nd_F, n_exact = _with_exact_front(problem, objectives, nd_X, nd_F)
     targets = _refine_targets(problem) if refine else np.zeros((0, problem.n_var), dtype=np.int64)
     # the candidate pool: one row per distinct feasible genome the proxy search evaluated (and the baselines)
