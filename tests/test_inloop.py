@@ -169,6 +169,10 @@ def test_refine_picks_by_hand():
     assert refine_picks(cost, loss, targets, 2, 10).tolist() == [1, 2, 4, 3]
     assert refine_picks(cost, loss, targets, 2, 3).tolist() == [1, 2, 4]
     assert refine_picks(cost[:, :1], loss, targets[:, :1], 1, 10).tolist() == [0, 2]   # one cost: row 0 fits 2.0
+    # two rankings: choice 0 of every target by the first, choice 1 by the second (here it prefers row 3)
+    other = np.array([0.5, 0.3, 0.3, 0.0, 0.4])
+    assert refine_picks(cost, np.stack([loss, other]), targets, 2, 10).tolist() == [1, 2, 3]
+    assert refine_picks(cost, np.stack([loss, loss]), targets, 2, 10).tolist() == [1, 2, 4, 3]
 
 
 def test_refine_round_measures_below_every_baseline(digits, table):

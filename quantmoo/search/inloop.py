@@ -39,8 +39,9 @@ the evaluation cache, local processes or a Dask cluster), in rounds:
    to add and measured below the plain net (benchmarks/RESULTS.md, issue 19).
 6. **Baseline refinement** (``refine=k``, off by default). The last round measures, for every standard
    baseline (llama.cpp's presets for a decoder LLM, else the greedy curve's and the ILP sweep's
-   points), the ``k`` unmeasured candidates with the lowest predicted loss (the surrogate's, or the
-   proxy's where it ranks no worse) among those no larger than the baseline on every cost
+   points), the ``k`` unmeasured candidates with the lowest predicted loss among those no larger than
+   the baseline on every cost (by the proxy where the surrogate ranks no better, else the proxy's and
+   the surrogate's choices alternate, the proxy's first)
    (:func:`refine_picks`); the baselines themselves join the candidate pool. Why: the hypervolume
    barely rewards the flat high-precision tail, so the rounds above leave gaps of 1-2 MB there, right
    where the baselines sit (``validate --refine`` is the same step for proxy + validation).
@@ -312,8 +313,9 @@ def refine_picks(cost: np.ndarray, loss: np.ndarray, targets: np.ndarray, k: int
     ----------
     cost : ndarray (N, d)
         The candidates' costs.
-    loss : ndarray (N,)
-        Their predicted loss (ties: the smaller first cost, then the row).
+    loss : ndarray (N,) or (R, N)
+        Their predicted loss (ties: the smaller first cost, then the row). With ``R`` rankings (e.g. the proxy's
+        and the surrogate's), choice ``r`` of every target is the best unpicked candidate by ranking ``r mod R``.
     targets : ndarray (B, d)
         The baselines' costs.
     k, limit : int
@@ -323,13 +325,17 @@ def refine_picks(cost: np.ndarray, loss: np.ndarray, targets: np.ndarray, k: int
     ndarray of int
         Distinct candidate rows, in the order chosen.
     """
-    cost = np.asarray(cost, dtype=np.float64).reshape(len(loss), -1)
-    order = np.lexsort((np.arange(len(loss)), cost[:, 0], loss))
-    fits = (cost[order][None, :, :] <= np.asarray(targets)[:, None, :] * (1 + 1e-9)).all(axis=2)   # (B, N)
-    ranked = [order[f] for f in fits]
+    losses = np.atleast_2d(np.asarray(loss, dtype=np.float64))
+    n = losses.shape[1]
+    cost = np.asarray(cost, dtype=np.float64).reshape(n, -1)
+    fits = (cost[None, :, :] <= np.asarray(targets)[:, None, :] * (1 + 1e-9)).all(axis=2)   # (B, N)
+    ranked = []                            # per ranking, per target: the fitting rows, best first
+    for ls in losses:
+        order = np.lexsort((np.arange(n), cost[:, 0], ls))
+        ranked.append([order[f[order]] for f in fits])
     picked = []
     for r in range(k):                     # a few targets and ranks: the first choices of all targets go first
-        for cand in ranked:
+        for cand in ranked[r % len(ranked)]:
             c = next((int(i) for i in cand if int(i) not in picked), None)
             if c is not None and len(picked) < limit:
                 picked.append(c)
@@ -605,10 +611,13 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
         ok = measured_front()[0]
         sur = fit_surrogate(T[ok], measured[ok], n_pairs=n_pairs)
         if fallback and not _tau(sur.loo, measured[ok]) > _tau(proxy[ok], measured[ok]):
-            mean, std = proxy[cand], None          # the proxy ranks at least as well: pick by the proxy
+            ranks, mean, std = proxy[cand], None, None      # the proxy ranks at least as well: pick by the proxy
         else:
+            # the surrogate ranks the measured points better, but it learns near the front only: choices
+            # alternate, the proxy's first (the baselines' own genomes are the proxy's optima)
             mean, std = sur.predict(T[cand])
-        pick = refine_picks(cost[cand], mean, tcost, refine, reserve)
+            ranks = np.stack([proxy[cand], mean])
+        pick = refine_picks(cost[cand], ranks, tcost, refine, reserve)
         measure(cand[pick].tolist(), rnd, [None] * len(pick) if std is None else list(zip(mean[pick], std[pick])),
                 "refine")
     rounds(budget)
