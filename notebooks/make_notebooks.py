@@ -1348,8 +1348,8 @@ NB11 = [
     evaluator instead:
 
     1. the proxy search runs as usual;
-    2. half the budget measures the proxy front, thinned to an epsilon-net (in (loss, size) the exact front,
-       from a dynamic program over layers: `exact_start`);
+    2. half the budget measures the proxy front joined with the exact (loss, size) front of a dynamic program
+       over layers (`exact_start`), thinned to an epsilon-net;
     3. each later round (`N / 10` evaluations) refits a correction of the proxy to every measured point and measures
        the genomes with the largest expected gain in *measured* hypervolume, or, while the correction ranks the
        measured points no better than the raw proxy (leave-one-out Kendall tau), the epsilon-net's next points.
