@@ -232,3 +232,18 @@ def test_uniform_seeds_and_hv_reference_span_every_type(llama2):
     f16 = enc.uniform_genome(8, 16, weight_format="F16")
     w = p.evaluate_all(np.stack([q2k, f16]))
     assert hv_reference(p)[0] >= 1.1 * w["accuracy_loss"][0] and hv_reference(p)[1] >= 1.1 * w["size_mb"][1]
+
+
+def test_exact_start_genomes_name_the_stored_types():
+    """The exact front joined to the measured search's start names the types llama.cpp really stores, as the
+    search's own genomes do (the repair leaves them unchanged): an unrepaired genome priced a Q2_K that a 576-column
+    row stores as Q4_0 at Q2_K's latency, and could be measured a second time under its other name."""
+    import importlib
+    from quantmoo.search.operators.repair import repair_genomes
+    inloop = importlib.import_module("quantmoo.search.inloop")
+    m = zoo.load("digits")                       # rows of 64 and 128 columns hold no K-quant
+    obj = ("accuracy_loss", "size_mb")
+    p = QuantizationProblem(m, "arm_dot", space=SearchSpace.llama_cpp(), objectives=obj)
+    X, F, n_exact = inloop._with_exact_front(p, obj, np.zeros((0, p.n_var), dtype=np.int64), np.zeros((0, 2)))
+    assert n_exact == len(X) > 1
+    assert np.array_equal(repair_genomes(X, p.encoding), X)

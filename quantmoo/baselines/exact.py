@@ -306,6 +306,21 @@ def exact_front(problem, calib: int = 0, max_points: Optional[int] = MAX_POINTS,
     return F, FrontChoices(problem, units, options, stages, np.arange(len(B)), calib), exact
 
 
+def exact_genomes(problem, strict: bool = False) -> np.ndarray:
+    """Unique genomes of the exact (accuracy, size) fronts of every calibration method, made valid.
+
+    One front per calibration method that the accuracy table and the space share (a genome has one
+    calibration). The genomes go through the search's repair (llama.cpp's stored types, tie groups and, with
+    ``strict``, the hardware-native choices), so they are configs the search itself could report; a genome
+    the strict repair moves is no longer exact, only valid (callers keep the non-dominated ones).
+    """
+    from ..search.operators.repair import repair_genomes
+    n_cal = min(problem.accuracy.table.shape[0], len(problem.encoding.space.calibrations))
+    X = np.concatenate([exact_front(problem, calib=c)[1].genomes() for c in range(n_cal)])
+    X = repair_genomes(X, problem.encoding, problem.native_mask() if strict else None)
+    return np.unique(X, axis=0)
+
+
 def _thin(B, A, n_cells):
     """Lowest-accuracy point per cell of a uniform grid on bytes (B sorted ascending)."""
     lo, hi = float(B[0]), float(B[-1])
@@ -355,5 +370,5 @@ def exact_hypervolume(problem, ref=None, calib: int = 0, front=None) -> float:
     return hypervolume(F, ref)
 
 
-__all__ = ["COSTS", "MAX_POINTS", "FrontChoices", "cost_table", "exact_front", "exact_hypervolume",
-           "exact_reference", "layer_units", "pareto_indices", "resolve_cost"]
+__all__ = ["COSTS", "MAX_POINTS", "FrontChoices", "cost_table", "exact_front", "exact_genomes",
+           "exact_hypervolume", "exact_reference", "layer_units", "pareto_indices", "resolve_cost"]

@@ -351,11 +351,9 @@ def _with_exact_front(problem, objectives, X, F):
     With a third objective the exact front is first thinned in (loss, size) to as many points as ``X`` has: in
     three objectives nearly every exact point stays non-dominated (it ties on size with faster configs), ~10^5 on
     minilm-l6, more candidates than the acquisition can afford."""
-    from ..baselines.exact import exact_front
+    from ..baselines.exact import exact_genomes
     from .archive import thin
-    n_cal = min(problem.accuracy.table.shape[0], len(problem.encoding.space.calibrations))
-    E = np.unique(np.concatenate([exact_front(problem, calib=c)[1].genomes() for c in range(n_cal)]).astype(np.int64),
-                  axis=0)
+    E = exact_genomes(problem)
     v = problem.evaluate_all(E)
     ok = problem.feasible_mask(v)
     E = E[ok]
