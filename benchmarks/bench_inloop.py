@@ -210,7 +210,8 @@ def scores(problem, refs, X, loss):
 def proxy_run(model, space, table, seed, pop_size, n_gen):
     from quantmoo.search.run import SearchRun, drive
     run = SearchRun(model, HARDWARE, space=space, objectives=("accuracy_loss", "size_mb"), accuracy=table,
-                    pop_size=pop_size, n_gen=n_gen, seed=seed, baselines=False, max_front=None)
+                    pop_size=pop_size, n_gen=n_gen, seed=seed, baselines=False, max_front=None,
+                    exact_start=False)          # the methods read NSGA-II's archive, not the result
     run.setup()
     drive(run, progress=False)
     return run

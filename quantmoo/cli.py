@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="proxy accuracy table from 'quantmoo sensitivity' (same --space); kept in --out")
     s.add_argument("--seed-baselines", action="store_true",
                    help="seed the population with the greedy, ILP and llama.cpp-rule baselines' configs")
+    s.add_argument("--no-exact-start", action="store_true",
+                   help="with the objectives accuracy_loss,size_mb (and with --measured --budget): do not join the "
+                        "exact front of the dynamic program over layers to the search's; report NSGA-II's own")
     s.add_argument("--no-baselines", action="store_true",
                    help="do not compute or report the uniform, greedy, ILP and llama.cpp baselines")
     s.add_argument("--measured", action="store_true",
@@ -444,7 +447,7 @@ def cmd_search(a):
                                       constraints=constraints, algorithm=a.algorithm, pop_size=a.pop_size,
                                       n_gen=a.n_gen, seed=a.seed, progress=a.progress, accuracy=accuracy,
                                       checkpoint=where, seed_baselines=a.seed_baselines,
-                                      baselines=not a.no_baselines,
+                                      baselines=not a.no_baselines, exact_start=not a.no_exact_start,
                                       checkpoint_every=a.checkpoint_every if a.checkpoint else 0,
                                       checkpoint_final=bool(a.checkpoint) or out is not None)
     except SearchInterrupted as e:
@@ -499,7 +502,8 @@ def _search_measured(a):
                            objectives=[o.strip() for o in objectives.split(",") if o.strip()],
                            constraints=_parse_constraints(a.constraint, a.scenario), accuracy=table, seed=a.seed,
                            pop_size=a.pop_size, n_gen=a.n_gen, workers=a.workers, eval_timeout=a.eval_timeout,
-                           progress=a.progress, cache=_cache(a), refine=a.refine, seed_baselines=a.seed_baselines)
+                           progress=a.progress, cache=_cache(a), refine=a.refine, seed_baselines=a.seed_baselines,
+                           exact_start=not a.no_exact_start)
 
 
 def _remove_checkpoint(directory):

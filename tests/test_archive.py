@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from quantmoo.search.archive import ParetoArchive, dominance, dominates
+from quantmoo.search.archive import ParetoArchive, dominance, dominates, thin, thin_epsilon
 
 
 def _dominates_ref(A, B):
@@ -72,3 +72,33 @@ def test_search_loop_evaluates_each_generation_once():
     while run.has_next():
         run.step()
     assert len(calls) == 4            # pymoo's own evaluation of each generation, nothing more
+
+
+def _thin_ref(F, k):
+    """The greedy epsilon-net by its definition, one row and one objective at a time."""
+    n, m = F.shape
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    nF = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    eps = lambda chosen, j: min(max(nF[c, i] - nF[j, i] for i in range(m)) for c in chosen)
+    chosen = []
+    for i in range(m):
+        j = int(np.argmin(nF[:, i]))
+        chosen += [j] if j not in chosen else []
+    while len(chosen) < k:
+        e = [eps(chosen, j) for j in range(n)]
+        j = int(np.argmax(e))
+        if e[j] <= 0:
+            break
+        chosen.append(j)
+    return sorted(chosen), max(0.0, max(eps(chosen, j) for j in range(n)))
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_thin_is_the_greedy_epsilon_net(m):
+    rng = np.random.default_rng(m)
+    F = rng.random((80, m))
+    F[:, -1] = 1.5 - F[:, :-1].sum(axis=1) + 0.05 * rng.random(80)      # mostly non-dominated, like a front
+    idx, eps = _thin_ref(F, 15)
+    assert list(thin(F, 15)) == idx
+    assert thin_epsilon(F, idx) == pytest.approx(eps, abs=1e-15) and eps > 0
+    assert list(thin(F, 80)) == list(range(80)) and thin_epsilon(F, range(80)) == 0.0

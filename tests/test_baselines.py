@@ -153,6 +153,33 @@ def test_exact_front_thinning_is_flagged(bert):
     np.testing.assert_allclose(vals["size_mb"], F[[0, -1], 1], rtol=1e-12)
 
 
+def test_exact_genomes_is_the_front_over_every_calibration(tiny_model, toy_hw):
+    """The union of the calibration methods' fronts, by brute force over every config and method; a method whose
+    table is nowhere below another's is skipped (its front cannot add a point); thinning keeps the count."""
+    from quantmoo.baselines.exact import exact_genomes
+    p = _random_table_problem(tiny_model, toy_hw, seed=2, structured=True,
+                              calibrations=("min_max", "percentile", "mse"))
+    T = np.random.default_rng(5).random((3,) + p.accuracy.table.shape[1:]) * p.accuracy.table[:1]
+    T[1] = T[0] + 0.05                                        # never below min_max: skipped
+    p = QuantizationProblem(p.model, p.hardware, space=p.space, objectives=("accuracy_loss", "size_mb"),
+                            accuracy=AccuracyTable(T, kind="proxy"))
+    C_all, _, size = _all_combos(p)
+    rows = np.arange(p.encoding.n_layers)[None, :]
+    acc = np.concatenate([T[c][rows, C_all].sum(axis=1) for c in range(3)])
+    size = np.tile(size, 3)
+    want = np.column_stack([acc, size])[_brute_front(acc, size)]
+    assert len(want) > 20 and {0, 2} <= {c for c in range(3) for f in want    # both unskipped methods contribute
+                                         if np.isclose(f[0], T[c][rows, C_all].sum(axis=1), rtol=1e-12).any()}
+    X, n = exact_genomes(p)
+    v = p.evaluate_all(X)
+    got = np.column_stack([v["accuracy_loss"], v["size_mb"]])
+    got = got[np.lexsort(got.T)]
+    assert n == len(got) == len(want)
+    np.testing.assert_allclose(got, want[np.lexsort(want.T)], rtol=1e-12)
+    Xt, n_t = exact_genomes(p, max_points=10)
+    assert len(Xt) == 10 and n_t == n
+
+
 # -- ILP ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("structured", [False, True])
 @pytest.mark.parametrize("cost", ["size_mb", "bops", "latency_ms"])

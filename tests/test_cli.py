@@ -70,6 +70,18 @@ def test_search_no_baselines(tmp_path, capsys):
     assert "--no-baselines" in capsys.readouterr().err
 
 
+def test_search_exact_start_flag(tmp_path):
+    """(accuracy_loss, size_mb): the exact front joins by default; --no-exact-start reports NSGA-II's own."""
+    meta = []
+    for flag in ([], ["--no-exact-start"]):
+        out = tmp_path / f"run{len(flag)}"
+        assert main(["search", "--model", "digits", "--hardware", "arm_dot", "--objectives", "accuracy_loss,size_mb",
+                     "--pop-size", "8", "--n-gen", "2", "--out", str(out), "--no-plot", "--no-baselines", *flag]) == 0
+        meta.append(json.loads((out / "results.json").read_text()))
+    assert meta[0]["exact_start"]["n_front"] > 0 and meta[0]["algorithm"]["exact_start"] is True
+    assert meta[1]["exact_start"] is None and meta[1]["algorithm"]["exact_start"] is False
+
+
 def test_search_export_evaluate_roundtrip(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["search", "--model", "resnet50", "--hardware", "hexagon", "--pop-size", "20", "--n-gen", "5",

@@ -208,3 +208,43 @@ def test_pymoo_operators_keep_tie_groups_valid():
     X = np.array([s.x for s in res.front])
     from quantmoo.search.operators.repair import repair_genomes
     np.testing.assert_array_equal(repair_genomes(X, enc), X)
+
+
+def _exact_gap(res, E):
+    """The most by which an exact (loss, size) point beats every reported point no larger than it."""
+    F = res.F[np.argsort(res.F[:, 1], kind="stable")]
+    best = np.minimum.accumulate(F[:, 0])
+    i = np.searchsorted(F[:, 1], E[:, 1] * (1 + 1e-12), side="right") - 1
+    return float(np.max(np.where(i >= 0, best[np.maximum(i, 0)], np.inf) - E[:, 0]))
+
+
+def test_loss_and_size_search_reports_the_exact_front():
+    """(accuracy_loss, size_mb) with a table: the dynamic program's front over every calibration joins the search's
+    (exact_start, the default), so no exact point beats the reported front; NSGA-II's own front after a few
+    generations (exact_start=False) is beaten. Other objectives: not applied (meta None)."""
+    from quantmoo.baselines import exact_front
+    obj = ("accuracy_loss", "size_mb")
+    kw = dict(objectives=obj, pop_size=20, n_gen=3, seed=0, progress=False, baselines=False, max_front=None)
+    ex, plain = quantmoo.search("digits", "arm_dot", **kw), quantmoo.search("digits", "arm_dot", exact_start=False, **kw)
+    problem = QuantizationProblem("digits", "arm_dot", objectives=obj)
+    E = np.concatenate([exact_front(problem, calib=c)[0] for c in range(len(problem.space.calibrations))])
+    assert _exact_gap(ex, E) <= 1e-12 < _exact_gap(plain, E)
+    meta = ex.meta["exact_start"]
+    assert meta["n_front"] > 0 and meta["n_nondominated"] == len(ex.front) and plain.meta["exact_start"] is None
+    assert ex.meta["algorithm"]["exact_start"] is True and plain.meta["algorithm"]["exact_start"] is False
+    assert quantmoo.search("digits", "arm_dot", **{**kw, "objectives": obj + ("latency_ms",)}).meta["exact_start"] is None
+    # the reported front is an epsilon-net of a join that holds the thinned exact front
+    thinned = quantmoo.search("digits", "arm_dot", **{**kw, "max_front": 20})
+    assert len(thinned.front) == 20 and thinned.meta["exact_start"]["n_joined"] == 200
+    with pytest.raises(QuantmooError, match="'exact_start' must be True or False"):
+        quantmoo.search("digits", "arm_dot", exact_start="yes", **kw)
+
+
+def test_exact_start_respects_strict_mode():
+    """Hardware-strict: the joined exact genomes are repaired to native choices like the search's own."""
+    res = quantmoo.search("digits", "hexagon", objectives=("accuracy_loss", "size_mb"), strict=True, pop_size=20,
+                          n_gen=2, seed=0, progress=False, baselines=False, max_front=None)
+    problem = QuantizationProblem("digits", "hexagon", objectives=("accuracy_loss", "size_mb"))
+    C = problem.encoding.choices(res.X)
+    assert res.meta["exact_start"]["n_front"] > 0
+    assert problem.native_mask()[np.arange(problem.encoding.n_layers)[None, :], C].all()

@@ -108,6 +108,22 @@ class ParetoArchive:
             self._X, self._h, self.F = X, h, F
 
 
+def _normalised_columns(F: np.ndarray) -> list:
+    """The columns of ``F`` scaled to [0, 1], each contiguous."""
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    return [np.ascontiguousarray((F[:, i] - lo[i]) / (hi[i] - lo[i] if hi[i] > lo[i] else 1.0))
+            for i in range(F.shape[1])]
+
+
+def _cover(cols: list, j: int) -> np.ndarray:
+    """``max_i (nF[j, i] - nF[:, i])`` for every row: by how much row ``j`` fails to cover each row."""
+    # one column at a time: a reduction over a length-m axis of an (n, m) array is several times slower
+    d = cols[0][j] - cols[0]
+    for c in cols[1:]:
+        np.maximum(d, c[j] - c, out=d)
+    return d
+
+
 def thin(F: np.ndarray, k: int) -> np.ndarray:
     """Indices of at most ``k`` rows of ``F`` that cover all rows with the least additive epsilon.
 
@@ -118,22 +134,23 @@ def thin(F: np.ndarray, k: int) -> np.ndarray:
     n, m = F.shape
     if n <= k:
         return np.arange(n)
-    lo, hi = F.min(axis=0), F.max(axis=0)
-    nF = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
-    chosen = list(dict.fromkeys(int(i) for i in np.argmin(nF, axis=0)))
+    cols = _normalised_columns(F)
+    chosen = list(dict.fromkeys(int(np.argmin(c)) for c in cols))
     # eps[j] = min over chosen c of max_i (nF[c, i] - nF[j, i])
-    eps = (nF[chosen][:, None, :] - nF[None, :, :]).max(axis=2).min(axis=0)
+    eps = np.minimum.reduce([_cover(cols, c) for c in chosen])       # at most m rows
     while len(chosen) < k:
         j = int(np.argmax(eps))
         if eps[j] <= 0:
             break
         chosen.append(j)
-        eps = np.minimum(eps, (nF[j][None, :] - nF).max(axis=1))
+        np.minimum(eps, _cover(cols, j), out=eps)
     return np.array(sorted(chosen))
 
 
 def thin_epsilon(F: np.ndarray, idx: np.ndarray) -> float:
     """The additive epsilon (normalised units) by which ``F[idx]`` covers all of ``F``."""
-    lo, hi = F.min(axis=0), F.max(axis=0)
-    nF = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
-    return float(max(0.0, (nF[idx][:, None, :] - nF[None, :, :]).max(axis=2).min(axis=0).max()))
+    cols = _normalised_columns(F)
+    eps = np.full(len(F), np.inf)
+    for c in idx:               # one row of the net at a time: (n,) temporaries, ~10^5 rows for an exact front
+        np.minimum(eps, _cover(cols, int(c)), out=eps)
+    return float(max(0.0, eps.max()))

@@ -1,6 +1,7 @@
 """Turning a finished pymoo run into a SearchResult (front, infeasibility report, provenance)."""
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -105,13 +106,39 @@ def evaluation_table(problem, evaluated, chunk: int = 1024) -> dict:
     return {"generation": gen, **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}}
 
 
+def exact_start_applies(problem, algorithm_name: str) -> bool:
+    """Whether the exact front of the dynamic program is the searched front's own: two objectives, accuracy loss
+    and size, an additive accuracy table (proxy or prior, not measured), and a multi-objective algorithm."""
+    return (set(problem.objectives) == {"accuracy_loss", "size_mb"} and len(problem.objectives) == 2
+            and not problem.measured and algorithm_name != "ga")
+
+
+def exact_start_genomes(problem, strict: bool, max_points=None):
+    """:func:`quantmoo.baselines.exact.exact_genomes`' genomes and front size, and the seconds it took."""
+    from ..baselines.exact import exact_genomes
+    t0 = time.perf_counter()
+    E, n_front = exact_genomes(problem, strict=strict, max_points=max_points)
+    return E, n_front, time.perf_counter() - t0
+
+
 def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_ref, baselines=True,
-                 archive=None, max_front=None, evaluated=None) -> SearchResult:
+                 archive=None, max_front=None, evaluated=None, exact=None) -> SearchResult:
+    """The :class:`SearchResult` of a run's state; ``exact``: :func:`exact_start_genomes`' triple, joined to the
+    search's points before the front is taken (``meta["exact_start"]``)."""
     from .archive import thin, thin_epsilon
+    from .operators.duplicates import duplicate_mask
     pop_X = algo.pop.get("X")
     if archive is not None and len(archive):
         pop_X = np.concatenate([archive.X, pop_X])
+    found = pop_X
+    if exact is not None:
+        E, n_exact, seconds = exact
+        pop_X = np.concatenate([np.asarray(pop_X, dtype=np.int64), E])
     Xf, feasible = front_genomes(problem, pop_X)
+    if exact is not None:
+        new = ~duplicate_mask(Xf, found)                    # front points the search itself did not evaluate
+        exact = {"n_exact_front": n_exact, "n_joined": int(len(E)), "n_front": int(new.sum()),
+                 "n_nondominated": int(len(Xf)), "seconds": float(seconds)}
     full = None
     thinning = None
     if feasible and max_front is not None and len(Xf) > max_front:
@@ -143,6 +170,7 @@ def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_re
         "accuracy_meta": problem.accuracy.meta,
         "exec_time_s": exec_time,
         "front_thinning": thinning,
+        "exact_start": exact,
     })
     if getattr(problem, "measured", False):
         meta["failed_evaluations"] = problem.accuracy.failed_records()

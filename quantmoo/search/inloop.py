@@ -353,7 +353,7 @@ def _with_exact_front(problem, objectives, X, F):
     minilm-l6, more candidates than the acquisition can afford."""
     from ..baselines.exact import exact_genomes
     from .archive import thin
-    E = exact_genomes(problem)
+    E = np.unique(exact_genomes(problem, per_calibration=True)[0], axis=0)
     v = problem.evaluate_all(E)
     ok = problem.feasible_mask(v)
     E = E[ok]
@@ -499,7 +499,7 @@ def search_measured(model, hardware, budget: int, space=None, objectives=("accur
     # 1. the proxy search; its evaluated genomes are the candidate pool
     run = SearchRun(spec, hardware, space=space, objectives=objectives, constraints=constraints, accuracy=accuracy,
                     pop_size=pop_size, n_gen=n_gen, seed=seed, baselines=False, max_front=None,
-                    seed_baselines=bool(seed_baselines))
+                    seed_baselines=bool(seed_baselines), exact_start=False)      # joined below, in any objectives
     run.setup()
     proxy_res = drive(run, progress=progress)
     problem = run.problem
