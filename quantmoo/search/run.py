@@ -285,14 +285,15 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         Also save the finished state (default), so that the result can be written again from it
         (``quantmoo search --resume DIR --out OUT``) if writing it fails.
     exact_start : bool
-        With the two objectives ``accuracy_loss`` and ``size_mb`` and an accuracy table (proxy or prior), join the
-        problem's exact front to the search's: the dynamic program over layers
-        (:func:`quantmoo.baselines.exact_front`, every calibration method; 0.2-4 s on the zoo's models) solves
-        that additive problem exactly, where NSGA-II's front is 3-19% above it in loss at equal size on the real
-        models (``benchmarks/bench_exact_gap.py``). The reported front is the non-dominated set of both, with
-        the exact front first thinned by the epsilon-net to ``10 * max_front`` points (all with ``max_front=None``);
-        provenance in ``meta["exact_start"]``, None where it does not apply (other objectives, a measured
-        accuracy, ``algorithm="ga"``). ``False`` reports NSGA-II's own front.
+        With the two objectives ``accuracy_loss`` and ``size_mb`` and an accuracy table (proxy or prior),
+        join the problem's exact front to the search's: the dynamic program over layers
+        (:func:`quantmoo.baselines.exact_front`, every calibration method; 0.1-7 s of CPU on the zoo's
+        models) solves that additive problem exactly, where NSGA-II's front is 3-19% above it in loss at
+        equal size on the real models (``benchmarks/bench_exact_gap.py``). The reported front is the
+        non-dominated set of both, with the exact front first thinned by the epsilon-net to
+        ``10 * max_front`` points (all with ``max_front=None``); provenance in ``meta["exact_start"]``, None
+        where it does not apply (other objectives, a measured accuracy, ``algorithm="ga"``). ``False``
+        reports NSGA-II's own front.
 
     Returns
     -------
