@@ -179,6 +179,9 @@ def test_unwritable_checkpoint_location_is_found_before_the_search(tmp_path, mon
     (dict(algorithm="nsga3", pop_size=16, n_gen=25, seed=2), 3),   # needs NSGA-III's ideal/nadir points restored
     (dict(algorithm="nsga2", pop_size=12, n_gen=6, seed=1, operators="pymoo"), 2),
     (dict(algorithm="ga", pop_size=12, n_gen=6, seed=1, selection="roulette", weights={"size_mb": 2.0}), 3),
+    # (loss, size): the exact front joins the resumed result as the uninterrupted one; False is kept on resume
+    (dict(objectives=("accuracy_loss", "size_mb"), pop_size=12, n_gen=5, seed=1), 2),
+    (dict(objectives=("accuracy_loss", "size_mb"), pop_size=12, n_gen=5, seed=1, exact_start=False), 2),
 ])
 def test_resume_is_identical_for_more_settings(tmp_path, kw, stop):
     ref = quantmoo.search("resnet18", "arm_dot", progress=False, baselines=False, **kw)
