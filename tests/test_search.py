@@ -250,3 +250,16 @@ def test_exact_start_respects_strict_mode():
     C = problem.encoding.choices(res.X)
     assert res.meta["exact_start"]["n_front"] > 0
     assert problem.native_mask()[np.arange(problem.encoding.n_layers)[None, :], C].all()
+
+
+def test_exact_start_thins_only_what_the_size_bound_leaves():
+    """Under a size bound the exact front is cut to it before the epsilon-net thins it: every joined point is
+    feasible, and as many are joined as without the bound (a net of the whole front would leave few inside)."""
+    kw = dict(objectives=("accuracy_loss", "size_mb"), pop_size=12, n_gen=2, seed=0, progress=False,
+              baselines=False, max_front=5)
+    free = quantmoo.search("digits", "arm_dot", **kw)
+    bound = float(np.quantile(free.F[:, 1], 0.3))
+    res = quantmoo.search("digits", "arm_dot", constraints={"size_mb": bound}, **kw)
+    meta = res.meta["exact_start"]
+    assert meta["n_joined"] == 50 and meta["n_exact_front"] < free.meta["exact_start"]["n_exact_front"]
+    assert meta["n_front"] >= 40 and (res.F[:, 1] <= bound).all()

@@ -312,9 +312,9 @@ def exact_genomes(problem, strict: bool = False, max_points: Optional[int] = Non
     A genome has one calibration method, so the front is the non-dominated union of one front per method the
     accuracy table and the space share; a method whose table is nowhere below another's is skipped (the prior's
     ``mse`` is below the other three everywhere: one dynamic program instead of four). With ``max_points`` the
-    union is first thinned to that many points by the epsilon-net on (accuracy, size)
-    (:func:`quantmoo.search.archive.thin`): the fronts hold 10^4-10^5 points, and recovering every genome of
-    llama2-7b's 24,000 costs seconds and 200 MB. Only the points kept are recovered as genomes. They go through
+    union's points within the problem's bounds on accuracy loss and size are first thinned to that many by the
+    epsilon-net on (accuracy, size) (:func:`quantmoo.search.archive.thin`): the fronts hold 10^4-10^5 points,
+    and recovering every genome of llama2-7b's 24,000 costs seconds and 200 MB. Only the points kept are recovered as genomes. They go through
     the search's repair (llama.cpp's stored types, tie groups and, with ``strict``, the hardware-native choices),
     so they are configs the search itself could report; the strict repair may move one off the front (it is
     then only valid) or make two equal (callers keep the non-dominated, distinct ones).
@@ -326,7 +326,7 @@ def exact_genomes(problem, strict: bool = False, max_points: Optional[int] = Non
     -------
     X : ndarray (k, n_var) of int64
     n_front : int
-        Points of the union before thinning.
+        Points of the union before thinning (with ``max_points``: those within the bounds).
     """
     import moocore
     from ..search.archive import thin
@@ -344,6 +344,10 @@ def exact_genomes(problem, strict: bool = False, max_points: Optional[int] = Non
         keep[:] = False
         keep[first] = True
         keep[keep] = moocore.is_nondominated(F[keep])
+    if max_points is not None:         # thin only what the bounds on these two leave (callers check the rest)
+        for k, bound in problem.constraints.items():
+            if k in ("accuracy_loss", "size_mb"):
+                keep &= F[:, ("accuracy_loss", "size_mb").index(k)] <= bound
     n_front = int(keep.sum())
     if max_points is not None and n_front > max_points:
         idx = np.flatnonzero(keep)
