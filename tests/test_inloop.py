@@ -427,3 +427,8 @@ def test_cli_measured_budget(tmp_path, table, capsys):
                             "--no-plot"]) == 0                          # reaches the proxy search, not ignored
     r = json.loads((tmp_path / "s" / "results.json").read_text())
     assert r["algorithm"]["proxy_search"]["seed_baselines"] is True
+    assert r["inloop"]["n_exact"] > 0 and r["algorithm"]["exact_start"] is True
+    assert cli.main(args + ["--measured", "--budget", "5", "--no-exact-start", "--out", str(tmp_path / "x"),
+                            "--no-plot"]) == 0                          # reaches search_measured
+    r = json.loads((tmp_path / "x" / "results.json").read_text())
+    assert r["inloop"]["n_exact"] == 0 and r["algorithm"]["exact_start"] is False
