@@ -217,6 +217,37 @@ def test_units_on_axes_and_accuracy_kind(result):
     closes(fig)
 
 
+def test_loss_axis_takes_the_models_unit():
+    """A model that measures a KL divergence says so (meta["model"]["accuracy_loss_unit"]): its loss axes name
+    nats, not pp, and its symlog threshold may go below 0.01 (llama.cpp's Q8_0 is ~1e-3 nats per token), so the
+    near-lossless end is not flattened into a linear strip at 0."""
+    r = make_result(kind="proxy")
+    for s_ in r.front:
+        s_.objectives["accuracy_loss"] /= 1000.0           # KL-like: ~6e-5 .. 3e-3
+    r.front[0].objectives["accuracy_loss"] = 1.5
+    r.meta["model"]["accuracy_loss_unit"] = "nats per token"
+    fig = P.plot_front(r, baselines=False)
+    ax = fig.axes[0]
+    assert ax.get_ylabel().startswith("accuracy loss, proxy (nats/token)")
+    assert ax.get_yscale() == "symlog" and ax._quantmoo_symlog_y < 1e-3
+    closes(fig)
+    fig = P.plot_scatter_matrix(r, objectives=["accuracy_loss", "size_mb"], baselines=False)
+    assert fig.axes[2].get_xlabel() == "acc. loss, proxy (nats/token)"
+    closes(fig)
+    del r.meta["model"]["accuracy_loss_unit"]             # a result that does not say: pp, threshold >= 0.01
+    fig = P.plot_front(r, baselines=False)
+    assert "(pp)" in fig.axes[0].get_ylabel() and fig.axes[0]._quantmoo_symlog_y >= 0.01
+    closes(fig)
+
+
+def test_search_result_records_the_loss_unit():
+    import quantmoo
+    res = quantmoo.search("digits", "arm_dot", pop_size=10, n_gen=2, seed=0, progress=False, baselines=False)
+    assert res.meta["model"]["accuracy_loss_unit"] == "percentage points"
+    assert quantmoo.search("resnet50", "arm_dot", pop_size=10, n_gen=2, seed=0, progress=False,
+                           baselines=False).meta["model"]["accuracy_loss_unit"] is None
+
+
 def test_objective_labels_carry_units():
     assert P.OBJECTIVE_LABELS == {
         "accuracy_loss": "accuracy loss (pp)", "size_mb": "model size (MB)", "latency_ms": "latency (ms)",

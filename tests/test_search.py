@@ -263,3 +263,22 @@ def test_exact_start_thins_only_what_the_size_bound_leaves():
     meta = res.meta["exact_start"]
     assert meta["n_joined"] == 50 and meta["n_exact_front"] < free.meta["exact_start"]["n_exact_front"]
     assert meta["n_front"] >= 40 and (res.F[:, 1] <= bound).all()
+
+
+def test_reported_front_is_a_net_on_the_plotted_axes():
+    """The reported front is thinned on the axes its plot draws (symlog loss when the loss spans decades):
+    on those axes it covers the non-dominated set more tightly than a net in linear loss, so the near-lossless
+    end a symlog plot spreads out is not left with a few points (the linear net's epsilon there is 3x larger)."""
+    from quantmoo.results.scales import display_coordinates
+    from quantmoo.search.archive import thin, thin_epsilon
+    obj = ("accuracy_loss", "size_mb")
+    res = quantmoo.search("digits", "arm_dot", objectives=obj, pop_size=20, n_gen=3, seed=0, progress=False,
+                          baselines=False, max_front=30)
+    X, F = res.nondominated
+    G, scales = display_coordinates(F, obj)
+    meta = res.meta["front_thinning"]
+    assert scales["accuracy_loss"].startswith("symlog") and meta["scales"] == scales
+    rows = {bytes(x): i for i, x in enumerate(np.asarray(X, dtype=np.int64))}
+    idx = np.array([rows[bytes(x)] for x in np.asarray(res.X, dtype=np.int64)])
+    assert len(idx) == 30 and meta["epsilon"] == pytest.approx(thin_epsilon(G, idx))
+    assert 2 * meta["epsilon"] < thin_epsilon(G, thin(F, 30))

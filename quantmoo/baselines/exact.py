@@ -330,6 +330,8 @@ def exact_genomes(problem, strict: bool = False, max_points: Optional[int] = Non
     """
     import moocore
     from ..search.archive import thin
+    from ..results.scales import display_coordinates
+    from ..search.front import loss_unit_of
     from ..search.operators.repair import repair_genomes
     T = problem.accuracy.table
     n_cal = min(T.shape[0], len(problem.encoding.space.calibrations))
@@ -352,7 +354,8 @@ def exact_genomes(problem, strict: bool = False, max_points: Optional[int] = Non
     if max_points is not None and n_front > max_points:
         idx = np.flatnonzero(keep)
         keep[:] = False
-        keep[idx[thin(F[idx], max_points)]] = True
+        G, _ = display_coordinates(F[idx], ("accuracy_loss", "size_mb"), loss_unit_of(problem.model))  # as reported
+        keep[idx[thin(G, max_points)]] = True
     parts, s = [], 0
     for Fc, C in fronts:                         # one recovery per calibration method (at most 4)
         idx = np.flatnonzero(keep[s:s + len(Fc)])

@@ -33,6 +33,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import QuantmooError, check_choice
+from .scales import loss_linthresh as _linthresh, loss_unit, wants_log as _wants_log
 
 __all__ = [
     "OBJECTIVE_LABELS", "OKABE_ITO", "WIDTHS", "MODEL_NAMES", "DEVICE_NAMES", "LOSS_CAP", "HV_REFERENCE",
@@ -78,7 +79,6 @@ _CMAP = "viridis"  # perceptually uniform, colour-blind safe
 _FONT = 8
 _SMALL = 6.5
 _TINY = 5.5
-_LOG_SPAN = 30.0
 #: Largest accuracy loss drawn (pp). accuracy_loss is in pp of a metric in %: test accuracy
 #: (digits), the prior's accuracy, 100 * (1 - cosine) for embeddings (100 = orthogonal, nothing
 #: left); none can lose more than 100 pp, so a proxy or prior beyond that is an extrapolation.
@@ -143,12 +143,25 @@ def _new_figure(w: float, h: float, **kwargs):
     return plt.subplots(figsize=(w, h), layout="constrained", **kwargs)
 
 
-def _label(obj: str, kind: Optional[str] = None, short: bool = False) -> str:
-    """Axis label with unit; accuracy loss says when it is a proxy or a prior."""
+def _label(obj: str, kind: Optional[str] = None, short: bool = False, unit: str = "pp") -> str:
+    """Axis label with unit; accuracy loss says when it is a proxy or a prior, and in which unit (pp unless
+    the model says otherwise: a KL divergence is in nats)."""
     text = (_SHORT_LABELS if short else OBJECTIVE_LABELS)[obj]
-    if obj == "accuracy_loss" and kind in ("prior", "proxy", "measured"):
-        text = text.replace(" (pp)", f", {kind} (pp)")
+    if obj == "accuracy_loss":
+        text = text.replace(" (pp)", f", {kind} ({unit})" if kind in ("prior", "proxy", "measured") else f" ({unit})")
     return text
+
+
+def _unit(results) -> tuple:
+    """``(short unit, smallest symlog threshold)`` of the accuracy loss of one result or several (the first's):
+    the model's ``accuracy_loss_unit``, pp when a result does not say (:func:`quantmoo.results.scales.loss_unit`)."""
+    r = results[0] if isinstance(results, (list, tuple)) else results
+    return loss_unit(((getattr(r, "meta", None) or {}).get("model") or {}).get("accuracy_loss_unit"))
+
+
+def _loss_linthresh(values, force: bool = False, result=None) -> Optional[float]:
+    """:func:`quantmoo.results.scales.loss_linthresh` with the smallest threshold of ``result``'s loss unit."""
+    return _linthresh(values, force=force, floor=_unit(result)[1] if result is not None else 0.01)
 
 
 def _kind(results) -> Optional[str]:
@@ -245,30 +258,6 @@ def _title(result) -> str:
     return model or hw
 
 
-def _wants_log(values, obj: str) -> bool:
-    """Log scale when positive values span more than 30x (accuracy loss, often ~0, stays linear)."""
-    if obj == "accuracy_loss":
-        return False
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    v = v[np.isfinite(v)]
-    return bool(v.size and v.min() > 0 and v.max() / v.min() > _LOG_SPAN)
-
-
-def _loss_linthresh(values, force: bool = False) -> Optional[float]:
-    """Linear threshold of a symlog accuracy-loss axis, or None for a linear axis.
-
-    Symlog when the largest |loss| is more than 30x the median nonzero |loss| (e.g. a front
-    from 0.1 to 100 pp, whose 0-5 pp region a linear axis flattens). The threshold is the
-    decade at or below the 10th percentile of the nonzero |losses|, within [0.01, 1] pp.
-    """
-    v = np.asarray([a for a in values if a is not None], dtype=float)
-    v = np.abs(v[np.isfinite(v)])
-    pos = v[v > 0]
-    if pos.size == 0 or (not force and (pos.size < 2 or v.max() <= _LOG_SPAN * np.median(pos))):
-        return None if not force else 0.01
-    return float(10.0 ** np.clip(np.floor(np.log10(np.percentile(pos, 10))), -2, 0))
-
-
 def _set_symlog(ax, axis: str, linthresh: float):
     """Symlog axis (linear within +-linthresh, so 0 and negative measured losses stay visible)
     with plain-number ticks (0, 0.1, 1, 10, 100)."""
@@ -352,6 +341,15 @@ def _renderer(fig):
         return fig.canvas.get_renderer()
     except Exception:  # pragma: no cover - exotic canvases: keep all labels
         return None
+
+
+def _fit_title(ax):
+    """Break a "<model> on <device>" title after "on" when it runs past the figure (a long loss label narrows
+    the axes the title is centred on)."""
+    t, fig = ax.title, ax.figure
+    r = _renderer(fig)
+    if r is not None and " on " in t.get_text() and t.get_window_extent(r).x1 > fig.bbox.x1:
+        t.set_text(t.get_text().replace(" on ", " on\n", 1))
 
 
 def _text_extent(ann, renderer):
@@ -519,6 +517,7 @@ def _draw_front(ax, result, x: str, y: str, baselines=True, knee=True, measured=
     xs_all, ys_all = [], []
     clipped = []  # (x, y, colour) of points drawn at the cap
     kind = getattr(result, "accuracy_kind", None)
+    unit = _unit(result)[0]
 
     def clip(vx, vy, colour):
         vx, vy = np.asarray(vx, dtype=float), np.asarray(vy, dtype=float)
@@ -603,11 +602,11 @@ def _draw_front(ax, result, x: str, y: str, baselines=True, knee=True, measured=
         marker = "^" if y == "accuracy_loss" else ">"
         ax.scatter(c[:, 0], c[:, 1], s=28 * scale, marker=marker, color=[col for _, _, col in clipped],
                    edgecolors="black", linewidths=0.5, zorder=6, gid=_HARD,
-                   label=f"loss > {_fmt(loss_cap)} pp, drawn at {_fmt(loss_cap)} (clipped)")
+                   label=f"loss > {_fmt(loss_cap)} {unit}, drawn at {_fmt(loss_cap)} (clipped)")
     for axis, obj, vals, log in (("x", x, xs_all, logx), ("y", y, ys_all, logy)):
         if obj == "accuracy_loss":
-            t = loss_linthresh if loss_linthresh is not None else _loss_linthresh(vals) if loss_scale == "auto" \
-                else _loss_linthresh(vals, force=True) if loss_scale == "symlog" else None
+            t = loss_linthresh if loss_linthresh is not None else _loss_linthresh(vals, result=result) \
+                if loss_scale == "auto" else _loss_linthresh(vals, True, result) if loss_scale == "symlog" else None
             if t is not None:
                 _set_symlog(ax, axis, t)
                 v = np.asarray(vals, dtype=float)
@@ -623,11 +622,12 @@ def _front_label(result, obj: str, ax, axis: str, short: bool = False) -> str:
     kind = getattr(result, "accuracy_kind", None)
     if obj != "accuracy_loss":
         return _label(obj, kind, short=short)
+    unit = _unit(result)[0]
     both = any(c.get_label() == "measured (same configs)" for c in ax.collections)
     if both and kind in ("proxy", "prior"):
-        text = f"acc. loss (pp; {kind} & meas.)" if short else f"accuracy loss (pp; {kind} and measured)"
+        text = f"acc. loss ({unit}; {kind} & meas.)" if short else f"accuracy loss ({unit}; {kind} and measured)"
     else:
-        text = _label(obj, kind, short=short)
+        text = _label(obj, kind, short=short, unit=unit)
     linthresh = getattr(ax, f"_quantmoo_symlog_{axis}", None)
     if linthresh is None:
         return text
@@ -693,6 +693,8 @@ def plot_front(result, x="size_mb", y="accuracy_loss", baselines=True, knee=True
                        ncol=2 if fig.get_figwidth() <= 4 else 1)
     elif ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=_SMALL)
+    if title:
+        _fit_title(ax)
     return _done(fig, save, annotations)
 
 
@@ -743,13 +745,14 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
     ax = fig.add_subplot(projection="3d")
     xv, yv, zv = cap(_values(result, x), x), cap(_values(result, y), y), cap(_values(result, z), z)
     kind = result.accuracy_kind
+    unit = _unit(result)[0]
     norm = None
-    if z == "accuracy_loss" and _loss_linthresh(zv) is not None:
+    if z == "accuracy_loss" and _loss_linthresh(zv, result=result) is not None:
         from matplotlib.colors import SymLogNorm
-        norm = SymLogNorm(_loss_linthresh(zv), linscale=1.0, base=10)
+        norm = SymLogNorm(_loss_linthresh(zv, result=result), linscale=1.0, base=10)
     ax.scatter(xv, yv, zv, c=zv, cmap=_CMAP, norm=norm, s=8, depthshade=False, linewidths=0)
     handles = [Line2D([], [], linestyle="none", marker="o", markersize=3.5, markeredgewidth=0,
-                      color=_mpl_cmap(_CMAP)(0.45), label=f"front (colour: {_label(z, kind, short=True)})")]
+                      color=_mpl_cmap(_CMAP)(0.45), label=f"front (colour: {_label(z, kind, short=True, unit=unit)})")]
     if knee:
         k = result.knee_index()
         ax.scatter([xv[k]], [yv[k]], [zv[k]], marker="*", s=90, color=OKABE_ITO["yellow"], edgecolors="black",
@@ -768,13 +771,13 @@ def plot_front_3d(result, x="size_mb", y="latency_ms", z="accuracy_loss", baseli
                                   markeredgewidth=0.4, label="baselines"))
     if n_clipped:
         handles.append(Line2D([], [], linestyle="none", label=f"{n_clipped} loss{'es' if n_clipped > 1 else ''} "
-                              f"> {_fmt(loss_cap)} pp drawn at {_fmt(loss_cap)} (clipped)"))
+                              f"> {_fmt(loss_cap)} {unit} drawn at {_fmt(loss_cap)} (clipped)"))
     if norm is not None:
         handles[0].set_label(handles[0].get_label()[:-1] + f", log above {_fmt(norm.linthresh)})")
     lab_fs = _SMALL if small else _FONT
-    ax.set_xlabel(_label(x, kind, short=True), labelpad=-4, fontsize=lab_fs)
-    ax.set_ylabel(_label(y, kind, short=True), labelpad=-4, fontsize=lab_fs)
-    ax.set_zlabel(_label(z, kind, short=True), labelpad=-5, fontsize=lab_fs)
+    ax.set_xlabel(_label(x, kind, short=True, unit=unit), labelpad=-4, fontsize=lab_fs)
+    ax.set_ylabel(_label(y, kind, short=True, unit=unit), labelpad=-4, fontsize=lab_fs)
+    ax.set_zlabel(_label(z, kind, short=True, unit=unit), labelpad=-5, fontsize=lab_fs)
     ax.tick_params(labelsize=_TINY if small else _SMALL, pad=-3 if small else -1)
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_major_locator(_plt().MaxNLocator(4))
@@ -830,7 +833,8 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
         n_clipped = int((vals["accuracy_loss"] > loss_cap).sum() + (bvals["accuracy_loss"] > loss_cap).sum())
         vals["accuracy_loss"] = np.minimum(vals["accuracy_loss"], loss_cap)
         bvals["accuracy_loss"] = np.minimum(bvals["accuracy_loss"], loss_cap)
-    logs = {o: (_loss_linthresh(np.concatenate([vals[o], bvals[o]])) if o == "accuracy_loss"
+    unit = _unit(result)[0]
+    logs = {o: (_loss_linthresh(np.concatenate([vals[o], bvals[o]]), result=result) if o == "accuracy_loss"
                 else _wants_log(np.concatenate([vals[o], bvals[o]]), o)) for o in objs}
 
     def scale(ax, axis, o):
@@ -876,11 +880,11 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
             _finish_axes(ax)
             ax.tick_params(labelsize=_TINY if small else _SMALL)
             if i == n - 1:
-                ax.set_xlabel(_label(ox, kind, short=True), fontsize=_SMALL if small else _FONT)
+                ax.set_xlabel(_label(ox, kind, short=True, unit=unit), fontsize=_SMALL if small else _FONT)
             else:
                 ax.tick_params(labelbottom=False)
             if j == 0 and i > 0:
-                ax.set_ylabel(_label(oy, kind, short=True), fontsize=_SMALL if small else _FONT)
+                ax.set_ylabel(_label(oy, kind, short=True, unit=unit), fontsize=_SMALL if small else _FONT)
             elif i != j:
                 ax.tick_params(labelleft=False)
     # share limits: columns share x, rows share y (off-diagonal)
@@ -907,9 +911,9 @@ def plot_scatter_matrix(result, objectives=None, baselines=True, save=None, widt
     if n > 1 and handles:
         notes = "diagonal: histograms,\ndashed line: knee"
         if "accuracy_loss" in objs and logs["accuracy_loss"]:
-            notes += f"\nacc. loss: log scale,\nlinear below {_fmt(logs['accuracy_loss'])} pp"
+            notes += f"\nacc. loss: log scale,\nlinear below {_fmt(logs['accuracy_loss'])} {unit}"
         if n_clipped:
-            notes += f"\n{n_clipped} acc. loss > {_fmt(loss_cap)} pp\ndrawn at {_fmt(loss_cap)} (clipped)"
+            notes += f"\n{n_clipped} acc. loss > {_fmt(loss_cap)} {unit}\ndrawn at {_fmt(loss_cap)} (clipped)"
         leg = axes[0, n - 1].legend(handles, labels, loc="upper right", fontsize=_SMALL,
                                     title=notes, title_fontsize=_TINY)
         leg.set_in_layout(False)  # it sits in the empty upper triangle; do not widen that column
@@ -960,9 +964,9 @@ def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, 
     n = len(segs)
     alpha = float(np.clip(40.0 / max(n, 1), 0.2, 0.8))  # many lines: lighter, so density shows
     norm = None
-    if color_by == "accuracy_loss" and _loss_linthresh(c) is not None:  # colours for 0.1 and 1 pp differ
+    if color_by == "accuracy_loss" and _loss_linthresh(c, result=result) is not None:  # 0.1 and 1 pp differ
         from matplotlib.colors import SymLogNorm
-        norm = SymLogNorm(_loss_linthresh(c), linscale=1.0, base=10)
+        norm = SymLogNorm(_loss_linthresh(c, result=result), linscale=1.0, base=10)
     lc = LineCollection(segs, cmap=_CMAP, norm=norm, linewidths=0.6 if n <= 100 else 0.45, alpha=alpha, zorder=2)
     lc.set_array(c)
     ax.add_collection(lc)
@@ -980,8 +984,8 @@ def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, 
     ax.set_xlim(-0.3 if not small else -0.42, m - 1 + 0.08)
     ax.set_ylim(-0.04, 1.04)
     ax.set_xticks(xs)
-    kind = result.accuracy_kind
-    ax.set_xticklabels([_label(o, kind, short=True).replace(" (", "\n(") for o in objs],
+    kind, unit = result.accuracy_kind, _unit(result)[0]
+    ax.set_xticklabels([_label(o, kind, short=True, unit=unit).replace(" (", "\n(") for o in objs],
                        fontsize=_SMALL if small else 7)
     ax.set_yticks([])
     ax.set_ylabel("normalised (lower is better)" if small else "min–max normalised (lower is better)",
@@ -990,7 +994,7 @@ def plot_parallel(result, objectives=None, color_by="accuracy_loss", save=None, 
         ax.spines[s].set_visible(False)
     ax.tick_params(axis="x", length=0, pad=3)
     cb = fig.colorbar(lc, ax=ax, pad=0.01, fraction=0.05 if not small else 0.07, aspect=25)
-    cb.set_label(_label(color_by, kind, short=small) + (f"\nlog above {_fmt(norm.linthresh)}" if norm else ""),
+    cb.set_label(_label(color_by, kind, short=small, unit=unit) + (f"\nlog above {_fmt(norm.linthresh)}" if norm else ""),
                  fontsize=_SMALL if small else _FONT)
     if norm is not None:
         from matplotlib.ticker import FuncFormatter
@@ -1309,8 +1313,11 @@ def plot_bit_heatmap(result, indices=None, attr="weight_bits", max_rows=10, save
     k = result.knee_index()
     size_key = "size_mb" if "size_mb" in result.front[0].objectives else result.objectives[0]
     acc_key = "accuracy_loss" if "accuracy_loss" in result.front[0].objectives else None
+    floor = _unit(result)[1]
+
     def loss(a):
-        return "0" if a == 0 else "<0.01" if 0 < a < 0.01 else f">{_fmt(LOSS_CAP)}" if a > LOSS_CAP else _fmt(a)
+        return "0" if a == 0 else f"<{_fmt(floor)}" if 0 < a < floor else f">{_fmt(LOSS_CAP)}" if a > LOSS_CAP \
+            else _fmt(a)
 
     ylabels, any_measured = [], False
     for i in rows:
@@ -1318,7 +1325,7 @@ def plot_bit_heatmap(result, indices=None, attr="weight_bits", max_rows=10, save
         unit = " MB" if size_key == "size_mb" else ""
         lab = f"{_fmt(o[size_key])}{unit}"
         if acc_key:
-            lab += f", {loss(o[acc_key])} pp"
+            lab += f", {loss(o[acc_key])} {_unit(result)[0]}"
             m = result.front[i].measured
             m = m.get("accuracy_loss") if isinstance(m, Mapping) else None
             if isinstance(m, (int, float)) and math.isfinite(m) and result.accuracy_kind in ("prior", "proxy"):
@@ -1406,7 +1413,7 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
     shared = {}
     for obj in (x, y):
         allv = [min(v, loss_cap) if loss_cap is not None else v for rr in results for v in _values(rr, obj)]
-        shared[obj] = _loss_linthresh(allv) if obj == "accuracy_loss" else _wants_log(allv, obj)
+        shared[obj] = _loss_linthresh(allv, result=results[0]) if obj == "accuracy_loss" else _wants_log(allv, obj)
     lin_y = shared[y] if y == "accuracy_loss" else None
     for i, r in enumerate(results):
         ax = axes[i // ncols, i % ncols]
@@ -1415,7 +1422,7 @@ def plot_hardware_comparison(results, x="latency_ms", y="accuracy_loss", baselin
                                    loss_cap=loss_cap, loss_scale="auto" if lin_y else "linear",
                                    loss_linthresh=lin_y)
         ax.set_title(_hardware_name(r) if len(models) == 1 else _title(r), fontsize=_FONT if ncols <= 2 else _SMALL)
-        ax.set_xlabel(_front_label(r, x, ax, "x") if ncols <= 2 else _label(x, kind, short=True))
+        ax.set_xlabel(_front_label(r, x, ax, "x") if ncols <= 2 else _label(x, kind, short=True, unit=_unit(r)[0]))
         if i % ncols == 0:
             ax.set_ylabel(_front_label(r, y, ax, "y", short=ncols > 2))
     for j in range(n, nrows * ncols):

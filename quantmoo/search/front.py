@@ -121,10 +121,16 @@ def exact_start_genomes(problem, strict: bool, max_points=None):
     return E, n_front, time.perf_counter() - t0
 
 
+def loss_unit_of(model):
+    """The model's ``accuracy_loss_unit`` (its meta; None for a model that does not say, e.g. the prior's pp)."""
+    return (getattr(model, "meta", None) or {}).get("accuracy_loss_unit")
+
+
 def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_ref, baselines=True,
                  archive=None, max_front=None, evaluated=None, exact=None) -> SearchResult:
     """The :class:`SearchResult` of a run's state; ``exact``: :func:`exact_start_genomes`' triple, joined to the
     search's points before the front is taken (``meta["exact_start"]``)."""
+    from ..results.scales import display_coordinates
     from .archive import thin, thin_epsilon
     from .operators.duplicates import duplicate_mask
     pop_X = algo.pop.get("X")
@@ -144,9 +150,12 @@ def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_re
     if feasible and max_front is not None and len(Xf) > max_front:
         vals = problem.evaluate_all(Xf)
         Ff = np.column_stack([vals[o] for o in problem.objectives])
-        keep = thin(Ff, max_front)
+        # an epsilon-net on the axes the front is drawn on (symlog loss): in linear loss the net would spend
+        # its points on large losses and leave the near-lossless end sparse (quantmoo.results.scales)
+        G, scales = display_coordinates(Ff, problem.objectives, loss_unit_of(problem.model))
+        keep = thin(G, max_front)
         thinning = {"n_nondominated": int(len(Xf)), "max_front": int(max_front),
-                    "epsilon": thin_epsilon(Ff, keep)}
+                    "epsilon": thin_epsilon(G, keep), "scales": scales}
         full = (Xf, Ff)
         Xf = Xf[keep]
     front = solutions_from_genomes(problem, Xf, feasible)
@@ -160,7 +169,7 @@ def build_result(problem, algo, history, exec_time, seed, algorithm: dict, hv_re
         "seed": seed,
         "model": {"name": model.name, "n_layers": model.n_layers, "n_params": model.n_params,
                   "fp32_mb": model.fp32_mb, "workload": model.workload, "spec_hash": model.spec_hash(),
-                  **file_provenance(model)},
+                  "accuracy_loss_unit": loss_unit_of(model), **file_provenance(model)},
         "hardware": {"name": hw.name, "title": hw.title, "reference_device": hw.reference_device,
                      "profile_hash": hw.profile_hash()},
         "space": problem.space.to_dict(),

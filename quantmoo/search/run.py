@@ -265,9 +265,10 @@ def search(model, hardware, space=None, objectives=("accuracy_loss", "size_mb", 
         default) instead of only the final population's.
     max_front : int or None
         Report at most this many front points (default 200): a greedy epsilon-net of the
-        non-dominated set, chosen to cover it with the least additive epsilon (recorded in
-        ``meta["front_thinning"]``; the full set is kept in ``result.nondominated`` and saved
-        to ``nondominated.npz``). ``None`` keeps every point.
+        non-dominated set, chosen to cover it with the least additive epsilon on the axes a plot
+        draws (symlog accuracy loss when it spans decades, :mod:`quantmoo.results.scales`; the
+        epsilon and the scales are recorded in ``meta["front_thinning"]``; the full set is kept in
+        ``result.nondominated`` and saved to ``nondominated.npz``). ``None`` keeps every point.
     seed_baselines : bool
         Seed the initial population with the greedy, ILP and llama.cpp-rule baselines' configs (computed once
         and reused for the result's baselines). Worth it for small real models; costs the
