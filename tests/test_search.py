@@ -265,20 +265,31 @@ def test_exact_start_thins_only_what_the_size_bound_leaves():
     assert meta["n_front"] >= 40 and (res.F[:, 1] <= bound).all()
 
 
-def test_reported_front_is_a_net_on_the_plotted_axes():
-    """The reported front is thinned on the axes its plot draws (symlog loss when the loss spans decades):
-    on those axes it covers the non-dominated set more tightly than a net in linear loss, so the near-lossless
-    end a symlog plot spreads out is not left with a few points (the linear net's epsilon there is 3x larger)."""
+def test_reported_front_of_a_divergence_is_a_net_on_the_plotted_axes():
+    """A model whose loss is a divergence (here digits declared in nats) has its reported front thinned on the
+    symlog axis its plot draws: there it covers the non-dominated set 3x more tightly than a net in linear loss,
+    so the near-lossless end is not left with a few points. An accuracy in pp (digits as it is) keeps the linear
+    net: it moves in steps of 100 / n_test pp, below which validation cannot tell points apart."""
+    from quantmoo import zoo
     from quantmoo.results.scales import display_coordinates
     from quantmoo.search.archive import thin, thin_epsilon
     obj = ("accuracy_loss", "size_mb")
-    res = quantmoo.search("digits", "arm_dot", objectives=obj, pop_size=20, n_gen=3, seed=0, progress=False,
-                          baselines=False, max_front=30)
-    X, F = res.nondominated
-    G, scales = display_coordinates(F, obj)
+    kw = dict(objectives=obj, pop_size=20, n_gen=3, seed=0, progress=False, baselines=False, max_front=30)
+
+    def reported(res):
+        rows = {bytes(x): i for i, x in enumerate(np.asarray(res.nondominated[0], dtype=np.int64))}
+        return np.array([rows[bytes(x)] for x in np.asarray(res.X, dtype=np.int64)])
+
+    pp = quantmoo.search("digits", "arm_dot", **kw)
+    assert pp.meta["front_thinning"]["scales"]["accuracy_loss"] == "linear"
+    assert sorted(reported(pp)) == list(thin(pp.nondominated[1], 30))
+    model = zoo.load("digits")
+    model.meta["accuracy_loss_unit"] = "nats"
+    res = quantmoo.search(model, "arm_dot", **kw)
+    F = res.nondominated[1]
+    G, scales = display_coordinates(F, obj, "nats")
     meta = res.meta["front_thinning"]
     assert scales["accuracy_loss"].startswith("symlog") and meta["scales"] == scales
-    rows = {bytes(x): i for i, x in enumerate(np.asarray(X, dtype=np.int64))}
-    idx = np.array([rows[bytes(x)] for x in np.asarray(res.X, dtype=np.int64)])
+    idx = reported(res)
     assert len(idx) == 30 and meta["epsilon"] == pytest.approx(thin_epsilon(G, idx))
     assert 2 * meta["epsilon"] < thin_epsilon(G, thin(F, 30))

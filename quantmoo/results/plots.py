@@ -153,8 +153,8 @@ def _label(obj: str, kind: Optional[str] = None, short: bool = False, unit: str 
 
 
 def _unit(results) -> tuple:
-    """``(short unit, smallest symlog threshold)`` of the accuracy loss of one result or several (the first's):
-    the model's ``accuracy_loss_unit``, pp when a result does not say (:func:`quantmoo.results.scales.loss_unit`)."""
+    """``(short unit, smallest symlog threshold, divergence)`` of the accuracy loss of one result or several (the
+    first's): the model's ``accuracy_loss_unit``, pp when a result does not say (:func:`~.scales.loss_unit`)."""
     r = results[0] if isinstance(results, (list, tuple)) else results
     return loss_unit(((getattr(r, "meta", None) or {}).get("model") or {}).get("accuracy_loss_unit"))
 
