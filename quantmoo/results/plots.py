@@ -161,7 +161,7 @@ def _unit(results) -> tuple:
 
 def _loss_linthresh(values, force: bool = False, result=None) -> Optional[float]:
     """:func:`quantmoo.results.scales.loss_linthresh` with the smallest threshold of ``result``'s loss unit."""
-    return _linthresh(values, force=force, floor=_unit(result)[1] if result is not None else 0.01)
+    return _linthresh(values, force=force, floor=_unit(result)[1])
 
 
 def _kind(results) -> Optional[str]:
